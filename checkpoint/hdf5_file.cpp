@@ -1,0 +1,294 @@
+// The HDF5 checkpoint-file wrapper: path handling, checksummed chunked float datasets, attributes, error
+// translation, and the atomic write-then-rename of whole files.
+#include "checkpoint/hdf5_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <system_error>
+
+#include "core/error.h"
+
+namespace ratplus {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Largest chunk, in elements (4 MiB of float32): big enough for fast I/O, small enough to checksum cheaply.
+constexpr hsize_t kMaxChunkElements = hsize_t{1} << 20;
+
+// Runs an HDF5 operation, turning HDF5 exceptions into an InputError that starts with `context`.
+template <class Body>
+auto hdf5_guard(const std::string& context, Body&& body) {
+  try {
+    return body();
+  } catch (const H5::Exception& e) {
+    throw InputError(context + " (HDF5: " + e.getDetailMsg() + ")");
+  }
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (start <= path.size()) {
+    const size_t end = std::min(path.find('/', start), path.size());
+    if (end > start) parts.push_back(path.substr(start, end - start));
+    start = end + 1;
+  }
+  return parts;
+}
+
+std::string attribute_label(const std::string& object_path, const std::string& name) {
+  return object_path + "@" + name;
+}
+
+// Chunk dimensions for a dataset of the given (non-empty) dimensions: whole rows, at most kMaxChunkElements.
+std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims) {
+  if (dims.size() == 1) return {std::min(dims[0], kMaxChunkElements)};
+  const hsize_t cols = std::min(dims[1], kMaxChunkElements);
+  return {std::min(dims[0], std::max<hsize_t>(1, kMaxChunkElements / cols)), cols};
+}
+
+void collect_datasets(const H5::Group& group, const std::string& prefix, std::vector<std::string>& out) {
+  for (hsize_t i = 0; i < group.getNumObjs(); ++i) {
+    const std::string name = group.getObjnameByIdx(i);
+    const H5O_type_t type = group.childObjType(name);
+    if (type == H5O_TYPE_DATASET) out.push_back(prefix + name);
+    if (type == H5O_TYPE_GROUP) collect_datasets(group.openGroup(name), prefix + name + "/", out);
+  }
+}
+
+// fsync()s a file or directory; returns 0 or the errno of the failure.
+int fsync_path(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags);
+  if (fd < 0) return errno;
+  const int result = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return result;
+}
+
+}  // namespace
+
+Hdf5File Hdf5File::create(const std::string& path) {
+  H5::Exception::dontPrint();
+  return hdf5_guard(path + ": cannot create HDF5 file (is its directory there and writable?)",
+                    [&] { return Hdf5File(path, H5::H5File(path, H5F_ACC_TRUNC)); });
+}
+
+Hdf5File Hdf5File::open_read_only(const std::string& path) {
+  H5::Exception::dontPrint();
+  std::error_code error;
+  require_input(fs::is_regular_file(path, error), path + ": no such file");
+  const bool is_hdf5 = hdf5_guard(path + ": cannot read file", [&] { return H5::H5File::isHdf5(path); });
+  require_input(is_hdf5, path + ": not an HDF5 file");
+  return hdf5_guard(path + ": cannot open HDF5 file: it is truncated or damaged",
+                    [&] { return Hdf5File(path, H5::H5File(path, H5F_ACC_RDONLY)); });
+}
+
+void Hdf5File::create_group(const std::string& group_path) {
+  hdf5_guard(describe(group_path, "cannot create group"), [&] {
+    H5::LinkCreatPropList links;
+    links.setCreateIntermediateGroup(true);
+    file_.createGroup(group_path, links);
+  });
+}
+
+void Hdf5File::write_floats(const std::string& dataset_path, const float* data, const std::vector<int64_t>& shape) {
+  check_internal(shape.size() == 1 || shape.size() == 2, "write_floats: shape must be 1-D or 2-D");
+  check_internal(std::all_of(shape.begin(), shape.end(), [](int64_t n) { return n >= 0; }),
+                 "write_floats: negative dimension");
+  hdf5_guard(describe(dataset_path, "cannot write dataset"), [&] {
+    const std::vector<hsize_t> dims(shape.begin(), shape.end());
+    const int rank = static_cast<int>(dims.size());
+    H5::DSetCreatPropList layout;
+    if (std::find(dims.begin(), dims.end(), 0) == dims.end()) {  // filters need chunks; chunks need elements
+      layout.setChunk(rank, chunk_dims(dims).data());
+      layout.setFletcher32();
+    }
+    H5::LinkCreatPropList links;
+    links.setCreateIntermediateGroup(true);
+    const H5::DataSet dataset = file_.createDataSet(dataset_path, H5::PredType::IEEE_F32LE,
+                                                    H5::DataSpace(rank, dims.data()), layout,
+                                                    H5::DSetAccPropList::DEFAULT, links);
+    dataset.write(data, H5::PredType::NATIVE_FLOAT);
+  });
+}
+
+void Hdf5File::write_string_attribute(const std::string& object_path, const std::string& name,
+                                      const std::string& value) {
+  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  type.setCset(H5T_CSET_UTF8);
+  const char* text = value.c_str();
+  create_scalar_attribute(object_path, name, type, &text);
+}
+
+void Hdf5File::write_int64_attribute(const std::string& object_path, const std::string& name, int64_t value) {
+  create_scalar_attribute(object_path, name, H5::PredType::STD_I64LE, &value);
+}
+
+void Hdf5File::write_double_attribute(const std::string& object_path, const std::string& name, double value) {
+  create_scalar_attribute(object_path, name, H5::PredType::IEEE_F64LE, &value);
+}
+
+bool Hdf5File::has_group(const std::string& group_path) const { return kind_of(group_path) == ObjectKind::group; }
+
+bool Hdf5File::has_dataset(const std::string& dataset_path) const {
+  return kind_of(dataset_path) == ObjectKind::dataset;
+}
+
+std::vector<std::string> Hdf5File::list_datasets(const std::string& group_path) const {
+  require_input(has_group(group_path), describe(group_path, "no such group"));
+  return hdf5_guard(describe(group_path, "cannot list group"), [&] {
+    std::vector<std::string> names;
+    collect_datasets(file_.openGroup(group_path), "", names);
+    std::sort(names.begin(), names.end());
+    return names;
+  });
+}
+
+std::vector<int64_t> Hdf5File::dataset_shape(const std::string& dataset_path) const {
+  const H5::DataSet dataset = open_dataset(dataset_path);
+  return hdf5_guard(describe(dataset_path, "cannot read shape"), [&] {
+    const H5::DataSpace space = dataset.getSpace();
+    std::vector<hsize_t> dims(space.getSimpleExtentNdims());
+    space.getSimpleExtentDims(dims.data());
+    return std::vector<int64_t>(dims.begin(), dims.end());
+  });
+}
+
+bool Hdf5File::dataset_is_float(const std::string& dataset_path) const {
+  const H5::DataSet dataset = open_dataset(dataset_path);
+  return hdf5_guard(describe(dataset_path, "cannot read type"), [&] { return dataset.getTypeClass() == H5T_FLOAT; });
+}
+
+void Hdf5File::read_floats(const std::string& dataset_path, float* out, int64_t count) const {
+  require_input(dataset_is_float(dataset_path), describe(dataset_path, "does not hold floating-point numbers"));
+  const H5::DataSet dataset = open_dataset(dataset_path);
+  const hssize_t found = hdf5_guard(describe(dataset_path, "cannot read shape"),
+                                    [&] { return dataset.getSpace().getSimpleExtentNpoints(); });
+  require_input(found == count, describe(dataset_path, "holds " + std::to_string(found) + " elements, expected " +
+                                                           std::to_string(count)));
+  hdf5_guard(describe(dataset_path, "cannot read data: the file is damaged"),
+             [&] { dataset.read(out, H5::PredType::NATIVE_FLOAT); });
+}
+
+std::string Hdf5File::read_string_attribute(const std::string& object_path, const std::string& name) const {
+  const std::string label = attribute_label(object_path, name);
+  const H5::Attribute attribute = open_attribute(object_path, name);
+  return hdf5_guard(describe(label, "cannot read string attribute"), [&] {
+    require_input(attribute.getTypeClass() == H5T_STRING, describe(label, "is not a string"));
+    std::string value;
+    attribute.read(attribute.getStrType(), value);
+    return value;
+  });
+}
+
+int64_t Hdf5File::read_int64_attribute(const std::string& object_path, const std::string& name) const {
+  const std::string label = attribute_label(object_path, name);
+  const H5::Attribute attribute = open_attribute(object_path, name);
+  return hdf5_guard(describe(label, "cannot read integer attribute"), [&] {
+    require_input(attribute.getTypeClass() == H5T_INTEGER, describe(label, "is not an integer"));
+    int64_t value = 0;
+    attribute.read(H5::PredType::NATIVE_INT64, &value);
+    return value;
+  });
+}
+
+double Hdf5File::read_double_attribute(const std::string& object_path, const std::string& name) const {
+  const std::string label = attribute_label(object_path, name);
+  const H5::Attribute attribute = open_attribute(object_path, name);
+  return hdf5_guard(describe(label, "cannot read number attribute"), [&] {
+    require_input(attribute.getTypeClass() == H5T_FLOAT, describe(label, "is not a floating-point number"));
+    double value = 0;
+    attribute.read(H5::PredType::NATIVE_DOUBLE, &value);
+    return value;
+  });
+}
+
+void Hdf5File::close() {
+  hdf5_guard(path_ + ": cannot write HDF5 file", [&] { file_.close(); });
+}
+
+Hdf5File::ObjectKind Hdf5File::kind_of(const std::string& object_path) const {
+  return hdf5_guard(describe(object_path, "cannot look up object"), [&] {
+    std::string prefix;
+    H5O_type_t type = H5O_TYPE_GROUP;  // the root group
+    for (const std::string& part : split_path(object_path)) {
+      if (type != H5O_TYPE_GROUP) return ObjectKind::none;  // a path through a non-group
+      prefix += "/" + part;
+      if (!file_.nameExists(prefix)) return ObjectKind::none;
+      type = file_.childObjType(prefix);
+    }
+    if (type == H5O_TYPE_GROUP) return ObjectKind::group;
+    return type == H5O_TYPE_DATASET ? ObjectKind::dataset : ObjectKind::other;
+  });
+}
+
+H5::DataSet Hdf5File::open_dataset(const std::string& dataset_path) const {
+  require_input(has_dataset(dataset_path), describe(dataset_path, "no such dataset"));
+  return hdf5_guard(describe(dataset_path, "cannot open dataset"), [&] { return file_.openDataSet(dataset_path); });
+}
+
+void Hdf5File::with_object(const std::string& object_path,
+                           const std::function<void(const H5::H5Object&)>& use) const {
+  const ObjectKind kind = kind_of(object_path);
+  require_input(kind == ObjectKind::group || kind == ObjectKind::dataset,
+                describe(object_path, "no such group or dataset"));
+  hdf5_guard(describe(object_path, "cannot open object"), [&] {
+    if (kind == ObjectKind::group) use(file_.openGroup(object_path));
+    else use(file_.openDataSet(object_path));
+  });
+}
+
+H5::Attribute Hdf5File::open_attribute(const std::string& object_path, const std::string& name) const {
+  const std::string label = attribute_label(object_path, name);
+  std::optional<H5::Attribute> attribute;
+  with_object(object_path, [&](const H5::H5Object& object) {
+    require_input(object.attrExists(name), describe(label, "no such attribute"));
+    attribute.emplace(object.openAttribute(name));
+  });
+  return hdf5_guard(describe(label, "cannot open attribute"), [&] {
+    require_input(attribute->getSpace().getSimpleExtentNpoints() == 1, describe(label, "is not a single value"));
+    return *attribute;
+  });
+}
+
+void Hdf5File::create_scalar_attribute(const std::string& object_path, const std::string& name,
+                                       const H5::DataType& type, const void* value) {
+  with_object(object_path, [&](const H5::H5Object& object) {
+    hdf5_guard(describe(attribute_label(object_path, name), "cannot write attribute"),
+               [&] { object.createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value); });
+  });
+}
+
+std::string Hdf5File::describe(const std::string& object_path, const std::string& what) const {
+  return path_ + ": " + object_path + ": " + what;
+}
+
+void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill) {
+  const std::string temporary = path + ".tmp";
+  try {
+    Hdf5File file = Hdf5File::create(temporary);
+    fill(file);
+    file.close();
+    const int sync_error = fsync_path(temporary, O_RDONLY);
+    require_input(sync_error == 0, temporary + ": cannot sync to disk: " + std::strerror(sync_error));
+    std::error_code error;
+    fs::rename(temporary, path, error);
+    require_input(!error, temporary + ": cannot rename to " + path + ": " + error.message());
+  } catch (...) {
+    std::error_code ignored;
+    fs::remove(temporary, ignored);
+    throw;
+  }
+  // Persist the rename as well; some file systems cannot sync directories, which is not worth failing over.
+  const std::string directory = fs::path(path).parent_path().string();
+  static_cast<void>(fsync_path(directory.empty() ? "." : directory, O_RDONLY | O_DIRECTORY));
+}
+
+}  // namespace ratplus

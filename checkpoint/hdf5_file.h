@@ -1,0 +1,77 @@
+// A small wrapper over the HDF5 C++ API for checkpoint files (SPEC §7): groups by path, float32 datasets
+// stored with a fletcher32 checksum, string and scalar attributes. Every HDF5 failure becomes an InputError
+// that names the file and the object path; HDF5's own error printing is silenced.
+#pragma once
+
+#include <H5Cpp.h>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ratplus {
+
+class Hdf5File {
+ public:
+  // Creates (or truncates) a file for writing.
+  static Hdf5File create(const std::string& path);
+  // Opens an existing file read-only; InputError if it is missing, not HDF5, truncated or damaged.
+  static Hdf5File open_read_only(const std::string& path);
+
+  const std::string& path() const { return path_; }
+
+  // Creates a group and any missing intermediate groups ("/optim/m").
+  void create_group(const std::string& group_path);
+  // Writes a float32 dataset of the given shape (1-D or 2-D, row-major); intermediate groups are created.
+  void write_floats(const std::string& dataset_path, const float* data, const std::vector<int64_t>& shape);
+  // Attributes on the object (group or dataset) at `object_path`; "/" is the root group.
+  void write_string_attribute(const std::string& object_path, const std::string& name, const std::string& value);
+  void write_int64_attribute(const std::string& object_path, const std::string& name, int64_t value);
+  void write_double_attribute(const std::string& object_path, const std::string& name, double value);
+
+  bool has_group(const std::string& group_path) const;
+  bool has_dataset(const std::string& dataset_path) const;
+  // Paths, relative to `group_path`, of every dataset below it (recursively), sorted.
+  std::vector<std::string> list_datasets(const std::string& group_path) const;
+  std::vector<int64_t> dataset_shape(const std::string& dataset_path) const;
+  // Whether the dataset holds floating-point numbers (of any width).
+  bool dataset_is_float(const std::string& dataset_path) const;
+  // Reads the whole dataset, converted to float32, into `out` (`count` elements, which must match).
+  // The dataset must hold floating-point numbers of any width. A checksum mismatch or any other read
+  // failure is an InputError saying the file is damaged.
+  void read_floats(const std::string& dataset_path, float* out, int64_t count) const;
+  // Reads a string attribute, fixed- or variable-length.
+  std::string read_string_attribute(const std::string& object_path, const std::string& name) const;
+  int64_t read_int64_attribute(const std::string& object_path, const std::string& name) const;
+  double read_double_attribute(const std::string& object_path, const std::string& name) const;
+
+  // Flushes and closes the file; further use is an error.
+  void close();
+
+ private:
+  Hdf5File(std::string path, H5::H5File file) : path_(std::move(path)), file_(std::move(file)) {}
+
+  enum class ObjectKind { none, group, dataset, other };
+  ObjectKind kind_of(const std::string& object_path) const;
+  H5::DataSet open_dataset(const std::string& dataset_path) const;
+  // Calls `use` with the group or dataset at a path (InputError if there is none).
+  void with_object(const std::string& object_path, const std::function<void(const H5::H5Object&)>& use) const;
+  // An existing attribute holding a single value.
+  H5::Attribute open_attribute(const std::string& object_path, const std::string& name) const;
+  void create_scalar_attribute(const std::string& object_path, const std::string& name, const H5::DataType& type,
+                               const void* value);
+  // "file: object: what"
+  std::string describe(const std::string& object_path, const std::string& what) const;
+
+  std::string path_;
+  H5::H5File file_;
+};
+
+// Writes `path` atomically: `fill` writes into `path + ".tmp"` (same directory), which is then closed,
+// synced to disk and renamed over `path`. On any failure the temporary file is removed and the error
+// rethrown, so `path` is either the complete new file or untouched.
+void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill);
+
+}  // namespace ratplus

@@ -1,0 +1,88 @@
+// Writing and reading the /model group of SPEC §7 checkpoints, with strict layout checks on load.
+#include "checkpoint/model_checkpoint.h"
+
+#include <vector>
+
+#include "core/config.h"
+#include "core/error.h"
+#include "model/parameters.h"
+
+namespace ratplus {
+namespace {
+
+const std::string kModelGroup = "/model";
+const std::string kConfigAttribute = "config";
+
+std::string dataset_path(const std::string& name) { return kModelGroup + "/" + name; }
+
+std::vector<int64_t> stored_shape(const ParameterInfo& p) {
+  if (p.is_vector) return {p.cols};
+  return {p.rows, p.cols};
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+void require_model_group(const Hdf5File& file) {
+  require_input(file.has_group(kModelGroup), file.path() + ": no " + kModelGroup + " group (not a model checkpoint)");
+}
+
+// Every dataset under /model must be a parameter of the table.
+void reject_unknown_datasets(const Hdf5File& file, const ParameterTable& table) {
+  std::string unknown;
+  for (const std::string& name : file.list_datasets(kModelGroup))
+    if (table.find(name) < 0) unknown += (unknown.empty() ? "" : ", ") + dataset_path(name);
+  require_input(unknown.empty(), file.path() + ": datasets not in the model's parameter table: " + unknown);
+}
+
+void check_dataset_layout(const Hdf5File& file, const ParameterInfo& p) {
+  const std::string path = dataset_path(p.name);
+  const std::vector<int64_t> expected = stored_shape(p);
+  require_input(file.has_dataset(path),
+                file.path() + ": " + path + ": missing dataset (expected shape " + shape_text(expected) + ")");
+  require_input(file.dataset_is_float(path), file.path() + ": " + path + ": does not hold floating-point numbers");
+  const std::vector<int64_t> found = file.dataset_shape(path);
+  require_input(found == expected, file.path() + ": " + path + ": expected shape " + shape_text(expected) +
+                                       ", found " + shape_text(found));
+}
+
+}  // namespace
+
+void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params) {
+  file.create_group(kModelGroup);
+  file.write_string_attribute(kModelGroup, kConfigAttribute, model_config_to_yaml(config));
+  const ParameterTable table(config);
+  for (const ParameterInfo& p : table.entries())
+    file.write_floats(dataset_path(p.name), params + p.offset, stored_shape(p));
+}
+
+ModelConfig read_model_group_config(const Hdf5File& file) {
+  require_model_group(file);
+  return model_config_from_yaml(file.read_string_attribute(kModelGroup, kConfigAttribute),
+                                file.path() + ":" + kModelGroup + "@" + kConfigAttribute);
+}
+
+void read_model_group(const Hdf5File& file, const ModelConfig& config, float* params) {
+  require_model_group(file);
+  const ParameterTable table(config);
+  for (const ParameterInfo& p : table.entries()) check_dataset_layout(file, p);
+  reject_unknown_datasets(file, table);
+  for (const ParameterInfo& p : table.entries()) file.read_floats(dataset_path(p.name), params + p.offset, p.numel());
+}
+
+void save_model_checkpoint(const std::string& path, const ModelConfig& config, const float* params) {
+  write_hdf5_atomically(path, [&](Hdf5File& file) { write_model_group(file, config, params); });
+}
+
+ModelConfig read_checkpoint_model_config(const std::string& path) {
+  return read_model_group_config(Hdf5File::open_read_only(path));
+}
+
+void load_model_parameters(const std::string& path, const ModelConfig& config, float* params) {
+  read_model_group(Hdf5File::open_read_only(path), config, params);
+}
+
+}  // namespace ratplus

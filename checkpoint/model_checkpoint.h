@@ -1,0 +1,32 @@
+// Inference checkpoints (SPEC §7): the /model group of an HDF5 file, i.e. every parameter of the
+// ParameterTable as a float32 dataset /model/<name> plus the model config as YAML in the attribute
+// /model@config. The group-level functions let training checkpoints put /model into a larger file.
+#pragma once
+
+#include <string>
+
+#include "checkpoint/hdf5_file.h"
+#include "core/model_config.h"
+
+namespace ratplus {
+
+// Writes an inference checkpoint atomically (via `path + ".tmp"` and a rename). `params` is the flat
+// buffer laid out by ParameterTable(config).
+void save_model_checkpoint(const std::string& path, const ModelConfig& config, const float* params);
+
+// The model config stored in a checkpoint. InputError naming the file if it is not a readable HDF5 file,
+// lacks /model or its `config` attribute, or the YAML is invalid.
+ModelConfig read_checkpoint_model_config(const std::string& path);
+
+// Reads every parameter of ParameterTable(config) into `params`. Missing datasets, wrong shapes or
+// non-float types, datasets the table does not know and damaged data are InputErrors naming the file and
+// the dataset. The whole layout is checked before any data is read; after a read error the contents of
+// `params` are unspecified.
+void load_model_parameters(const std::string& path, const ModelConfig& config, float* params);
+
+// The same, on an open file.
+void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params);
+ModelConfig read_model_group_config(const Hdf5File& file);
+void read_model_group(const Hdf5File& file, const ModelConfig& config, float* params);
+
+}  // namespace ratplus

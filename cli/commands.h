@@ -1,0 +1,16 @@
+// The subcommands of `ratplus`. Each registers its options on the CLI11 app and returns the action to
+// run once parsing succeeded; actions throw InputError for bad input (exit code 2).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace ratplus::cli {
+
+using Action = std::function<void()>;
+
+Action add_init_command(CLI::App& app);
+Action add_eval_command(CLI::App& app);
+Action add_data_command(CLI::App& app);
+
+}  // namespace ratplus::cli

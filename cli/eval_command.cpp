@@ -1,0 +1,62 @@
+// `ratplus eval --checkpoint FILE --data FILE... --seq-len T --batches N --pattern P [--pattern P ...]
+//  [--eos-id ID] [--json FILE]`: loss and perplexity of a checkpoint under each pattern (SPEC §10).
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "checkpoint/model_checkpoint.h"
+#include "cli/commands.h"
+#include "core/atomic_file.h"
+#include "inference/evaluate.h"
+
+namespace ratplus::cli {
+
+namespace {
+
+void print_table(const std::vector<EvalResult>& results) {
+  size_t width = 7;
+  for (const EvalResult& r : results) width = std::max(width, r.pattern.size());
+  fmt::print("{:<{}}  {:>9}  {:>11}  {:>10}\n", "pattern", width, "loss", "ppl", "tokens");
+  for (const EvalResult& r : results)
+    fmt::print("{:<{}}  {:>9.5f}  {:>11.4f}  {:>10}\n", r.pattern, width, r.loss, std::exp(r.loss), r.tokens);
+}
+
+}  // namespace
+
+Action add_eval_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("eval", "loss of a checkpoint on token data under attention patterns");
+  struct Options {
+    std::string checkpoint, json, format = "auto";
+    std::vector<std::string> data, patterns;
+    int64_t seq_len = 0, batches = 0, eos_id = -1, micro_batch = 4;
+  };
+  auto o = std::make_shared<Options>();
+  cmd->add_option("--checkpoint", o->checkpoint, "HDF5 checkpoint (its /model group is used)")->required();
+  cmd->add_option("--data", o->data, "token shards (paths or globs)")->required();
+  cmd->add_option("--seq-len", o->seq_len, "tokens per window (T)")->required();
+  cmd->add_option("--batches", o->batches, "number of windows to evaluate, from the first")->required();
+  cmd->add_option("--pattern", o->patterns, "attention pattern, repeatable (e.g. dense, dilated:D=16,W=256,P=4)")
+      ->required();
+  cmd->add_option("--eos-id", o->eos_id, "end-of-document token (-1 = none)");
+  cmd->add_option("--json", o->json, "also write the results as JSON to this file");
+  cmd->add_option("--format", o->format, "shard format: auto, llmc, flat_u16, flat_u32");
+  cmd->add_option("--micro-batch", o->micro_batch, "windows per forward pass");
+  return [o] {
+    std::vector<Pattern> patterns;
+    for (const std::string& text : o->patterns) patterns.push_back(Pattern::parse(text));
+    const ModelConfig config = read_checkpoint_model_config(o->checkpoint);
+    require_input(o->eos_id >= -1 && o->eos_id < config.vocab_size,
+                  fmt::format("--eos-id {} is outside the vocabulary of {}", o->eos_id, config.vocab_size));
+    require_input(o->micro_batch >= 1, "--micro-batch must be at least 1");
+    const TokenStream data(o->data, parse_shard_format(o->format), config.vocab_size);
+    Model model(config, Device::cpu, DType::f32);
+    std::vector<float> values(model.table().total_elements());
+    load_model_parameters(o->checkpoint, config, values.data());
+    model.set_parameters(values);
+    const EvalOptions options{o->seq_len, o->batches, o->eos_id, o->micro_batch};
+    const std::vector<EvalResult> results = evaluate_patterns(model, data, options, patterns);
+    print_table(results);
+    if (!o->json.empty()) write_text_file_atomically(o->json, eval_results_json(results));
+  };
+}
+
+}  // namespace ratplus::cli

@@ -1,0 +1,43 @@
+// `ratplus`: one binary, one subcommand per task. Exit codes: 0 success, 2 bad usage or input (the message
+// names the file, key, offset or option), 1 internal failure.
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ratplus: train, adapt, evaluate and serve RAT+ language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "ratplus 0.1.0");
+  spdlog::set_pattern("[%H:%M:%S] %v");
+  const ratplus::cli::Action actions[] = {ratplus::cli::add_init_command(app), ratplus::cli::add_eval_command(app),
+                                          ratplus::cli::add_data_command(app)};
+  const auto commands = app.get_subcommands({});
+  const bool known = argc > 1 && std::any_of(commands.begin(), commands.end(),
+                                             [&](CLI::App* c) { return c->check_name(argv[1]); });
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    std::fprintf(stderr, "ratplus: error: unknown command '%s' (commands: init, eval, data; see --help)\n", argv[1]);
+    return 2;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+  try {
+    for (size_t i = 0; i < commands.size(); ++i)
+      if (commands[i]->parsed()) actions[i]();
+  } catch (const ratplus::InputError& e) {
+    std::fprintf(stderr, "ratplus: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ratplus: internal error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,133 @@
+// Buffer, Arena and tensor copies. Host memory is 64-byte aligned; device memory comes from cudaMalloc
+// when the CUDA backend is built.
+#include "core/buffer.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <fmt/format.h>
+#include <new>
+#include <utility>
+
+#ifdef RATPLUS_HAVE_CUDA
+#include <cuda_runtime.h>
+#endif
+
+namespace ratplus {
+
+namespace {
+
+#ifdef RATPLUS_HAVE_CUDA
+void cuda_check(cudaError_t err, const char* what) {
+  if (err != cudaSuccess) throw std::runtime_error(fmt::format("{}: {}", what, cudaGetErrorString(err)));
+}
+#else
+[[noreturn]] void no_cuda() { throw InputError("this build of ratplus has no CUDA backend (device: cuda)"); }
+#endif
+
+}  // namespace
+
+std::string describe(const Tensor& t) {
+  return fmt::format("{}[{}x{} ld {}]@{}", dtype_name(t.dtype), t.rows, t.cols, t.ld, device_name(t.device));
+}
+
+Buffer::Buffer(size_t bytes, Device device) : bytes_(bytes), device_(device) {
+  if (bytes == 0) return;
+  if (device == Device::cpu) {
+    data_ = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!data_) throw std::bad_alloc();
+    std::memset(data_, 0, bytes);
+    return;
+  }
+#ifdef RATPLUS_HAVE_CUDA
+  cuda_check(cudaMalloc(&data_, bytes), fmt::format("cudaMalloc of {} bytes", bytes).c_str());
+  cuda_check(cudaMemset(data_, 0, bytes), "cudaMemset");
+#else
+  no_cuda();
+#endif
+}
+
+Buffer::~Buffer() { release(); }
+
+Buffer::Buffer(Buffer&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)), device_(other.device_) {}
+
+Buffer& Buffer::operator=(Buffer&& other) noexcept {
+  if (this != &other) {
+    release();
+    data_ = std::exchange(other.data_, nullptr);
+    bytes_ = std::exchange(other.bytes_, 0);
+    device_ = other.device_;
+  }
+  return *this;
+}
+
+void Buffer::release() {
+  if (!data_) return;
+  if (device_ == Device::cpu) {
+    std::free(data_);
+  } else {
+#ifdef RATPLUS_HAVE_CUDA
+    cudaFree(data_);
+#endif
+  }
+  data_ = nullptr;
+}
+
+int Arena::reserve(std::string name, int64_t rows, int64_t cols, DType dtype) {
+  check_internal(buffer_.data() == nullptr, "Arena::reserve after allocate");
+  const size_t bytes = static_cast<size_t>(rows * cols) * dtype_size(dtype);
+  entries_.push_back({std::move(name), rows, cols, dtype, planned_});
+  planned_ += (bytes + 255) / 256 * 256;  // keep every tensor 256-byte aligned
+  return static_cast<int>(entries_.size()) - 1;
+}
+
+void Arena::allocate(Device device) {
+  device_ = device;
+  buffer_ = Buffer(planned_, device);
+}
+
+Tensor Arena::get(int handle) const {
+  const Entry& e = entries_.at(handle);
+  Tensor t;
+  t.data = static_cast<char*>(buffer_.data()) + e.offset;
+  t.rows = e.rows;
+  t.cols = e.cols;
+  t.ld = e.cols;
+  t.dtype = e.dtype;
+  t.device = device_;
+  return t;
+}
+
+void copy_tensor(Tensor dst, const Tensor& src) {
+  check_internal(dst.rows == src.rows && dst.cols == src.cols && dst.dtype == src.dtype,
+                 "copy_tensor: shape or dtype mismatch");
+  const size_t esz = dtype_size(src.dtype);
+  const size_t row_bytes = static_cast<size_t>(src.cols) * esz;
+  if (dst.device == Device::cpu && src.device == Device::cpu) {
+    for (int64_t r = 0; r < src.rows; ++r)
+      std::memcpy(static_cast<char*>(dst.data) + r * dst.ld * esz,
+                  static_cast<const char*>(src.data) + r * src.ld * esz, row_bytes);
+    return;
+  }
+#ifdef RATPLUS_HAVE_CUDA
+  cuda_check(cudaMemcpy2D(dst.data, dst.ld * esz, src.data, src.ld * esz, row_bytes, src.rows, cudaMemcpyDefault),
+             "cudaMemcpy2D");
+#else
+  no_cuda();
+#endif
+}
+
+void zero_tensor(Tensor t) {
+  const size_t esz = dtype_size(t.dtype);
+  if (t.device == Device::cpu) {
+    for (int64_t r = 0; r < t.rows; ++r) std::memset(static_cast<char*>(t.data) + r * t.ld * esz, 0, t.cols * esz);
+    return;
+  }
+#ifdef RATPLUS_HAVE_CUDA
+  cuda_check(cudaMemset2D(t.data, t.ld * esz, 0, t.cols * esz, t.rows), "cudaMemset2D");
+#else
+  no_cuda();
+#endif
+}
+
+}  // namespace ratplus

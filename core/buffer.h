@@ -1,0 +1,65 @@
+// Owning memory on a device, and an arena that plans a set of named tensors up front, reports the plan
+// (name, shape, bytes) and allocates it in one block. Parameters, gradients and activations are each an
+// arena, so a run knows its memory before it starts.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace ratplus {
+
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(size_t bytes, Device device);
+  ~Buffer();
+  Buffer(Buffer&& other) noexcept;
+  Buffer& operator=(Buffer&& other) noexcept;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+  Device device() const { return device_; }
+
+ private:
+  void release();
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+  Device device_ = Device::cpu;
+};
+
+class Arena {
+ public:
+  struct Entry {
+    std::string name;
+    int64_t rows, cols;
+    DType dtype;
+    size_t offset;  // bytes
+  };
+
+  // Plans a tensor; returns its handle. Only before allocate().
+  int reserve(std::string name, int64_t rows, int64_t cols, DType dtype);
+  // Allocates every planned tensor in one zero-filled block.
+  void allocate(Device device);
+  Tensor get(int handle) const;
+  size_t planned_bytes() const { return planned_; }
+  const std::vector<Entry>& entries() const { return entries_; }
+  bool allocated() const { return buffer_.data() != nullptr || planned_ == 0; }
+
+ private:
+  std::vector<Entry> entries_;
+  size_t planned_ = 0;
+  Buffer buffer_;
+  Device device_ = Device::cpu;
+};
+
+// Copies between tensors of the same shape and dtype on any devices.
+void copy_tensor(Tensor dst, const Tensor& src);
+// Sets every element to zero.
+void zero_tensor(Tensor t);
+
+}  // namespace ratplus

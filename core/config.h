@@ -1,0 +1,96 @@
+// Experiment configuration (SPEC §10): the YAML sections, their strict validation and command-line
+// overrides. Every error is an InputError naming the file, the line and the key.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/model_config.h"
+
+namespace ratplus {
+
+struct DataConfig {
+  std::vector<std::string> train;  // paths or globs, as written
+  std::vector<std::string> val;
+  std::string format = "auto";     // auto | llmc | flat_u16 | flat_u32
+  int64_t seq_len = 128;
+  int64_t eos_id = -1;             // -1 = none
+  std::string order = "ordered";   // ordered | random
+  uint64_t seed = 0;
+};
+
+struct TrainConfig {
+  std::string objective = "joint";  // joint | dense | adapt
+  int64_t arl_dilation = 64;        // L*
+  std::string pattern = "dense";    // pattern text (SPEC §10), used by adapt
+  int64_t steps = 100;
+  int64_t global_batch = 8;         // sequences per batch
+  int64_t micro_batch = 8;          // sequences per pass per data-parallel rank
+  std::string init_from;            // checkpoint whose /model starts the run ("" = fresh init)
+  uint64_t seed = 0;
+  std::string metrics_jsonl;        // "" = off
+};
+
+struct OptimConfig {
+  double lr = 8e-4;
+  double min_lr = 1e-6;
+  double warmup = 0.05;                       // fraction of steps
+  std::array<double, 2> betas = {0.9, 0.95};
+  double eps = 1e-8;
+  double weight_decay = 0.1;
+  double grad_clip = 1.0;
+};
+
+struct ParallelConfig {
+  int64_t tp = 1;
+  bool zero1 = false;
+};
+
+struct CheckpointConfig {
+  std::string dir = "checkpoints";
+  int64_t every = 0;               // steps; 0 = only at the end
+  int64_t keep = 3;
+  std::string resume = "auto";     // auto | never
+};
+
+struct MetricsConfig {
+  std::string listen;              // "host:port", "" = off
+};
+
+struct RuntimeConfig {
+  std::string device = "auto";     // auto | cpu | cuda
+  std::string precision = "bf16";  // bf16 | fp32
+};
+
+struct ExperimentConfig {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  OptimConfig optim;
+  ParallelConfig parallel;
+  CheckpointConfig checkpoint;
+  MetricsConfig metrics;
+  RuntimeConfig runtime;
+  std::string source;              // the file it came from ("<string>" when parsed from text)
+};
+
+// Loads a YAML experiment file and applies `section.key=value` overrides (in order) before validating.
+// Missing keys keep their defaults; unknown keys, wrong types and out-of-range values are InputErrors
+// that name the file, line and key (with a "did you mean" for near misses).
+ExperimentConfig load_experiment_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Same, from YAML text; `source` names it in messages.
+ExperimentConfig parse_experiment_config(const std::string& yaml_text, const std::string& source,
+                                         const std::vector<std::string>& overrides = {});
+
+// The model section as YAML text (SPEC §7: the `config` attribute of /model) and back. Parsing is as
+// strict as for a whole experiment file; `source` names the origin in messages (e.g. "ckpt.h5:/model").
+std::string model_config_to_yaml(const ModelConfig& model);
+ModelConfig model_config_from_yaml(const std::string& yaml_text, const std::string& source);
+
+// The full resolved config as YAML (what a training checkpoint records); parsing it back gives an equal config.
+std::string experiment_config_to_yaml(const ExperimentConfig& config);
+
+}  // namespace ratplus

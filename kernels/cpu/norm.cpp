@@ -1,0 +1,63 @@
+// RMSNorm front-end (routes GPU tensors to kernels/cuda/norm.cu) and the CPU implementation,
+// forward and backward, one row per iteration (rows in parallel).
+// Backward: with r = rstd and n columns, ∂L/∂x_i = r w_i dy_i − x_i r³/n · Σ_j dy_j w_j x_j.
+#include "kernels/norm.h"
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/backend.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
+
+namespace ratplus {
+
+void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, double eps) {
+  RATPLUS_ROUTE_CUDA(x, cuda::rmsnorm_forward(out, rstd, x, w, eps));
+  with_cpu_float(x.dtype, __func__, [&]<class T>() {
+    const T* wp = w.ptr<T>();
+#pragma omp parallel for
+    for (int64_t r = 0; r < x.rows; ++r) {
+      const T* xr = x.ptr<T>() + r * x.ld;
+      T* yr = out.ptr<T>() + r * out.ld;
+      double ss = 0;
+      for (int64_t c = 0; c < x.cols; ++c) ss += static_cast<double>(xr[c]) * xr[c];
+      const T inv = static_cast<T>(1.0 / std::sqrt(ss / x.cols + eps));
+      rstd.ptr<T>()[r] = inv;
+      for (int64_t c = 0; c < x.cols; ++c) yr[c] = xr[c] * inv * wp[c];
+    }
+  });
+}
+
+void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& rstd,
+                      bool accumulate_dx) {
+  RATPLUS_ROUTE_CUDA(x, cuda::rmsnorm_backward(dx, dw, dout, x, w, rstd, accumulate_dx));
+  with_cpu_float(x.dtype, __func__, [&]<class T>() {
+    const int64_t n = x.cols;
+    const T* wp = w.ptr<T>();
+#pragma omp parallel
+    {
+      std::vector<double> dw_local(n, 0.0);
+#pragma omp for
+      for (int64_t r = 0; r < x.rows; ++r) {
+        const T* xr = x.ptr<T>() + r * x.ld;
+        const T* gr = dout.ptr<T>() + r * dout.ld;
+        T* dxr = dx.ptr<T>() + r * dx.ld;
+        const double inv = rstd.ptr<T>()[r];
+        double dot = 0;
+        for (int64_t c = 0; c < n; ++c) dot += static_cast<double>(gr[c]) * wp[c] * xr[c];
+        const double k = dot * inv * inv * inv / n;
+        for (int64_t c = 0; c < n; ++c) {
+          const T g = static_cast<T>(inv * wp[c] * gr[c] - xr[c] * k);
+          dxr[c] = accumulate_dx ? dxr[c] + g : g;
+          dw_local[c] += static_cast<double>(gr[c]) * xr[c] * inv;
+        }
+      }
+#pragma omp critical
+      for (int64_t c = 0; c < n; ++c) dw.ptr<T>()[c] += static_cast<T>(dw_local[c]);
+    }
+  });
+}
+
+}  // namespace ratplus

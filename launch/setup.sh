@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what ratplus needs from the distribution's packages (when run as root and something is
+# missing) and builds it into build/. Safe to run again: it only installs what is missing and rebuilds
+# what changed.
+#   bash launch/setup.sh            # Release build in build/
+#   BUILD_DIR=build-debug BUILD_TYPE=Debug bash launch/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(build-essential cmake ninja-build pkg-config
+  libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev prometheus-cpp-dev libcpp-httplib-dev libcli11-dev
+  libspdlog-dev libfmt-dev nlohmann-json3-dev libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-numpy python3-h5py)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing packages: ${missing[*]}" >&2
+    echo "setup: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+    exit 2
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
+cmake --build "$build" -j"$(nproc)"
+echo "setup: built $build/ratplus"

@@ -1,0 +1,90 @@
+// The blocks of the model, each an explicit forward and backward over tensors (no autograd):
+//   temporal mixing — RMSNorm, fused o/q/k/v/g projection, gated recurrence, RoPE, attention under a
+//                     pattern, sigmoid output gate, output projection, residual add (SPEC §2 steps 1–7);
+//   channel mixing  — RMSNorm, fc1, exact GELU, fc2, residual add;
+//   output head     — final RMSNorm, logits against the (tied) embedding, cross-entropy, processed in
+//                     row chunks so the logits of a whole batch never exist at once.
+// Each block's forward saves what its backward needs in a state struct; backward maps the gradient of
+// the block output to the gradient of its input (which may be the same tensor: residual in place) and adds
+// the weight gradients.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/model_config.h"
+#include "core/buffer.h"
+#include "core/tensor.h"
+#include "kernels/attention.h"
+
+namespace ratplus {
+
+struct Dims {
+  int64_t batch, seq, d, heads, head_dim, ffn;
+  bool recurrence;
+  double eps, rope_base;
+  int64_t rows() const { return batch * seq; }
+  static Dims of(const ModelConfig& c, int64_t batch, int64_t seq) {
+    return {batch, seq, c.d_model, c.n_heads, c.head_dim(), c.d_ffn, c.recurrence, c.norm_eps, c.rope_base};
+  }
+};
+
+struct TemporalMixingWeights {
+  Tensor norm, in_proj, out_proj;
+};
+
+// Saved by the forward pass ([rows, ·] each; lse is [rows, heads]; rstd is [1, rows]).
+struct TemporalMixingState {
+  Tensor h, rstd, z, k_rec, v_rec, q_rot, k_rot, att, lse, gated;
+};
+
+// Backward work space.
+struct TemporalMixingScratch {
+  Tensor d_gated, d_att, dq_rot, dk_rot, dk_rec, dv_rec, dz, dh;
+};
+
+struct ChannelMixingWeights {
+  Tensor norm, fc1, fc2;
+};
+
+struct ChannelMixingState {
+  Tensor h, rstd, pre, act;
+};
+
+struct ChannelMixingScratch {
+  Tensor d_act, dh;
+};
+
+void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_keys, const TemporalMixingWeights& w,
+                             const Tensor& x, Tensor y, TemporalMixingState& s);
+void temporal_mixing_backward(const Dims& dims, const std::vector<KeySet>& head_keys,
+                              const TemporalMixingWeights& w, const TemporalMixingWeights& grad, const Tensor& x,
+                              const TemporalMixingState& s, const Tensor& dy, Tensor dx, TemporalMixingScratch& scratch);
+
+void channel_mixing_forward(const Dims& dims, const ChannelMixingWeights& w, const Tensor& x, Tensor y,
+                            ChannelMixingState& s);
+void channel_mixing_backward(const Dims& dims, const ChannelMixingWeights& w, const ChannelMixingWeights& grad,
+                             const Tensor& x, const ChannelMixingState& s, const Tensor& dy, Tensor dx,
+                             ChannelMixingScratch& scratch);
+
+struct LossSum {
+  double sum = 0;     // Σ of per-label cross-entropy
+  int64_t count = 0;  // labels that were not ignored
+  double mean() const { return count ? sum / count : 0.0; }
+};
+
+struct OutputHeadState {
+  Tensor h, rstd;   // final norm output [rows, d] and its rstd [1, rows]
+  Tensor logits;    // [chunk rows, V] work space
+  Tensor row_loss;  // [1, chunk rows]
+  Tensor dh;        // [rows, d] gradient of the final norm output (training only)
+};
+
+// Loss of the last hidden state x against targets (host pointer, < 0 = ignored). With grad_scale != 0,
+// also adds grad_scale · ∂(Σ loss)/∂θ to the norm and head gradients and writes grad_scale · ∂(Σ loss)/∂x
+// into dx.
+LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w, const Tensor& x,
+                    const int32_t* targets, OutputHeadState& s, double grad_scale, Tensor dnorm_w, Tensor dhead_w,
+                    Tensor dx);
+
+}  // namespace ratplus

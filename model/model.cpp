@@ -1,0 +1,227 @@
+// Model orchestration: parameter views, the activation plan for a batch shape, and the forward/backward
+// sequence embedding → L × (temporal mixing, channel mixing) → output head, and back.
+#include "model/model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fmt/format.h>
+#include <utility>
+
+#include "core/rng.h"
+#include "kernels/embedding.h"
+
+namespace ratplus {
+
+namespace {
+
+// Rows of logits computed at once: about 8M elements, so memory stays bounded for a 32k vocabulary.
+int64_t logits_chunk_rows(int64_t rows, int64_t vocab) {
+  return std::clamp<int64_t>((int64_t{8} << 20) / vocab, 1, rows);
+}
+
+}  // namespace
+
+// Activations of one batch shape. Training keeps every layer's state and the residual stream after every
+// block; evaluation keeps one layer's state and two residual buffers.
+struct Model::Workspace {
+  int64_t batch = 0, seq = 0;
+  bool training = false;
+  Arena arena;
+  std::vector<Tensor> residual;  // training: 2L + 1 (before, between and after the blocks); eval: 2
+  std::vector<TemporalMixingState> temporal;
+  std::vector<ChannelMixingState> channel;
+  TemporalMixingScratch temporal_scratch;
+  ChannelMixingScratch channel_scratch;
+  OutputHeadState head;
+  Tensor d_residual;
+
+  Workspace(const ModelConfig& c, Device device, DType dtype, int64_t batch_, int64_t seq_, bool training_)
+      : batch(batch_), seq(seq_), training(training_) {
+    const int64_t rows = batch * seq, d = c.d_model, f = c.d_ffn, h = c.n_heads;
+    const int64_t layers = training ? c.n_layers : 1;
+    std::vector<std::pair<Tensor*, int>> bindings;
+    auto plan = [&](Tensor& t, std::string name, int64_t r, int64_t cols) {
+      bindings.emplace_back(&t, arena.reserve(std::move(name), r, cols, dtype));
+    };
+    residual.resize(training ? 2 * c.n_layers + 1 : 2);
+    for (size_t i = 0; i < residual.size(); ++i) plan(residual[i], fmt::format("residual/{}", i), rows, d);
+    temporal.resize(layers);
+    channel.resize(layers);
+    for (int64_t i = 0; i < layers; ++i) {
+      const std::string p = fmt::format("layers/{}/", i);
+      TemporalMixingState& t = temporal[i];
+      plan(t.h, p + "attn/h", rows, d);
+      plan(t.rstd, p + "attn/rstd", 1, rows);
+      plan(t.z, p + "attn/z", rows, c.in_proj_rows());
+      if (c.recurrence) {
+        plan(t.k_rec, p + "attn/k_rec", rows, d);
+        plan(t.v_rec, p + "attn/v_rec", rows, d);
+      }
+      plan(t.q_rot, p + "attn/q_rot", rows, d);
+      plan(t.k_rot, p + "attn/k_rot", rows, d);
+      plan(t.att, p + "attn/out", rows, d);
+      plan(t.lse, p + "attn/lse", rows, h);
+      plan(t.gated, p + "attn/gated", rows, d);
+      ChannelMixingState& m = channel[i];
+      plan(m.h, p + "ffn/h", rows, d);
+      plan(m.rstd, p + "ffn/rstd", 1, rows);
+      plan(m.pre, p + "ffn/pre", rows, f);
+      plan(m.act, p + "ffn/act", rows, f);
+    }
+    const int64_t chunk = logits_chunk_rows(rows, c.vocab_size);
+    plan(head.h, "head/h", rows, d);
+    plan(head.rstd, "head/rstd", 1, rows);
+    plan(head.logits, "head/logits", chunk, c.vocab_size);
+    plan(head.row_loss, "head/row_loss", 1, chunk);
+    if (training) {
+      TemporalMixingScratch& s = temporal_scratch;
+      plan(s.d_gated, "grad/attn/gated", rows, d);
+      plan(s.d_att, "grad/attn/out", rows, d);
+      plan(s.dq_rot, "grad/attn/q_rot", rows, d);
+      plan(s.dk_rot, "grad/attn/k_rot", rows, d);
+      if (c.recurrence) {
+        plan(s.dk_rec, "grad/attn/k_rec", rows, d);
+        plan(s.dv_rec, "grad/attn/v_rec", rows, d);
+      }
+      plan(s.dz, "grad/attn/z", rows, c.in_proj_rows());
+      plan(s.dh, "grad/attn/h", rows, d);
+      plan(channel_scratch.d_act, "grad/ffn/act", rows, f);
+      plan(channel_scratch.dh, "grad/ffn/h", rows, d);
+      plan(head.dh, "grad/head/h", rows, d);
+      plan(d_residual, "grad/residual", rows, d);
+    }
+    arena.allocate(device);
+    for (auto& [tensor, handle] : bindings) *tensor = arena.get(handle);
+  }
+};
+
+Model::Model(const ModelConfig& config, Device device, DType dtype)
+    : config_(config), table_(config), device_(device), dtype_(dtype) {
+  params_.reserve("parameters", 1, table_.total_elements(), dtype);
+  grads_.reserve("gradients", 1, table_.total_elements(), dtype);
+  params_.allocate(device);
+  grads_.allocate(device);
+}
+
+Model::~Model() = default;
+
+Tensor Model::view(const Tensor& flat, int index) const {
+  const ParameterInfo& p = table_.entries().at(index);
+  Tensor t = flat.cols_slice(p.offset, p.numel());
+  return t.reshaped(p.rows, p.cols);
+}
+
+Tensor Model::parameter(int index) const { return view(parameters(), index); }
+Tensor Model::gradient(int index) const { return view(gradients(), index); }
+
+TemporalMixingWeights Model::temporal_weights(const Tensor& flat, int64_t layer) const {
+  const LayerParameterIndex& l = table_.layer(layer);
+  return {view(flat, l.attn_norm), view(flat, l.in_proj), view(flat, l.out_proj)};
+}
+
+ChannelMixingWeights Model::channel_weights(const Tensor& flat, int64_t layer) const {
+  const LayerParameterIndex& l = table_.layer(layer);
+  return {view(flat, l.ffn_norm), view(flat, l.fc1), view(flat, l.fc2)};
+}
+
+void Model::init_parameters(uint64_t seed) {
+  std::vector<float> values(table_.total_elements());
+  for (const ParameterInfo& p : table_.entries()) {
+    for (int64_t i = 0; i < p.numel(); ++i) {
+      const int64_t k = p.offset + i;
+      values[k] = p.is_vector ? 1.0f : static_cast<float>(config_.init_std * normal(seed, static_cast<uint64_t>(k)));
+    }
+  }
+  set_parameters(values);
+}
+
+void Model::set_parameters(const std::vector<float>& values) {
+  check_internal(static_cast<int64_t>(values.size()) == table_.total_elements(), "set_parameters: wrong size");
+  Buffer host(values.size() * dtype_size(dtype_), Device::cpu);
+  Tensor staged{host.data(), 1, table_.total_elements(), table_.total_elements(), dtype_, Device::cpu};
+  if (dtype_ == DType::f32) {
+    std::memcpy(host.data(), values.data(), values.size() * sizeof(float));
+  } else if (dtype_ == DType::f64) {
+    std::copy(values.begin(), values.end(), staged.ptr<double>());
+  } else {
+    throw std::logic_error("set_parameters: unsupported compute type");
+  }
+  copy_tensor(parameters(), staged);
+}
+
+std::vector<float> Model::get_parameters() const {
+  const int64_t n = table_.total_elements();
+  Buffer host(n * dtype_size(dtype_), Device::cpu);
+  Tensor staged{host.data(), 1, n, n, dtype_, Device::cpu};
+  copy_tensor(staged, parameters());
+  std::vector<float> values(n);
+  if (dtype_ == DType::f32) {
+    std::memcpy(values.data(), host.data(), n * sizeof(float));
+  } else if (dtype_ == DType::f64) {
+    std::copy_n(staged.ptr<double>(), n, values.begin());
+  } else {
+    throw std::logic_error("get_parameters: unsupported compute type");
+  }
+  return values;
+}
+
+void Model::zero_gradients() { zero_tensor(gradients()); }
+
+Model::Workspace& Model::workspace(int64_t batch, int64_t seq_len, bool training) {
+  if (!workspace_ || workspace_->batch != batch || workspace_->seq != seq_len || workspace_->training != training) {
+    workspace_.reset();  // free the old plan before allocating the new one
+    workspace_ = std::make_unique<Workspace>(config_, device_, dtype_, batch, seq_len, training);
+  }
+  return *workspace_;
+}
+
+LossSum Model::evaluate(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
+                        const Pattern& pattern) {
+  return run(inputs, targets, batch, seq_len, pattern, false, 0.0);
+}
+
+LossSum Model::forward_backward(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
+                                const Pattern& pattern, double weight) {
+  return run(inputs, targets, batch, seq_len, pattern, true, weight);
+}
+
+LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
+                   const Pattern& pattern, bool training, double weight) {
+  pattern.check_fits(config_.n_layers, config_.n_heads);
+  Workspace& ws = workspace(batch, seq_len, training);
+  const Dims dims = Dims::of(config_, batch, seq_len);
+  const int64_t layers = config_.n_layers;
+  const Tensor params = parameters(), grads = gradients();
+  std::vector<std::vector<KeySet>> head_keys(layers);
+  for (int64_t i = 0; i < layers; ++i) head_keys[i] = pattern.head_keys(i, config_.n_heads);
+
+  // Residual buffer before block b (b = 0 … 2L): all kept in training, alternating in evaluation.
+  auto residual = [&](int64_t b) -> Tensor& { return ws.residual[training ? b : b % 2]; };
+  embedding_forward(residual(0), inputs, view(params, table_.embed()));
+  for (int64_t i = 0; i < layers; ++i) {
+    const int64_t s = training ? i : 0;
+    temporal_mixing_forward(dims, head_keys[i], temporal_weights(params, i), residual(2 * i), residual(2 * i + 1),
+                            ws.temporal[s]);
+    channel_mixing_forward(dims, channel_weights(params, i), residual(2 * i + 1), residual(2 * i + 2),
+                           ws.channel[s]);
+  }
+
+  int64_t labels = 0;
+  for (int64_t r = 0; r < dims.rows(); ++r) labels += targets[r] >= 0;
+  const double grad_scale = training && labels > 0 ? weight / static_cast<double>(labels) : 0.0;
+  const LossSum loss = output_head(dims, view(params, table_.final_norm()), view(params, table_.lm_head()),
+                                   residual(2 * layers), targets, ws.head, grad_scale,
+                                   view(grads, table_.final_norm()), view(grads, table_.lm_head()), ws.d_residual);
+  if (grad_scale == 0.0) return loss;
+
+  for (int64_t i = layers - 1; i >= 0; --i) {
+    channel_mixing_backward(dims, channel_weights(params, i), channel_weights(grads, i), residual(2 * i + 1),
+                            ws.channel[i], ws.d_residual, ws.d_residual, ws.channel_scratch);
+    temporal_mixing_backward(dims, head_keys[i], temporal_weights(params, i), temporal_weights(grads, i),
+                             residual(2 * i), ws.temporal[i], ws.d_residual, ws.d_residual, ws.temporal_scratch);
+  }
+  embedding_backward(view(grads, table_.embed()), inputs, ws.d_residual);
+  return loss;
+}
+
+}  // namespace ratplus

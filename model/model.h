@@ -1,0 +1,69 @@
+// The whole model: parameters and gradients (one flat buffer each, laid out by the ParameterTable),
+// activations planned per batch shape, and the forward / backward orchestration over the blocks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/model_config.h"
+#include "model/blocks.h"
+#include "model/parameters.h"
+#include "model/pattern.h"
+
+namespace ratplus {
+
+class Model {
+ public:
+  // dtype is the compute type of parameters and activations (CPU: f32, or f64 for gradient checks).
+  Model(const ModelConfig& config, Device device, DType dtype);
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const ParameterTable& table() const { return table_; }
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+
+  // The flat parameter and gradient vectors ([1, N]) and per-tensor views into them.
+  Tensor parameters() const { return params_.get(0); }
+  Tensor gradients() const { return grads_.get(0); }
+  Tensor parameter(int index) const;
+  Tensor gradient(int index) const;
+
+  // Normal(0, init_std) matrices, unit norm weights (SPEC §2); depends only on the seed.
+  void init_parameters(uint64_t seed);
+  // Flat float32 values in table order (the checkpoint layout), converted to the compute type.
+  void set_parameters(const std::vector<float>& values);
+  std::vector<float> get_parameters() const;
+
+  void zero_gradients();
+
+  // Cross-entropy of a batch of `batch` sequences of `seq_len` tokens (host arrays, row-major,
+  // targets < 0 ignored) under `pattern`. Forward only; activation memory is one layer's worth.
+  LossSum evaluate(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
+                   const Pattern& pattern);
+
+  // Forward and backward: returns the loss and adds weight · ∂(mean loss)/∂θ to the gradients
+  // (nothing when every label is ignored).
+  LossSum forward_backward(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
+                           const Pattern& pattern, double weight);
+
+ private:
+  struct Workspace;
+  Workspace& workspace(int64_t batch, int64_t seq_len, bool training);
+  LossSum run(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len, const Pattern& pattern,
+              bool training, double weight);
+  TemporalMixingWeights temporal_weights(const Tensor& flat, int64_t layer) const;
+  ChannelMixingWeights channel_weights(const Tensor& flat, int64_t layer) const;
+  Tensor view(const Tensor& flat, int index) const;
+
+  ModelConfig config_;
+  ParameterTable table_;
+  Device device_;
+  DType dtype_;
+  Arena params_, grads_;
+  std::unique_ptr<Workspace> workspace_;
+};
+
+}  // namespace ratplus

@@ -1,0 +1,41 @@
+// The output head: final RMSNorm, logits = h · Eᵀ (or an untied head), cross-entropy. Rows are processed
+// in chunks of s.logits.rows, so memory for logits is chunk × V whatever the batch; in training each
+// chunk's logits are turned into their gradient in place and consumed at once (dh and the head gradient),
+// so the logits are computed exactly once.
+#include <algorithm>
+
+#include "kernels/cross_entropy.h"
+#include "kernels/matmul.h"
+#include "kernels/norm.h"
+#include "model/blocks.h"
+
+namespace ratplus {
+
+LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w, const Tensor& x,
+                    const int32_t* targets, OutputHeadState& s, double grad_scale, Tensor dnorm_w, Tensor dhead_w,
+                    Tensor dx) {
+  rmsnorm_forward(s.h, s.rstd, x, norm_w, dims.eps);
+  LossSum total;
+  const int64_t rows = dims.rows(), chunk = s.logits.rows;
+  for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
+    const int64_t n = std::min(chunk, rows - r0);
+    Tensor logits = s.logits.rows_slice(0, n);
+    Tensor loss = s.row_loss.cols_slice(0, n);
+    const Tensor h = s.h.rows_slice(r0, n);
+    matmul(logits, h, false, head_w, true);
+    cross_entropy(loss, logits, targets + r0, grad_scale);
+    for (int64_t i = 0; i < n; ++i) {
+      if (targets[r0 + i] < 0) continue;
+      total.sum += loss.dtype == DType::f64 ? loss.ptr<double>()[i] : loss.ptr<float>()[i];
+      ++total.count;
+    }
+    if (grad_scale != 0) {
+      matmul(s.dh.rows_slice(r0, n), logits, false, head_w, false);
+      matmul(dhead_w, logits, true, h, false, 1.0, 1.0);
+    }
+  }
+  if (grad_scale != 0) rmsnorm_backward(dx, dnorm_w, s.dh, x, norm_w, s.rstd, false);
+  return total;
+}
+
+}  // namespace ratplus

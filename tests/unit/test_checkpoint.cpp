@@ -1,0 +1,435 @@
+// Tests of HDF5 inference checkpoints (SPEC §7): exact round trips, files written by other programs,
+// every kind of bad or damaged file, atomic writes, and the Hdf5File wrapper itself.
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <H5Cpp.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "checkpoint/hdf5_file.h"
+#include "checkpoint/model_checkpoint.h"
+#include "core/error.h"
+#include "model/parameters.h"
+
+namespace ratplus {
+namespace {
+
+namespace fs = std::filesystem;
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "ratplus_ckpt_XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(path_)) names.push_back(entry.path().filename().string());
+    return names;
+  }
+
+ private:
+  fs::path path_;
+};
+
+ModelConfig small_config(bool tie_embeddings = true, bool recurrence = true) {
+  ModelConfig c;
+  c.vocab_size = 37;
+  c.d_model = 8;
+  c.n_layers = 2;
+  c.n_heads = 2;
+  c.d_ffn = 24;
+  c.norm_eps = 1e-5;
+  c.rope_base = 500000.0;
+  c.tie_embeddings = tie_embeddings;
+  c.recurrence = recurrence;
+  return c;
+}
+
+std::vector<float> random_params(const ModelConfig& config, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> params(ParameterTable(config).total_elements());
+  for (float& x : params) x = normal(rng);
+  return params;
+}
+
+void expect_same_config(const ModelConfig& a, const ModelConfig& b) {
+  EXPECT_EQ(a.vocab_size, b.vocab_size);
+  EXPECT_EQ(a.d_model, b.d_model);
+  EXPECT_EQ(a.n_layers, b.n_layers);
+  EXPECT_EQ(a.n_heads, b.n_heads);
+  EXPECT_EQ(a.d_ffn, b.d_ffn);
+  EXPECT_EQ(a.norm_eps, b.norm_eps);
+  EXPECT_EQ(a.rope_base, b.rope_base);
+  EXPECT_EQ(a.tie_embeddings, b.tie_embeddings);
+  EXPECT_EQ(a.recurrence, b.recurrence);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Runs `action` and expects an InputError whose message contains every fragment.
+void expect_input_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
+  try {
+    action();
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    const std::string message = e.what();
+    for (const std::string& fragment : fragments)
+      EXPECT_NE(message.find(fragment), std::string::npos) << "message: " << message << "\nlacks: " << fragment;
+  }
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Edits an existing file with the plain HDF5 API, as another program would.
+void edit_file(const std::string& path, const std::function<void(H5::H5File&)>& edit) {
+  H5::H5File file(path, H5F_ACC_RDWR);
+  edit(file);
+}
+
+void add_float_dataset(H5::H5File& file, const std::string& path, const std::vector<hsize_t>& dims) {
+  H5::LinkCreatPropList links;
+  links.setCreateIntermediateGroup(true);
+  const std::vector<float> zeros(dims[0] * (dims.size() > 1 ? dims[1] : 1), 0.0f);
+  file.createDataSet(path, H5::PredType::IEEE_F32LE, H5::DataSpace(static_cast<int>(dims.size()), dims.data()),
+                     H5::DSetCreatPropList::DEFAULT, H5::DSetAccPropList::DEFAULT, links)
+      .write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+}
+
+// Writes /model the way h5py does by default: contiguous datasets without filters, float64 or float32,
+// and the config as a fixed-length (NUL-padded) or variable-length string.
+void write_foreign_checkpoint(const std::string& path, const ModelConfig& config, const std::vector<float>& params,
+                              const std::string& config_yaml, bool as_float64, bool fixed_length_config) {
+  H5::H5File file(path, H5F_ACC_TRUNC);
+  const H5::Group model = file.createGroup("/model");
+  if (fixed_length_config) {
+    H5::StrType type(H5::PredType::C_S1, config_yaml.size());
+    type.setStrpad(H5T_STR_NULLPAD);
+    model.createAttribute("config", type, H5::DataSpace(H5S_SCALAR)).write(type, config_yaml.c_str());
+  } else {
+    H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+    type.setCset(H5T_CSET_UTF8);
+    model.createAttribute("config", type, H5::DataSpace(H5S_SCALAR)).write(type, config_yaml);
+  }
+  H5::LinkCreatPropList links;
+  links.setCreateIntermediateGroup(true);
+  const ParameterTable table(config);
+  for (const ParameterInfo& p : table.entries()) {
+    std::vector<hsize_t> dims = {hsize_t(p.rows), hsize_t(p.cols)};
+    if (p.is_vector) dims = {hsize_t(p.cols)};
+    const H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+    const float* data = params.data() + p.offset;
+    const H5::DataType& type = as_float64 ? H5::PredType::IEEE_F64LE : H5::PredType::IEEE_F32LE;
+    const H5::DataSet dataset = model.createDataSet(p.name, type, space, H5::DSetCreatPropList::DEFAULT,
+                                                    H5::DSetAccPropList::DEFAULT, links);
+    if (as_float64) {
+      const std::vector<double> wide(data, data + p.numel());
+      dataset.write(wide.data(), H5::PredType::NATIVE_DOUBLE);
+    } else {
+      dataset.write(data, H5::PredType::NATIVE_FLOAT);
+    }
+  }
+}
+
+class CheckpointTest : public ::testing::Test {
+ protected:
+  // Saves a small model and returns its parameters.
+  std::vector<float> save_small(const std::string& path, const ModelConfig& config, unsigned seed = 1) {
+    std::vector<float> params = random_params(config, seed);
+    save_model_checkpoint(path, config, params.data());
+    return params;
+  }
+
+  void expect_load_error(const std::string& path, const ModelConfig& config,
+                         const std::vector<std::string>& fragments) {
+    std::vector<float> params(ParameterTable(config).total_elements());
+    expect_input_error([&] { load_model_parameters(path, config, params.data()); }, fragments);
+  }
+
+  TempDir dir_;
+};
+
+TEST_F(CheckpointTest, RoundTripIsBitwiseExact) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("model.h5");
+  const std::vector<float> saved = save_small(path, config);
+
+  const ModelConfig read = read_checkpoint_model_config(path);
+  expect_same_config(read, config);
+  std::vector<float> loaded(saved.size(), -1.0f);
+  load_model_parameters(path, read, loaded.data());
+  EXPECT_TRUE(same_bits(saved, loaded));
+  EXPECT_EQ(dir_.entries(), std::vector<std::string>{"model.h5"});  // no temporary left behind
+
+  const Hdf5File file = Hdf5File::open_read_only(path);
+  EXPECT_EQ(file.dataset_shape("/model/embed/weight"), (std::vector<int64_t>{37, 8}));
+  EXPECT_EQ(file.dataset_shape("/model/layers/1/attn_norm/weight"), (std::vector<int64_t>{8}));
+  EXPECT_EQ(file.dataset_shape("/model/layers/0/attn/in_proj/weight"), (std::vector<int64_t>{40, 8}));
+  EXPECT_EQ(file.dataset_shape("/model/layers/0/ffn/fc2/weight"), (std::vector<int64_t>{8, 24}));
+  EXPECT_EQ(file.dataset_shape("/model/final_norm/weight"), (std::vector<int64_t>{8}));
+  EXPECT_FALSE(file.has_dataset("/model/lm_head/weight"));
+}
+
+TEST_F(CheckpointTest, UntiedEmbeddingsWithoutRecurrence) {
+  const ModelConfig config = small_config(/*tie_embeddings=*/false, /*recurrence=*/false);
+  const std::string path = dir_.file("untied.h5");
+  const std::vector<float> saved = save_small(path, config, 7);
+
+  const ModelConfig read = read_checkpoint_model_config(path);
+  expect_same_config(read, config);
+  std::vector<float> loaded(saved.size());
+  load_model_parameters(path, read, loaded.data());
+  EXPECT_TRUE(same_bits(saved, loaded));
+
+  const Hdf5File file = Hdf5File::open_read_only(path);
+  EXPECT_EQ(file.dataset_shape("/model/lm_head/weight"), (std::vector<int64_t>{37, 8}));
+  EXPECT_EQ(file.dataset_shape("/model/layers/1/attn/in_proj/weight"), (std::vector<int64_t>{32, 8}));
+}
+
+TEST_F(CheckpointTest, DatasetsAreChecksummed) {
+  const std::string path = dir_.file("model.h5");
+  save_small(path, small_config());
+  const H5::H5File file(path, H5F_ACC_RDONLY);
+  const H5::DSetCreatPropList layout = file.openDataSet("/model/embed/weight").getCreatePlist();
+  EXPECT_EQ(layout.getLayout(), H5D_CHUNKED);
+  EXPECT_TRUE(layout.allFiltersAvail());
+  ASSERT_EQ(layout.getNfilters(), 1);
+  unsigned flags = 0;
+  size_t n_values = 0;
+  unsigned config_word = 0;
+  char name[64];
+  EXPECT_EQ(layout.getFilter(0, flags, n_values, nullptr, sizeof name, name, config_word), H5Z_FILTER_FLETCHER32);
+}
+
+TEST_F(CheckpointTest, LoadsFilesWrittenByOtherPrograms) {
+  const ModelConfig config = small_config(/*tie_embeddings=*/false);
+  const std::vector<float> params = random_params(config, 3);
+  const std::string yaml =
+      "vocab_size: 37\nd_model: 8\nn_layers: 2\nn_heads: 2\nd_ffn: 24\nnorm_eps: 1.0e-5\n"
+      "rope_base: 500000.0\ntie_embeddings: false\nrecurrence: true\n";
+  for (const bool as_float64 : {true, false}) {
+    for (const bool fixed_length : {true, false}) {
+      SCOPED_TRACE(std::string(as_float64 ? "float64" : "float32") + (fixed_length ? " fixed" : " variable"));
+      const std::string path = dir_.file("foreign.h5");
+      write_foreign_checkpoint(path, config, params, yaml, as_float64, fixed_length);
+      const ModelConfig read = read_checkpoint_model_config(path);
+      expect_same_config(read, config);
+      std::vector<float> loaded(params.size());
+      load_model_parameters(path, read, loaded.data());
+      EXPECT_TRUE(same_bits(params, loaded));
+    }
+  }
+}
+
+TEST_F(CheckpointTest, MissingDatasetIsRejected) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("model.h5");
+  save_small(path, config);
+  edit_file(path, [](H5::H5File& file) { file.unlink("/model/final_norm/weight"); });
+  expect_load_error(path, config, {path, "/model/final_norm/weight", "missing", "[8]"});
+  // A tied checkpoint has no output head for an untied model.
+  save_small(path, config);
+  expect_load_error(path, small_config(/*tie_embeddings=*/false), {path, "/model/lm_head/weight", "missing"});
+}
+
+TEST_F(CheckpointTest, WrongShapeIsRejected) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("model.h5");
+  save_small(path, config);
+  edit_file(path, [](H5::H5File& file) {
+    file.unlink("/model/layers/1/attn/out_proj/weight");
+    add_float_dataset(file, "/model/layers/1/attn/out_proj/weight", {8, 7});
+  });
+  expect_load_error(path, config,
+                    {path, "/model/layers/1/attn/out_proj/weight", "expected shape [8, 8], found [8, 7]"});
+  // A model without recurrence expects [4d, d] input projections.
+  save_small(path, config);
+  expect_load_error(path, small_config(true, /*recurrence=*/false),
+                    {path, "/model/layers/0/attn/in_proj/weight", "expected shape [32, 8], found [40, 8]"});
+}
+
+TEST_F(CheckpointTest, NonFloatDatasetIsRejected) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("model.h5");
+  save_small(path, config);
+  edit_file(path, [](H5::H5File& file) {
+    file.unlink("/model/final_norm/weight");
+    const hsize_t n = 8;
+    const std::vector<int32_t> ones(n, 1);
+    file.createDataSet("/model/final_norm/weight", H5::PredType::STD_I32LE, H5::DataSpace(1, &n))
+        .write(ones.data(), H5::PredType::NATIVE_INT32);
+  });
+  expect_load_error(path, config, {path, "/model/final_norm/weight", "floating-point"});
+}
+
+TEST_F(CheckpointTest, ExtraDatasetIsRejected) {
+  const std::string path = dir_.file("model.h5");
+  save_small(path, small_config(/*tie_embeddings=*/false));
+  expect_load_error(path, small_config(), {path, "/model/lm_head/weight", "not in the model's parameter table"});
+
+  save_small(path, small_config());
+  edit_file(path, [](H5::H5File& file) { add_float_dataset(file, "/model/layers/0/attn/bias", {8}); });
+  expect_load_error(path, small_config(), {path, "/model/layers/0/attn/bias"});
+}
+
+TEST_F(CheckpointTest, MissingConfigAttributeIsRejected) {
+  const std::string path = dir_.file("model.h5");
+  save_small(path, small_config());
+  edit_file(path, [](H5::H5File& file) { file.openGroup("/model").removeAttr("config"); });
+  expect_input_error([&] { read_checkpoint_model_config(path); }, {path, "/model@config", "no such attribute"});
+}
+
+TEST_F(CheckpointTest, FileWithoutModelGroupIsRejected) {
+  const std::string path = dir_.file("other.h5");
+  H5::H5File(path, H5F_ACC_TRUNC).createGroup("/other");
+  expect_input_error([&] { read_checkpoint_model_config(path); }, {path, "no /model group"});
+  expect_load_error(path, small_config(), {path, "no /model group"});
+}
+
+TEST_F(CheckpointTest, NotAnHdf5FileIsRejected) {
+  const std::string path = dir_.file("notes.h5");
+  write_bytes(path, "vocab_size: 37\nthis is not HDF5\n");
+  expect_input_error([&] { read_checkpoint_model_config(path); }, {path, "not an HDF5 file"});
+  expect_load_error(path, small_config(), {path, "not an HDF5 file"});
+  expect_input_error([&] { read_checkpoint_model_config(dir_.file("absent.h5")); },
+                     {dir_.file("absent.h5"), "no such file"});
+}
+
+TEST_F(CheckpointTest, TruncatedFileIsRejected) {
+  const std::string path = dir_.file("model.h5");
+  save_small(path, small_config());
+  const std::string cut = dir_.file("cut.h5");
+  const std::string bytes = read_bytes(path);
+  write_bytes(cut, bytes.substr(0, bytes.size() / 2));
+  expect_input_error([&] { read_checkpoint_model_config(cut); }, {cut, "truncated"});
+  expect_load_error(cut, small_config(), {cut, "truncated"});
+}
+
+TEST_F(CheckpointTest, FlippedByteInDataIsReportedAsDamage) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("model.h5");
+  const std::vector<float> params = save_small(path, config);
+  const ParameterTable table(config);
+  const ParameterInfo& target = table.entries()[table.find("layers/1/ffn/fc1/weight")];
+
+  std::string bytes = read_bytes(path);
+  const std::string needle(reinterpret_cast<const char*>(params.data() + target.offset), 64);
+  const size_t at = bytes.find(needle);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(bytes.rfind(needle), at);
+  bytes[at + 200] ^= 0x10;  // inside the dataset's 768 bytes of data
+  write_bytes(path, bytes);
+
+  expect_load_error(path, config, {path, "/model/layers/1/ffn/fc1/weight", "damaged"});
+}
+
+TEST_F(CheckpointTest, WriteIntoMissingDirectoryFailsCleanly) {
+  const std::string path = dir_.file("absent/model.h5");
+  const ModelConfig config = small_config();
+  const std::vector<float> params = random_params(config, 1);
+  expect_input_error([&] { save_model_checkpoint(path, config, params.data()); }, {path + ".tmp"});
+  EXPECT_TRUE(dir_.entries().empty());
+}
+
+TEST_F(CheckpointTest, FailedWriteLeavesExistingCheckpointUntouched) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("model.h5");
+  const std::vector<float> first = save_small(path, config, 1);
+  const std::string before = read_bytes(path);
+
+  // A non-empty directory where the temporary file should go makes the write fail.
+  fs::create_directory(path + ".tmp");
+  write_bytes(path + ".tmp/blocker", "x");
+  const std::vector<float> second = random_params(config, 2);
+  expect_input_error([&] { save_model_checkpoint(path, config, second.data()); }, {path + ".tmp"});
+  EXPECT_EQ(read_bytes(path), before);
+
+  fs::remove_all(path + ".tmp");
+  save_model_checkpoint(path, config, second.data());
+  std::vector<float> loaded(second.size());
+  load_model_parameters(path, config, loaded.data());
+  EXPECT_TRUE(same_bits(second, loaded));
+  EXPECT_EQ(dir_.entries(), std::vector<std::string>{"model.h5"});
+}
+
+TEST(Hdf5FileTest, AttributesGroupsAndListing) {
+  const TempDir dir;
+  const std::string path = dir.file("state.h5");
+  const std::vector<float> values = {1.5f, -2.0f, 3.25f, 0.0f, 7.0f, -0.5f};
+  write_hdf5_atomically(path, [&](Hdf5File& file) {
+    file.create_group("/train/loader");
+    file.write_int64_attribute("/train", "step", -1234567890123);
+    file.write_double_attribute("/train", "lr", 3.0e-4);
+    file.write_string_attribute("/", "note", "h\xC3\xA9llo \xE2\x9C\x93\nline two");
+    file.write_floats("/optim/m/a/weight", values.data(), {2, 3});
+    file.write_floats("/optim/m/b", values.data(), {6});
+    file.write_int64_attribute("/optim/m/b", "version", 3);
+  });
+
+  const Hdf5File file = Hdf5File::open_read_only(path);
+  EXPECT_EQ(file.read_int64_attribute("/train", "step"), -1234567890123);
+  EXPECT_EQ(file.read_double_attribute("/train", "lr"), 3.0e-4);
+  EXPECT_EQ(file.read_string_attribute("/", "note"), "h\xC3\xA9llo \xE2\x9C\x93\nline two");
+  EXPECT_EQ(file.read_int64_attribute("/optim/m/b", "version"), 3);
+  EXPECT_TRUE(file.has_group("/train/loader"));
+  EXPECT_FALSE(file.has_group("/optim/m/b"));
+  EXPECT_TRUE(file.has_dataset("/optim/m/b"));
+  EXPECT_FALSE(file.has_dataset("/optim/m/b/c"));  // a path through a dataset
+  EXPECT_FALSE(file.has_dataset("/nowhere/x"));
+  EXPECT_EQ(file.list_datasets("/optim"), (std::vector<std::string>{"m/a/weight", "m/b"}));
+  EXPECT_EQ(file.dataset_shape("/optim/m/a/weight"), (std::vector<int64_t>{2, 3}));
+
+  std::vector<float> read(6);
+  file.read_floats("/optim/m/a/weight", read.data(), 6);
+  EXPECT_EQ(read, values);
+  expect_input_error([&] { file.read_floats("/optim/m/b", read.data(), 5); }, {path, "/optim/m/b", "6 elements"});
+  expect_input_error([&] { file.read_int64_attribute("/train", "tokens"); }, {path, "/train@tokens"});
+  expect_input_error([&] { file.read_int64_attribute("/", "note"); }, {path, "/@note", "not an integer"});
+  expect_input_error([&] { file.read_string_attribute("/missing", "x"); }, {path, "/missing", "no such group"});
+}
+
+TEST(Hdf5FileTest, LargeDatasetsAreSplitIntoChunks) {
+  const TempDir dir;
+  const std::string path = dir.file("big.h5");
+  std::vector<float> values(3000 * 700);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+  write_hdf5_atomically(path, [&](Hdf5File& file) { file.write_floats("/big", values.data(), {3000, 700}); });
+
+  {
+    const H5::H5File raw(path, H5F_ACC_RDONLY);
+    hsize_t chunk[2] = {0, 0};
+    ASSERT_EQ(raw.openDataSet("/big").getCreatePlist().getChunk(2, chunk), 2);
+    EXPECT_LE(chunk[0] * chunk[1], hsize_t{1} << 20);
+    EXPECT_EQ(chunk[1], 700u);
+  }
+  std::vector<float> read(values.size());
+  Hdf5File::open_read_only(path).read_floats("/big", read.data(), static_cast<int64_t>(read.size()));
+  EXPECT_EQ(read, values);
+}
+
+}  // namespace
+}  // namespace ratplus

@@ -1,0 +1,219 @@
+// Each CPU op against a naive double-precision loop written straight from SPEC §2–§3, on awkward sizes
+// and strided views; run in f32 (the production type) and f64.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
+#include "kernels/matmul.h"
+#include "kernels/norm.h"
+#include "kernels/recurrence.h"
+#include "kernels/rope.h"
+#include "test_util.h"
+
+namespace ratplus::test {
+namespace {
+
+class OpTest : public ::testing::TestWithParam<DType> {
+ protected:
+  DType dt() const { return GetParam(); }
+  double tol() const { return dt() == DType::f32 ? 2e-5 : 1e-12; }
+};
+
+TEST_P(OpTest, MatmulAllTransposesOnStridedViews) {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t m = 7, k = 13, n = 5;
+      Owned a = ta ? random(k, m, 1, 1, dt(), 3) : random(m, k, 1, 1, dt(), 3);
+      Owned b = tb ? random(n, k, 2, 1, dt(), 1) : random(k, n, 2, 1, dt(), 1);
+      Owned c = random(m, n, 3, 1, dt(), 2);
+      Owned expected(m, n);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+          double s = 0;
+          for (int64_t p = 0; p < k; ++p) s += get(a, ta ? p : i, ta ? i : p) * get(b, tb ? j : p, tb ? p : j);
+          set(expected, i, j, 0.5 * s + 2.0 * get(c, i, j));
+        }
+      matmul(c, a, ta, b, tb, 0.5, 2.0);
+      expect_close(c, expected, tol(), "matmul");
+    }
+}
+
+TEST_P(OpTest, RmsNormForward) {
+  const int64_t rows = 9, n = 33;
+  Owned x = random(rows, n, 4, 1, dt(), 5), w = random(1, n, 5, 1, dt()), y(rows, n, dt()), rstd(1, rows, dt());
+  rmsnorm_forward(y, rstd, x, w, 1e-6);
+  Owned expected(rows, n);
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t c = 0; c < n; ++c) ss += get(x, r, c) * get(x, r, c);
+    const double inv = 1 / std::sqrt(ss / n + 1e-6);
+    for (int64_t c = 0; c < n; ++c) set(expected, r, c, get(x, r, c) * inv * get(w, 0, c));
+  }
+  expect_close(y, expected, tol(), "rmsnorm");
+}
+
+TEST_P(OpTest, RecurrenceForwardMatchesSequentialDefinition) {
+  const int64_t batch = 3, seq = 11, ch = 70;  // more channels than one block
+  Owned z = random(batch * seq, 3 * ch, 6, 1, dt(), 2);
+  const Tensor k = z.t.cols_slice(0, ch), v = z.t.cols_slice(ch, ch), g = z.t.cols_slice(2 * ch, ch);
+  Owned ko(batch * seq, ch, dt()), vo(batch * seq, ch, dt());
+  recurrence_forward(ko, vo, k, v, g, batch);
+  Owned ek(batch * seq, ch), ev(batch * seq, ch);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < ch; ++c) {
+      double hk = 0, hv = 0;
+      for (int64_t t = 0; t < seq; ++t) {
+        const int64_t r = b * seq + t;
+        const double a = 1 / (1 + std::exp(-get(g, r, c)));
+        hk = a * hk + (1 - a) * get(k, r, c);
+        hv = a * hv + (1 - a) * get(v, r, c);
+        set(ek, r, c, hk);
+        set(ev, r, c, hv);
+      }
+    }
+  expect_close(ko, ek, tol(), "k recurrence");
+  expect_close(vo, ev, tol(), "v recurrence");
+}
+
+TEST_P(OpTest, RopeRotatesPairsAndInverseUndoesIt) {
+  const int64_t batch = 2, seq = 13, heads = 3, dh = 8;
+  Owned x = random(batch * seq, heads * dh, 7, 1, dt(), 4), y(batch * seq, heads * dh, dt());
+  rope(y, x, seq, heads, 10000.0, 5, false);
+  Owned expected(batch * seq, heads * dh);
+  for (int64_t r = 0; r < batch * seq; ++r)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t c = 0; c < dh / 2; ++c) {
+        const double angle = (5 + r % seq) * std::pow(10000.0, -2.0 * c / dh);
+        const double x1 = get(x, r, h * dh + c), x2 = get(x, r, h * dh + c + dh / 2);
+        set(expected, r, h * dh + c, x1 * std::cos(angle) - x2 * std::sin(angle));
+        set(expected, r, h * dh + c + dh / 2, x2 * std::cos(angle) + x1 * std::sin(angle));
+      }
+  expect_close(y, expected, tol(), "rope");
+  rope(y, y, seq, heads, 10000.0, 5, true);
+  expect_close(y, x, tol(), "rope inverse");
+}
+
+TEST_P(OpTest, CrossEntropyAndItsGradient) {
+  const int64_t rows = 6, vocab = 29;
+  Owned logits = random(rows, vocab, 8, 3, dt(), 1), loss(1, rows, dt());
+  Owned original(rows, vocab);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < vocab; ++c) set(original, r, c, get(logits, r, c));
+  const std::vector<int32_t> targets = {3, -1, 28, 0, 7, -1};
+  cross_entropy(loss, logits, targets.data(), 0.25);
+  for (int64_t r = 0; r < rows; ++r) {
+    double mx = -1e300, sum = 0;
+    for (int64_t c = 0; c < vocab; ++c) mx = std::max(mx, get(original, r, c));
+    for (int64_t c = 0; c < vocab; ++c) sum += std::exp(get(original, r, c) - mx);
+    const bool ignored = targets[r] < 0;
+    EXPECT_NEAR(get(loss, 0, r), ignored ? 0.0 : std::log(sum) + mx - get(original, r, targets[r]), tol() * 10);
+    for (int64_t c = 0; c < vocab; ++c) {
+      const double p = std::exp(get(original, r, c) - mx) / sum;
+      const double grad = ignored ? 0.0 : 0.25 * (p - (c == targets[r]));
+      EXPECT_NEAR(get(logits, r, c), grad, tol());
+    }
+  }
+}
+
+TEST_P(OpTest, GeluAndGate) {
+  Owned x = random(4, 9, 9, 2, dt()), g = random(4, 9, 10, 2, dt()), y(4, 9, dt()), yg(4, 9, dt());
+  gelu_forward(y, x);
+  sigmoid_gate_forward(yg, x, g);
+  for (int64_t r = 0; r < 4; ++r)
+    for (int64_t c = 0; c < 9; ++c) {
+      const double v = get(x, r, c);
+      EXPECT_NEAR(get(y, r, c), 0.5 * v * (1 + std::erf(v / std::sqrt(2.0))), tol());
+      EXPECT_NEAR(get(yg, r, c), v / (1 + std::exp(-get(g, r, c))), tol());
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, OpTest, ::testing::Values(DType::f32, DType::f64),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
+
+// ---- attention: the key sets and the flash-style kernel against a materialised mask ----
+
+bool in_pattern(const KeySet& s, int64_t t, int64_t j) {
+  if (j > t) return false;
+  return t - j <= s.window || j < s.sinks || (s.dilation > 0 && (j + 1) % s.dilation == 0);
+}
+
+TEST(KeyRanges, EnumerateExactlyTheSpecSetInOrder) {
+  for (int64_t d : {0, 1, 2, 3, 7, 64})
+    for (int64_t w : {0, 1, 5, 200})
+      for (int64_t p : {0, 1, 4, 9})
+        for (int64_t t = 0; t < 90; ++t) {
+          const KeySet s{d, w, p};
+          std::vector<int64_t> got, want;
+          KeyRange ranges[3];
+          const int n = key_ranges(s, t, ranges);
+          for (int i = 0; i < n; ++i)
+            for (int64_t j = ranges[i].begin; j < ranges[i].end; j += ranges[i].step) got.push_back(j);
+          for (int64_t j = 0; j <= t; ++j)
+            if (in_pattern(s, t, j)) want.push_back(j);
+          ASSERT_EQ(got, want) << "D=" << d << " W=" << w << " P=" << p << " t=" << t;
+        }
+}
+
+void naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
+                     const std::vector<KeySet>& heads, Owned& out) {
+  const int64_t seq = q.rows / batch, dh = q.cols / static_cast<int64_t>(heads.size());
+  for (int64_t b = 0; b < batch; ++b)
+    for (size_t h = 0; h < heads.size(); ++h)
+      for (int64_t t = 0; t < seq; ++t) {
+        std::vector<double> scores(seq, -INFINITY);
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < seq; ++j) {
+          if (!in_pattern(heads[h], t, j)) continue;
+          double s = 0;
+          for (int64_t c = 0; c < dh; ++c) s += get(q, b * seq + t, h * dh + c) * get(k, b * seq + j, h * dh + c);
+          scores[j] = s / std::sqrt(double(dh));
+          mx = std::max(mx, scores[j]);
+        }
+        double sum = 0;
+        for (double s : scores) sum += std::exp(s - mx);
+        for (int64_t c = 0; c < dh; ++c) {
+          double o = 0;
+          for (int64_t j = 0; j < seq; ++j) o += std::exp(scores[j] - mx) / sum * get(v, b * seq + j, h * dh + c);
+          set(out, b * seq + t, h * dh + c, o);
+        }
+      }
+}
+
+struct AttentionCase {
+  const char* name;
+  int64_t batch, seq, dh;
+  std::vector<KeySet> heads;
+};
+
+class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(AttentionTest, ForwardMatchesMaterialisedMask) {
+  const AttentionCase& c = GetParam();
+  for (DType dt : {DType::f32, DType::f64}) {
+    const int64_t width = c.dh * static_cast<int64_t>(c.heads.size()), rows = c.batch * c.seq;
+    Owned qkv = random(rows, 3 * width, 11, 1.5, dt, 1);
+    const Tensor q = qkv.t.cols_slice(0, width), k = qkv.t.cols_slice(width, width),
+                 v = qkv.t.cols_slice(2 * width, width);
+    Owned out(rows, width, dt), lse(rows, static_cast<int64_t>(c.heads.size()), dt), expected(rows, width);
+    attention_forward(out, lse, q, k, v, c.batch, c.heads);
+    naive_attention(q, k, v, c.batch, c.heads, expected);
+    expect_close(out, expected, dt == DType::f32 ? 2e-5 : 1e-11, c.name);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Patterns, AttentionTest,
+    ::testing::Values(AttentionCase{"dense", 2, 150, 8, {{1, 0, 0}, {1, 0, 0}}},
+                      AttentionCase{"dilated_not_dividing", 1, 131, 4, {{5, 0, 0}}},
+                      AttentionCase{"dilated_window_sinks", 2, 77, 6, {{7, 3, 2}, {3, 10, 1}}},
+                      AttentionCase{"window_wider_than_t", 1, 40, 4, {{16, 100, 0}}},
+                      AttentionCase{"local", 1, 90, 4, {{0, 9, 3}, {0, 0, 0}}},
+                      AttentionCase{"hybrid_heads", 2, 70, 4, {{1, 0, 0}, {64, 0, 0}, {4, 2, 1}, {0, 5, 0}}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace ratplus::test
