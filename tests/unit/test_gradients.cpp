@@ -76,10 +76,17 @@ TEST(OpGradients, GateAndGelu) {
   expect_gradient(x, dx, gelu_loss, "gelu");
 }
 
-class AttentionGradient : public ::testing::TestWithParam<std::vector<KeySet>> {};
+struct AttentionGradientCase {
+  const char* name;
+  std::vector<KeySet> heads;
+};
+
+void PrintTo(const AttentionGradientCase& c, std::ostream* os) { *os << c.name; }
+
+class AttentionGradient : public ::testing::TestWithParam<AttentionGradientCase> {};
 
 TEST_P(AttentionGradient, MatchesFiniteDifferences) {
-  const std::vector<KeySet>& heads = GetParam();
+  const std::vector<KeySet>& heads = GetParam().heads;
   const int64_t batch = 2, seq = 19, dh = 4, width = dh * static_cast<int64_t>(heads.size()), rows = batch * seq;
   Owned qkv = random(rows, 3 * width, 14, 1.5, DType::f64, 1), r = random(rows, width, 15);
   const Tensor q = qkv.t.cols_slice(0, width), k = qkv.t.cols_slice(width, width),
@@ -98,10 +105,12 @@ TEST_P(AttentionGradient, MatchesFiniteDifferences) {
   expect_gradient(v, dv, loss, "attention dv");
 }
 
-INSTANTIATE_TEST_SUITE_P(Patterns, AttentionGradient,
-                         ::testing::Values(std::vector<KeySet>{{1, 0, 0}},
-                                           std::vector<KeySet>{{4, 0, 0}, {3, 2, 1}},
-                                           std::vector<KeySet>{{0, 3, 2}, {1, 0, 0}, {5, 1, 0}}));
+INSTANTIATE_TEST_SUITE_P(
+    Patterns, AttentionGradient,
+    ::testing::Values(AttentionGradientCase{"dense", {{1, 0, 0}}},
+                      AttentionGradientCase{"dilated", {{4, 0, 0}, {3, 2, 1}}},
+                      AttentionGradientCase{"local_dense_dilated", {{0, 3, 2}, {1, 0, 0}, {5, 1, 0}}}),
+    [](const auto& info) { return std::string(info.param.name); });
 
 // ---- blocks ----
 
@@ -183,6 +192,8 @@ struct ModelCase {
   bool recurrence, tied;
   const char* pattern;
 };
+
+void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
 
 class ModelGradient : public ::testing::TestWithParam<ModelCase> {};
 

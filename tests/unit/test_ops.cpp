@@ -8,6 +8,7 @@
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/elementwise.h"
+#include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/norm.h"
 #include "kernels/recurrence.h"
@@ -119,6 +120,22 @@ TEST_P(OpTest, CrossEntropyAndItsGradient) {
   }
 }
 
+TEST_P(OpTest, EmbeddingLookupAndScatterAdd) {
+  Owned table = random(11, 6, 12, 1, dt(), 2), out(5, 6, dt(), 1), dtable(11, 6, dt());
+  const std::vector<int32_t> tokens = {3, 0, 10, 3, 7};
+  embedding_forward(out, tokens.data(), table);
+  for (int64_t r = 0; r < 5; ++r)
+    for (int64_t c = 0; c < 6; ++c) EXPECT_EQ(get(out, r, c), get(table, tokens[r], c));
+  Owned dout = random(5, 6, 13, 1, dt());
+  embedding_backward(dtable, tokens.data(), dout);
+  for (int64_t v = 0; v < 11; ++v)
+    for (int64_t c = 0; c < 6; ++c) {
+      double want = 0;
+      for (int64_t r = 0; r < 5; ++r) want += tokens[r] == v ? get(dout, r, c) : 0.0;
+      EXPECT_NEAR(get(dtable, v, c), want, tol());
+    }
+}
+
 TEST_P(OpTest, GeluAndGate) {
   Owned x = random(4, 9, 9, 2, dt()), g = random(4, 9, 10, 2, dt()), y(4, 9, dt()), yg(4, 9, dt());
   gelu_forward(y, x);
@@ -188,6 +205,8 @@ struct AttentionCase {
   int64_t batch, seq, dh;
   std::vector<KeySet> heads;
 };
+
+void PrintTo(const AttentionCase& c, std::ostream* os) { *os << c.name; }
 
 class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 
