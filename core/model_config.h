@@ -17,6 +17,8 @@ struct ModelConfig {
   bool recurrence = true;
   double init_std = 0.02;
 
+  bool operator==(const ModelConfig&) const = default;
+
   int64_t head_dim() const { return d_model / n_heads; }
   // Rows of the fused input projection: o, q, k, v and (with recurrence) the forget gate g.
   int64_t in_proj_rows() const { return (recurrence ? 5 : 4) * d_model; }

@@ -68,18 +68,6 @@ std::vector<float> random_params(const ModelConfig& config, unsigned seed) {
   return params;
 }
 
-void expect_same_config(const ModelConfig& a, const ModelConfig& b) {
-  EXPECT_EQ(a.vocab_size, b.vocab_size);
-  EXPECT_EQ(a.d_model, b.d_model);
-  EXPECT_EQ(a.n_layers, b.n_layers);
-  EXPECT_EQ(a.n_heads, b.n_heads);
-  EXPECT_EQ(a.d_ffn, b.d_ffn);
-  EXPECT_EQ(a.norm_eps, b.norm_eps);
-  EXPECT_EQ(a.rope_base, b.rope_base);
-  EXPECT_EQ(a.tie_embeddings, b.tie_embeddings);
-  EXPECT_EQ(a.recurrence, b.recurrence);
-}
-
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }
@@ -179,7 +167,7 @@ TEST_F(CheckpointTest, RoundTripIsBitwiseExact) {
   const std::vector<float> saved = save_small(path, config);
 
   const ModelConfig read = read_checkpoint_model_config(path);
-  expect_same_config(read, config);
+  EXPECT_EQ(read, config);
   std::vector<float> loaded(saved.size(), -1.0f);
   load_model_parameters(path, read, loaded.data());
   EXPECT_TRUE(same_bits(saved, loaded));
@@ -200,7 +188,7 @@ TEST_F(CheckpointTest, UntiedEmbeddingsWithoutRecurrence) {
   const std::vector<float> saved = save_small(path, config, 7);
 
   const ModelConfig read = read_checkpoint_model_config(path);
-  expect_same_config(read, config);
+  EXPECT_EQ(read, config);
   std::vector<float> loaded(saved.size());
   load_model_parameters(path, read, loaded.data());
   EXPECT_TRUE(same_bits(saved, loaded));
@@ -237,7 +225,7 @@ TEST_F(CheckpointTest, LoadsFilesWrittenByOtherPrograms) {
       const std::string path = dir_.file("foreign.h5");
       write_foreign_checkpoint(path, config, params, yaml, as_float64, fixed_length);
       const ModelConfig read = read_checkpoint_model_config(path);
-      expect_same_config(read, config);
+      EXPECT_EQ(read, config);
       std::vector<float> loaded(params.size());
       load_model_parameters(path, read, loaded.data());
       EXPECT_TRUE(same_bits(params, loaded));
