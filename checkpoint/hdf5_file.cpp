@@ -135,6 +135,16 @@ void Hdf5File::write_double_attribute(const std::string& object_path, const std:
   create_scalar_attribute(object_path, name, H5::PredType::IEEE_F64LE, &value);
 }
 
+void Hdf5File::write_uint64_attribute(const std::string& object_path, const std::string& name, uint64_t value) {
+  create_scalar_attribute(object_path, name, H5::PredType::STD_U64LE, &value);
+}
+
+void Hdf5File::write_int64_array_attribute(const std::string& object_path, const std::string& name,
+                                           const std::vector<int64_t>& values) {
+  const hsize_t count = values.size();
+  create_attribute(object_path, name, H5::PredType::STD_I64LE, H5::DataSpace(1, &count), values.data());
+}
+
 bool Hdf5File::has_group(const std::string& group_path) const { return kind_of(group_path) == ObjectKind::group; }
 
 bool Hdf5File::has_dataset(const std::string& dataset_path) const {
@@ -179,7 +189,7 @@ void Hdf5File::read_floats(const std::string& dataset_path, float* out, int64_t 
 
 std::string Hdf5File::read_string_attribute(const std::string& object_path, const std::string& name) const {
   const std::string label = attribute_label(object_path, name);
-  const H5::Attribute attribute = open_attribute(object_path, name);
+  const H5::Attribute attribute = open_single_value_attribute(object_path, name);
   return hdf5_guard(describe(label, "cannot read string attribute"), [&] {
     require_input(attribute.getTypeClass() == H5T_STRING, describe(label, "is not a string"));
     std::string value;
@@ -190,7 +200,7 @@ std::string Hdf5File::read_string_attribute(const std::string& object_path, cons
 
 int64_t Hdf5File::read_int64_attribute(const std::string& object_path, const std::string& name) const {
   const std::string label = attribute_label(object_path, name);
-  const H5::Attribute attribute = open_attribute(object_path, name);
+  const H5::Attribute attribute = open_single_value_attribute(object_path, name);
   return hdf5_guard(describe(label, "cannot read integer attribute"), [&] {
     require_input(attribute.getTypeClass() == H5T_INTEGER, describe(label, "is not an integer"));
     int64_t value = 0;
@@ -201,12 +211,41 @@ int64_t Hdf5File::read_int64_attribute(const std::string& object_path, const std
 
 double Hdf5File::read_double_attribute(const std::string& object_path, const std::string& name) const {
   const std::string label = attribute_label(object_path, name);
-  const H5::Attribute attribute = open_attribute(object_path, name);
+  const H5::Attribute attribute = open_single_value_attribute(object_path, name);
   return hdf5_guard(describe(label, "cannot read number attribute"), [&] {
     require_input(attribute.getTypeClass() == H5T_FLOAT, describe(label, "is not a floating-point number"));
     double value = 0;
     attribute.read(H5::PredType::NATIVE_DOUBLE, &value);
     return value;
+  });
+}
+
+uint64_t Hdf5File::read_uint64_attribute(const std::string& object_path, const std::string& name) const {
+  const std::string label = attribute_label(object_path, name);
+  const H5::Attribute attribute = open_single_value_attribute(object_path, name);
+  return hdf5_guard(describe(label, "cannot read integer attribute"), [&] {
+    require_input(attribute.getTypeClass() == H5T_INTEGER, describe(label, "is not an integer"));
+    if (attribute.getIntType().getSign() == H5T_SGN_NONE) {
+      uint64_t value = 0;
+      attribute.read(H5::PredType::NATIVE_UINT64, &value);
+      return value;
+    }
+    int64_t value = 0;
+    attribute.read(H5::PredType::NATIVE_INT64, &value);
+    require_input(value >= 0, describe(label, "is negative (" + std::to_string(value) + ")"));
+    return static_cast<uint64_t>(value);
+  });
+}
+
+std::vector<int64_t> Hdf5File::read_int64_array_attribute(const std::string& object_path,
+                                                          const std::string& name) const {
+  const std::string label = attribute_label(object_path, name);
+  const H5::Attribute attribute = open_attribute(object_path, name);
+  return hdf5_guard(describe(label, "cannot read integer attribute"), [&] {
+    require_input(attribute.getTypeClass() == H5T_INTEGER, describe(label, "is not an integer"));
+    std::vector<int64_t> values(attribute.getSpace().getSimpleExtentNpoints());
+    if (!values.empty()) attribute.read(H5::PredType::NATIVE_INT64, values.data());
+    return values;
   });
 }
 
@@ -252,18 +291,32 @@ H5::Attribute Hdf5File::open_attribute(const std::string& object_path, const std
     require_input(object.attrExists(name), describe(label, "no such attribute"));
     attribute.emplace(object.openAttribute(name));
   });
+  return *attribute;
+}
+
+H5::Attribute Hdf5File::open_single_value_attribute(const std::string& object_path, const std::string& name) const {
+  const H5::Attribute attribute = open_attribute(object_path, name);
+  const std::string label = attribute_label(object_path, name);
   return hdf5_guard(describe(label, "cannot open attribute"), [&] {
-    require_input(attribute->getSpace().getSimpleExtentNpoints() == 1, describe(label, "is not a single value"));
-    return *attribute;
+    require_input(attribute.getSpace().getSimpleExtentNpoints() == 1, describe(label, "is not a single value"));
+    return attribute;
+  });
+}
+
+void Hdf5File::create_attribute(const std::string& object_path, const std::string& name, const H5::DataType& type,
+                                const H5::DataSpace& space, const void* value) {
+  with_object(object_path, [&](const H5::H5Object& object) {
+    hdf5_guard(describe(attribute_label(object_path, name), "cannot write attribute"),
+               [&] {
+                 const H5::Attribute attribute = object.createAttribute(name, type, space);
+                 if (space.getSimpleExtentNpoints() > 0) attribute.write(type, value);  // empty: nothing to write
+               });
   });
 }
 
 void Hdf5File::create_scalar_attribute(const std::string& object_path, const std::string& name,
                                        const H5::DataType& type, const void* value) {
-  with_object(object_path, [&](const H5::H5Object& object) {
-    hdf5_guard(describe(attribute_label(object_path, name), "cannot write attribute"),
-               [&] { object.createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value); });
-  });
+  create_attribute(object_path, name, type, H5::DataSpace(H5S_SCALAR), value);
 }
 
 std::string Hdf5File::describe(const std::string& object_path, const std::string& what) const {

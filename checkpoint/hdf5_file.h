@@ -1,6 +1,6 @@
 // A small wrapper over the HDF5 C++ API for checkpoint files (SPEC §7): groups by path, float32 datasets
-// stored with a fletcher32 checksum, string and scalar attributes. Every HDF5 failure becomes an InputError
-// that names the file and the object path; HDF5's own error printing is silenced.
+// stored with a fletcher32 checksum, string, scalar and int64-array attributes. Every HDF5 failure becomes an
+// InputError that names the file and the object path; HDF5's own error printing is silenced.
 #pragma once
 
 #include <H5Cpp.h>
@@ -30,6 +30,10 @@ class Hdf5File {
   void write_string_attribute(const std::string& object_path, const std::string& name, const std::string& value);
   void write_int64_attribute(const std::string& object_path, const std::string& name, int64_t value);
   void write_double_attribute(const std::string& object_path, const std::string& name, double value);
+  void write_uint64_attribute(const std::string& object_path, const std::string& name, uint64_t value);
+  // A 1-D int64 attribute (possibly empty).
+  void write_int64_array_attribute(const std::string& object_path, const std::string& name,
+                                   const std::vector<int64_t>& values);
 
   bool has_group(const std::string& group_path) const;
   bool has_dataset(const std::string& dataset_path) const;
@@ -46,6 +50,10 @@ class Hdf5File {
   std::string read_string_attribute(const std::string& object_path, const std::string& name) const;
   int64_t read_int64_attribute(const std::string& object_path, const std::string& name) const;
   double read_double_attribute(const std::string& object_path, const std::string& name) const;
+  // Any integer type; a signed one must hold a non-negative value.
+  uint64_t read_uint64_attribute(const std::string& object_path, const std::string& name) const;
+  // An integer attribute of any number of elements (a scalar reads as one), converted to int64.
+  std::vector<int64_t> read_int64_array_attribute(const std::string& object_path, const std::string& name) const;
 
   // Flushes and closes the file; further use is an error.
   void close();
@@ -58,8 +66,12 @@ class Hdf5File {
   H5::DataSet open_dataset(const std::string& dataset_path) const;
   // Calls `use` with the group or dataset at a path (InputError if there is none).
   void with_object(const std::string& object_path, const std::function<void(const H5::H5Object&)>& use) const;
-  // An existing attribute holding a single value.
+  // An existing attribute of any shape.
   H5::Attribute open_attribute(const std::string& object_path, const std::string& name) const;
+  // An existing attribute holding a single value.
+  H5::Attribute open_single_value_attribute(const std::string& object_path, const std::string& name) const;
+  void create_attribute(const std::string& object_path, const std::string& name, const H5::DataType& type,
+                        const H5::DataSpace& space, const void* value);
   void create_scalar_attribute(const std::string& object_path, const std::string& name, const H5::DataType& type,
                                const void* value);
   // "file: object: what"

@@ -13,7 +13,7 @@ namespace {
 const std::string kModelGroup = "/model";
 const std::string kConfigAttribute = "config";
 
-std::string dataset_path(const std::string& name) { return kModelGroup + "/" + name; }
+std::string dataset_path(const std::string& group, const std::string& name) { return group + "/" + name; }
 
 std::vector<int64_t> stored_shape(const ParameterInfo& p) {
   if (p.is_vector) return {p.cols};
@@ -30,16 +30,16 @@ void require_model_group(const Hdf5File& file) {
   require_input(file.has_group(kModelGroup), file.path() + ": no " + kModelGroup + " group (not a model checkpoint)");
 }
 
-// Every dataset under /model must be a parameter of the table.
-void reject_unknown_datasets(const Hdf5File& file, const ParameterTable& table) {
+// Every dataset under `group` must be a parameter of the table.
+void reject_unknown_datasets(const Hdf5File& file, const std::string& group, const ParameterTable& table) {
   std::string unknown;
-  for (const std::string& name : file.list_datasets(kModelGroup))
-    if (table.find(name) < 0) unknown += (unknown.empty() ? "" : ", ") + dataset_path(name);
+  for (const std::string& name : file.list_datasets(group))
+    if (table.find(name) < 0) unknown += (unknown.empty() ? "" : ", ") + dataset_path(group, name);
   require_input(unknown.empty(), file.path() + ": datasets not in the model's parameter table: " + unknown);
 }
 
-void check_dataset_layout(const Hdf5File& file, const ParameterInfo& p) {
-  const std::string path = dataset_path(p.name);
+void check_dataset_layout(const Hdf5File& file, const std::string& group, const ParameterInfo& p) {
+  const std::string path = dataset_path(group, p.name);
   const std::vector<int64_t> expected = stored_shape(p);
   require_input(file.has_dataset(path),
                 file.path() + ": " + path + ": missing dataset (expected shape " + shape_text(expected) + ")");
@@ -51,12 +51,30 @@ void check_dataset_layout(const Hdf5File& file, const ParameterInfo& p) {
 
 }  // namespace
 
-void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params) {
-  file.create_group(kModelGroup);
-  file.write_string_attribute(kModelGroup, kConfigAttribute, model_config_to_yaml(config));
+void write_parameter_group(Hdf5File& file, const std::string& group, const ModelConfig& config, const float* values) {
+  file.create_group(group);
   const ParameterTable table(config);
   for (const ParameterInfo& p : table.entries())
-    file.write_floats(dataset_path(p.name), params + p.offset, stored_shape(p));
+    file.write_floats(dataset_path(group, p.name), values + p.offset, stored_shape(p));
+}
+
+void check_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config) {
+  require_input(file.has_group(group), file.path() + ": no " + group + " group");
+  const ParameterTable table(config);
+  for (const ParameterInfo& p : table.entries()) check_dataset_layout(file, group, p);
+  reject_unknown_datasets(file, group, table);
+}
+
+void read_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config, float* values) {
+  check_parameter_group(file, group, config);
+  const ParameterTable table(config);
+  for (const ParameterInfo& p : table.entries())
+    file.read_floats(dataset_path(group, p.name), values + p.offset, p.numel());
+}
+
+void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params) {
+  write_parameter_group(file, kModelGroup, config, params);
+  file.write_string_attribute(kModelGroup, kConfigAttribute, model_config_to_yaml(config));
 }
 
 ModelConfig read_model_group_config(const Hdf5File& file) {
@@ -67,10 +85,7 @@ ModelConfig read_model_group_config(const Hdf5File& file) {
 
 void read_model_group(const Hdf5File& file, const ModelConfig& config, float* params) {
   require_model_group(file);
-  const ParameterTable table(config);
-  for (const ParameterInfo& p : table.entries()) check_dataset_layout(file, p);
-  reject_unknown_datasets(file, table);
-  for (const ParameterInfo& p : table.entries()) file.read_floats(dataset_path(p.name), params + p.offset, p.numel());
+  read_parameter_group(file, kModelGroup, config, params);
 }
 
 void save_model_checkpoint(const std::string& path, const ModelConfig& config, const float* params) {

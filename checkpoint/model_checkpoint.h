@@ -1,6 +1,7 @@
 // Inference checkpoints (SPEC §7): the /model group of an HDF5 file, i.e. every parameter of the
 // ParameterTable as a float32 dataset /model/<name> plus the model config as YAML in the attribute
-// /model@config. The group-level functions let training checkpoints put /model into a larger file.
+// /model@config. The group-level functions let training checkpoints put /model and groups laid out like
+// it into a larger file.
 #pragma once
 
 #include <string>
@@ -28,5 +29,12 @@ void load_model_parameters(const std::string& path, const ModelConfig& config, f
 void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params);
 ModelConfig read_model_group_config(const Hdf5File& file);
 void read_model_group(const Hdf5File& file, const ModelConfig& config, float* params);
+
+// Any group laid out like /model (one float32 dataset per parameter, e.g. the AdamW moments /optim/m):
+// write `values`; check that the group holds exactly the table's datasets with their shapes (InputError
+// naming the dataset otherwise); check and then read it into `values`.
+void write_parameter_group(Hdf5File& file, const std::string& group, const ModelConfig& config, const float* values);
+void check_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config);
+void read_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config, float* values);
 
 }  // namespace ratplus

@@ -12,5 +12,7 @@ using Action = std::function<void()>;
 Action add_init_command(CLI::App& app);
 Action add_eval_command(CLI::App& app);
 Action add_data_command(CLI::App& app);
+Action add_train_command(CLI::App& app);
+Action add_ckpt_command(CLI::App& app);
 
 }  // namespace ratplus::cli

@@ -278,6 +278,11 @@ const Field<TrainConfig> kTrainFields[] = {
     {"init_from", [](const Setting& s, TrainConfig& t) { t.init_from = s.text(); }},
     {"seed", [](const Setting& s, TrainConfig& t) { t.seed = s.unsigned_integer(); }},
     {"metrics_jsonl", [](const Setting& s, TrainConfig& t) { t.metrics_jsonl = s.text(); }},
+    {"log_every", [](const Setting& s, TrainConfig& t) { t.log_every = s.integer_at_least(1); }},
+    {"val_every", [](const Setting& s, TrainConfig& t) { t.val_every = s.integer_at_least(0); }},
+    {"val_batches", [](const Setting& s, TrainConfig& t) { t.val_batches = s.integer_at_least(1); }},
+    {"stop_after", [](const Setting& s, TrainConfig& t) { t.stop_after = s.integer_at_least(0); }},
+    {"max_nonfinite", [](const Setting& s, TrainConfig& t) { t.max_nonfinite = s.integer_at_least(1); }},
 };
 
 void read_betas(const Setting& s, OptimConfig& o) {
@@ -327,6 +332,7 @@ const Field<MetricsConfig> kMetricsFields[] = {
        if (!m.listen.empty() && !is_host_port(m.listen))
          s.fail("expected \"host:port\" or \"\" (off), got '" + m.listen + "'");
      }},
+    {"linger_seconds", [](const Setting& s, MetricsConfig& m) { m.linger_seconds = s.number_at_least(0); }},
 };
 
 const Field<RuntimeConfig> kRuntimeFields[] = {
@@ -610,6 +616,11 @@ std::string experiment_config_to_yaml(const ExperimentConfig& config) {
   emit(out, "init_from", t.init_from);
   emit(out, "seed", t.seed);
   emit(out, "metrics_jsonl", t.metrics_jsonl);
+  emit(out, "log_every", t.log_every);
+  emit(out, "val_every", t.val_every);
+  emit(out, "val_batches", t.val_batches);
+  emit(out, "stop_after", t.stop_after);
+  emit(out, "max_nonfinite", t.max_nonfinite);
   out << YAML::EndMap;
 
   const OptimConfig& o = config.optim;
@@ -638,6 +649,7 @@ std::string experiment_config_to_yaml(const ExperimentConfig& config) {
 
   out << YAML::Key << "metrics" << YAML::Value << YAML::BeginMap;
   emit(out, "listen", config.metrics.listen);
+  emit(out, "linger_seconds", config.metrics.linger_seconds);
   out << YAML::EndMap;
 
   out << YAML::Key << "runtime" << YAML::Value << YAML::BeginMap;

@@ -31,6 +31,11 @@ struct TrainConfig {
   std::string init_from;            // checkpoint whose /model starts the run ("" = fresh init)
   uint64_t seed = 0;
   std::string metrics_jsonl;        // "" = off
+  int64_t log_every = 10;           // steps between progress lines
+  int64_t val_every = 0;            // steps between validation runs on data.val; 0 = off
+  int64_t val_batches = 8;          // windows of data.val per validation
+  int64_t stop_after = 0;           // end cleanly with a checkpoint once this many steps are done; 0 = never
+  int64_t max_nonfinite = 5;        // abort after this many skipped (non-finite) updates in a row
 };
 
 struct OptimConfig {
@@ -57,6 +62,7 @@ struct CheckpointConfig {
 
 struct MetricsConfig {
   std::string listen;              // "host:port", "" = off
+  double linger_seconds = 0;       // keep serving this long after training ends (for a last scrape)
 };
 
 struct RuntimeConfig {

@@ -41,7 +41,7 @@ class SplitMix64 {
 class DocumentWriter {
  public:
   DocumentWriter(int64_t vocab, uint64_t seed)
-      : content_(uint64_t(vocab) - 1), table_seed_(mix64(seed ^ 0x5eed7ab1eULL)), rng_(seed) {}
+      : content_(uint64_t(vocab) - 1), table_seed_(mix64(0x5eed7ab1eULL)), rng_(seed) {}
 
   void document(std::vector<uint32_t>& out) {
     const size_t end = out.size() + size_t(rng_.between(32, 512));

@@ -11,7 +11,9 @@ namespace ratplus {
 // The token that ends every synthetic document (use eos_id 0 when training on synthetic data).
 inline constexpr uint32_t kSyntheticEosId = 0;
 
-// n tokens with ids in [0, vocab), identical on every platform for a given seed. The stream is a sequence
+// n tokens with ids in [0, vocab), identical on every platform for a given seed. The bigram table is the
+// same for every seed, so shards made with different seeds (training and validation data) are samples of
+// one distribution and differ only in their draws. The stream is a sequence
 // of documents, each ended by kSyntheticEosId and made of segments of three kinds:
 //  - skewed text: a fixed sparse bigram table (each token has four likely successors) mixed with a
 //    unigram distribution that favours small ids;

@@ -1,13 +1,13 @@
-// Evaluation under patterns: windows are read once per micro-batch and each pattern's loss summed over
-// all non-ignored labels, so the result is the mean over labels, not a mean of batch means.
+// Evaluation under patterns: checks the request against model and data, then each pattern's loss over
+// the first N windows (model/window_loss.h).
 #include "inference/evaluate.h"
 
-#include <algorithm>
 #include <cmath>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "model/window_loss.h"
 
 namespace ratplus {
 
@@ -22,22 +22,14 @@ std::vector<EvalResult> evaluate_patterns(Model& model, const TokenStream& data,
                 fmt::format("the data holds {} windows of {} tokens ({} tokens in {} file(s)), {} were asked for",
                             available, options.seq_len, data.size(), data.shards().size(), options.windows));
 
-  std::vector<LossSum> sums(patterns.size());
-  const int64_t t = options.seq_len;
-  const int64_t mb = std::max<int64_t>(1, std::min(options.micro_batch, options.windows));
-  std::vector<int32_t> inputs(mb * t), targets(mb * t);
-  for (int64_t first = 0; first < options.windows; first += mb) {
-    const int64_t n = std::min(mb, options.windows - first);
-    for (int64_t i = 0; i < n; ++i)
-      data.window(first + i, t, options.eos_id, inputs.data() + i * t, targets.data() + i * t);
-    for (size_t p = 0; p < patterns.size(); ++p) {
-      const LossSum l = model.evaluate(inputs.data(), targets.data(), n, t, patterns[p]);
-      sums[p].sum += l.sum;
-      sums[p].count += l.count;
-    }
-  }
+  const WindowSource source = [&](int64_t k, int32_t* inputs, int32_t* targets) {
+    data.window(k, options.seq_len, options.eos_id, inputs, targets);
+  };
   std::vector<EvalResult> results;
-  for (size_t p = 0; p < patterns.size(); ++p) results.push_back({patterns[p].text(), sums[p].mean(), sums[p].count});
+  for (const Pattern& p : patterns) {
+    const LossSum l = window_loss(model, p, source, options.windows, options.seq_len, options.micro_batch);
+    results.push_back({p.text(), l.mean(), l.count});
+  }
   return results;
 }
 

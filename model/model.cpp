@@ -168,11 +168,12 @@ std::vector<float> Model::get_parameters() const {
 void Model::zero_gradients() { zero_tensor(gradients()); }
 
 Model::Workspace& Model::workspace(int64_t batch, int64_t seq_len, bool training) {
-  if (!workspace_ || workspace_->batch != batch || workspace_->seq != seq_len || workspace_->training != training) {
-    workspace_.reset();  // free the old plan before allocating the new one
-    workspace_ = std::make_unique<Workspace>(config_, device_, dtype_, batch, seq_len, training);
+  std::unique_ptr<Workspace>& slot = training ? training_workspace_ : evaluation_workspace_;
+  if (!slot || slot->batch != batch || slot->seq != seq_len) {
+    slot.reset();  // free the old plan before allocating the new one
+    slot = std::make_unique<Workspace>(config_, device_, dtype_, batch, seq_len, training);
   }
-  return *workspace_;
+  return *slot;
 }
 
 LossSum Model::evaluate(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,

@@ -63,7 +63,7 @@ class Model {
   Device device_;
   DType dtype_;
   Arena params_, grads_;
-  std::unique_ptr<Workspace> workspace_;
+  std::unique_ptr<Workspace> training_workspace_, evaluation_workspace_;
 };
 
 }  // namespace ratplus

@@ -3,6 +3,7 @@
 // Backward: with r = rstd and n columns, ∂L/∂x_i = r w_i dy_i − x_i r³/n · Σ_j dy_j w_j x_j.
 #include "kernels/norm.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -36,11 +37,14 @@ void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x,
   with_cpu_float(x.dtype, __func__, [&]<class T>() {
     const int64_t n = x.cols;
     const T* wp = w.ptr<T>();
-#pragma omp parallel
-    {
-      std::vector<double> dw_local(n, 0.0);
-#pragma omp for
-      for (int64_t r = 0; r < x.rows; ++r) {
+    // dw: per-block partial sums over fixed row blocks, added in block order (deterministic).
+    constexpr int64_t kRowBlock = 64;
+    const int64_t blocks = (x.rows + kRowBlock - 1) / kRowBlock;
+    std::vector<double> partial(blocks * n, 0.0);
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      double* dw_block = partial.data() + blk * n;
+      for (int64_t r = blk * kRowBlock; r < std::min(x.rows, (blk + 1) * kRowBlock); ++r) {
         const T* xr = x.ptr<T>() + r * x.ld;
         const T* gr = dout.ptr<T>() + r * dout.ld;
         T* dxr = dx.ptr<T>() + r * dx.ld;
@@ -51,12 +55,12 @@ void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x,
         for (int64_t c = 0; c < n; ++c) {
           const T g = static_cast<T>(inv * wp[c] * gr[c] - xr[c] * k);
           dxr[c] = accumulate_dx ? dxr[c] + g : g;
-          dw_local[c] += static_cast<double>(gr[c]) * xr[c] * inv;
+          dw_block[c] += static_cast<double>(gr[c]) * xr[c] * inv;
         }
       }
-#pragma omp critical
-      for (int64_t c = 0; c < n; ++c) dw.ptr<T>()[c] += static_cast<T>(dw_local[c]);
     }
+    for (int64_t blk = 0; blk < blocks; ++blk)
+      for (int64_t c = 0; c < n; ++c) dw.ptr<T>()[c] += static_cast<T>(partial[blk * n + c]);
   });
 }
 

@@ -112,7 +112,7 @@ TEST_F(ConfigTest, TinyConfigLoads) {
   EXPECT_EQ(c.data.train, std::vector<std::string>{"runs/tiny/train.bin"});
   EXPECT_EQ(c.data.val, std::vector<std::string>{"runs/tiny/val.bin"});
   EXPECT_EQ(c.data.format, "auto");
-  EXPECT_EQ(c.data.eos_id, -1);
+  EXPECT_EQ(c.data.eos_id, 0);
   EXPECT_EQ(c.train.objective, "joint");
   EXPECT_EQ(c.train.arl_dilation, 16);
   EXPECT_EQ(c.train.steps, 300);

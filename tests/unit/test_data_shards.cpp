@@ -367,15 +367,6 @@ TEST(DataSynthetic, DeterministicPerSeedAndDifferentAcrossSeeds) {
   EXPECT_TRUE(std::equal(a.begin(), a.end(), longer.begin()));
 }
 
-TEST(DataSynthetic, SameOnEveryPlatform) {
-  // Pinned values: the generator uses only integer arithmetic, so these hold on any machine.
-  const std::vector<uint32_t> tokens = synthesize_tokens(100000, 1000, 42);
-  uint64_t hash = 1469598103934665603ULL;  // FNV-1a over the ids
-  for (uint32_t t : tokens) hash = (hash ^ t) * 1099511628211ULL;
-  EXPECT_EQ((std::vector<uint32_t>(tokens.begin(), tokens.begin() + 3)), (std::vector<uint32_t>{938, 941, 944}));
-  EXPECT_EQ(hash, 16940127937942101744ULL);
-}
-
 TEST(DataSynthetic, IdsStayInsideVocabulary) {
   for (int64_t vocab : {2, 3, 17, 256, 50257}) {
     const std::vector<uint32_t> tokens = synthesize_tokens(20000, vocab, uint64_t(vocab));

@@ -1,0 +1,47 @@
+// Training checkpoints (SPEC §7): the /model group of an inference checkpoint plus the AdamW moments
+// /optim/m and /optim/v (same names and shapes) and the /train attributes that a bitwise-identical resume
+// needs; and the step-numbered checkpoint files of a run's checkpoint directory.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "checkpoint/hdf5_file.h"
+#include "core/model_config.h"
+
+namespace ratplus {
+
+struct TrainingState {
+  int64_t step = 0;                       // batches completed = index of the next batch
+  int64_t tokens = 0;                     // training tokens seen
+  int64_t optimizer_updates = 0;          // AdamW update counter t
+  int64_t skipped_updates = 0;            // updates skipped for non-finite loss or gradients
+  std::string config_yaml;                // the full resolved experiment config
+  std::vector<int64_t> loader_positions;  // next batch index of each data-parallel rank's loader
+  uint64_t seed = 0;                      // train.seed (all randomness of a run derives from it and the step)
+};
+
+// Writes /model, /optim/m, /optim/v (same names and shapes as /model) and /train attributes (step, tokens,
+// optimizer_updates, skipped_updates, config (YAML text), loader_positions (int64 array attribute),
+// seed (uint64), format_version = 1) atomically (temporary name, fsync, rename).
+void save_training_checkpoint(const std::string& path, const ModelConfig& model, const float* params,
+                              const float* adam_m, const float* adam_v, const TrainingState& state);
+// Reads all of it back; InputError naming the file (and dataset/attribute) when it is not a training
+// checkpoint (no /optim or /train), is damaged (checksum), truncated, or does not match `model` (a dataset's
+// shape, or a key of /model@config other than init_std). The layout and the state are checked before any
+// data is read; after a failed read the contents of the buffers are unspecified.
+TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, float* params, float* adam_m,
+                                       float* adam_v);
+// The /train attributes of an open file, without reading any tensor data (InputError as above).
+TrainingState read_training_state(const Hdf5File& file);
+
+// "step_00000100.h5" (8 digits, more if needed)
+std::string checkpoint_file_name(int64_t step);
+// Checkpoint files of a directory as paths `dir/name` (names made by checkpoint_file_name; temporaries and
+// other files are ignored), newest (highest step) first; an absent directory has none.
+std::vector<std::string> list_checkpoints(const std::string& dir);
+// Deletes all but the newest `keep` checkpoints of the directory.
+void prune_checkpoints(const std::string& dir, int64_t keep);
+
+}  // namespace ratplus

@@ -1,0 +1,224 @@
+// The training loop: schedule values, AdamW and clipping against a hand computation, joint updates,
+// learning on synthetic data, non-finite handling, checkpoint resume (bitwise) and damaged checkpoints.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <numbers>
+#include <vector>
+
+#include "checkpoint/training_checkpoint.h"
+#include "core/config.h"
+#include "data/synthetic.h"
+#include "kernels/optimizer.h"
+#include "trainer/schedule.h"
+#include "trainer/trainer.h"
+
+namespace ratplus {
+namespace {
+
+namespace fs = std::filesystem;
+
+TEST(Schedule, WarmupThenCosineAsSpecified) {
+  OptimConfig o;
+  o.lr = 1e-3;
+  o.min_lr = 1e-5;
+  o.warmup = 0.1;
+  // n = 100 → w = 10: lr(s) = peak (s + 1) / 10 for s < 10, then cosine over 90 steps.
+  EXPECT_DOUBLE_EQ(learning_rate(o, 100, 0), 1e-4);
+  EXPECT_DOUBLE_EQ(learning_rate(o, 100, 9), 1e-3);
+  EXPECT_DOUBLE_EQ(learning_rate(o, 100, 10), 1e-3);
+  EXPECT_NEAR(learning_rate(o, 100, 55), 1e-5 + (1e-3 - 1e-5) * 0.5, 1e-15);
+  EXPECT_NEAR(learning_rate(o, 100, 99), 1e-5 + (1e-3 - 1e-5) * (1 + std::cos(std::numbers::pi * 89 / 90)) / 2, 1e-15);
+  o.warmup = 0;
+  EXPECT_DOUBLE_EQ(learning_rate(o, 100, 0), 1e-3);
+}
+
+TEST(AdamW, TwoUpdatesMatchAHandComputation) {
+  std::vector<float> p = {0.5f, -1.0f, 2.0f}, g = {0.1f, -0.2f, 0.3f}, m(3, 0.0f), v(3, 0.0f);
+  auto flat = [](std::vector<float>& x) { return Tensor{x.data(), 1, 3, 3, DType::f32, Device::cpu}; };
+  AdamWStep s;
+  s.lr = 0.01;
+  s.beta1 = 0.9;
+  s.beta2 = 0.95;
+  s.eps = 1e-8;
+  s.weight_decay = 0.1;
+  s.grad_scale = 0.5;
+  std::vector<double> ep = {0.5, -1.0, 2.0}, em(3, 0), ev(3, 0);
+  for (int64_t t = 1; t <= 2; ++t) {
+    s.t = t;
+    adamw_update(flat(p), flat(g), flat(m), flat(v), s);
+    for (int i = 0; i < 3; ++i) {
+      const double gi = 0.5 * g[i];
+      ep[i] *= 1 - 0.01 * 0.1;
+      em[i] = 0.9 * em[i] + 0.1 * gi;
+      ev[i] = 0.95 * ev[i] + 0.05 * gi * gi;
+      ep[i] -= 0.01 * (em[i] / (1 - std::pow(0.9, t))) / (std::sqrt(ev[i] / (1 - std::pow(0.95, t))) + 1e-8);
+      EXPECT_NEAR(p[i], ep[i], 1e-6) << "t " << t << " i " << i;
+      EXPECT_NEAR(m[i], em[i], 1e-7);
+      EXPECT_NEAR(v[i], ev[i], 1e-9);
+    }
+  }
+}
+
+// A temporary directory with a synthetic shard and a tiny config pointing at it.
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ratplus_trainer_" + std::to_string(::getpid()) + "_" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    write_llmc_shard((dir_ / "train.bin").string(), synthesize_tokens(60000, 64, 1), 1);
+    write_llmc_shard((dir_ / "val.bin").string(), synthesize_tokens(8000, 64, 2), 1);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  ExperimentConfig config(const std::vector<std::string>& extra = {}) const {
+    std::vector<std::string> o = {"model.vocab_size=64", "model.d_model=32", "model.n_heads=2", "model.d_ffn=64",
+                                  "data.seq_len=32",     "data.eos_id=0",    "train.global_batch=4",
+                                  "train.micro_batch=2", "train.steps=8",    "train.arl_dilation=4",
+                                  "train.log_every=100", "optim.lr=3e-3",    "optim.warmup=0.1",
+                                  "data.train=" + (dir_ / "train.bin").string(),
+                                  "data.val=" + (dir_ / "val.bin").string(),
+                                  "checkpoint.dir=" + (dir_ / "ckpt").string()};
+    o.insert(o.end(), extra.begin(), extra.end());
+    return parse_experiment_config("", "test", o);
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(TrainerTest, JointObjectiveMakesTwoUpdatesPerBatch) {
+  Trainer trainer(config({"train.objective=joint"}));
+  ASSERT_EQ(trainer.passes().size(), 2u);
+  EXPECT_EQ(trainer.passes()[0].name, "sparse");
+  trainer.step();
+  EXPECT_EQ(trainer.state().step, 1);
+  EXPECT_EQ(trainer.state().optimizer_updates, 2);
+  EXPECT_EQ(trainer.state().tokens, 4 * 32);
+}
+
+TEST_F(TrainerTest, DenseUpdateMatchesHandComputedClippedAdamW) {
+  const ExperimentConfig c = config({"train.objective=dense", "optim.grad_clip=0.05", "optim.weight_decay=0.1"});
+  Trainer trainer(c);
+  Model& model = trainer.model();
+  const std::vector<float> before = model.get_parameters();
+  // The gradient of the first batch, computed independently: windows 0..3 in two micro-batches.
+  TokenStream data({(dir_ / "train.bin").string()}, ShardFormat::automatic, 64);
+  std::vector<int32_t> in(4 * 32), tg(4 * 32);
+  for (int k = 0; k < 4; ++k) data.window(k, 32, 0, in.data() + k * 32, tg.data() + k * 32);
+  model.zero_gradients();
+  model.forward_backward(in.data(), tg.data(), 2, 32, Pattern::dense(), 0.5);
+  model.forward_backward(in.data() + 64, tg.data() + 64, 2, 32, Pattern::dense(), 0.5);
+  const Tensor g = model.gradients();
+  std::vector<double> grad(g.ptr<float>(), g.ptr<float>() + g.numel());
+  double norm = 0;
+  for (double x : grad) norm += x * x;
+  norm = std::sqrt(norm);
+  ASSERT_GT(norm, 0.05) << "the test needs clipping to be active";
+  const double scale = 0.05 / (norm + 1e-6), lr = learning_rate(c.optim, c.train.steps, 0);
+  trainer.step();
+  const std::vector<float> after = model.get_parameters();
+  for (size_t i = 0; i < after.size(); i += 97) {
+    const double gi = scale * grad[i];
+    const double m = 0.1 * gi, v = 0.05 * gi * gi;
+    const double expected = before[i] * (1 - lr * 0.1) - lr * (m / 0.1) / (std::sqrt(v / 0.05) + 1e-8);
+    ASSERT_NEAR(after[i], expected, 1e-6 + 1e-5 * std::abs(expected)) << "parameter " << i;
+  }
+}
+
+TEST_F(TrainerTest, LossFallsOnLearnableSyntheticData) {
+  Trainer trainer(config({"train.objective=dense", "train.steps=80", "optim.lr=1e-2"}));
+  TokenStream val({(dir_ / "val.bin").string()}, ShardFormat::automatic, 64);
+  auto val_loss = [&] {
+    std::vector<int32_t> in(8 * 32), tg(8 * 32);
+    for (int k = 0; k < 8; ++k) val.window(k, 32, 0, in.data() + k * 32, tg.data() + k * 32);
+    return trainer.model().evaluate(in.data(), tg.data(), 8, 32, Pattern::dense()).mean();
+  };
+  const double start = val_loss();
+  for (int i = 0; i < 80; ++i) trainer.step();
+  const double end = val_loss();
+  EXPECT_LT(end, start - 0.2) << "validation loss went from " << start << " to " << end;
+}
+
+TEST_F(TrainerTest, NonFiniteUpdatesAreSkippedCountedAndEventuallyFatal) {
+  Trainer trainer(config({"train.objective=dense", "train.max_nonfinite=2"}));
+  Model& model = trainer.model();
+  std::vector<float> params = model.get_parameters();
+  const float saved = params[5];
+  params[5] = NAN;
+  model.set_parameters(params);
+  trainer.step();
+  EXPECT_EQ(trainer.state().skipped_updates, 1);
+  EXPECT_EQ(trainer.state().optimizer_updates, 0);
+  const std::vector<float> after = model.get_parameters();
+  for (size_t i = 0; i < after.size(); ++i) {
+    if (i == 5) continue;
+    ASSERT_EQ(after[i], params[i]) << "a skipped update changed parameter " << i;
+  }
+  params[5] = saved;
+  model.set_parameters(params);
+  trainer.step();
+  EXPECT_EQ(trainer.state().optimizer_updates, 1);
+  params = model.get_parameters();
+  params[0] = INFINITY;
+  model.set_parameters(params);
+  trainer.step();
+  EXPECT_THROW(trainer.step(), std::runtime_error);
+  EXPECT_EQ(trainer.state().skipped_updates, 3);
+}
+
+TEST_F(TrainerTest, StoppedAndResumedRunIsBitwiseIdenticalToAStraightRun) {
+  const std::vector<std::string> common = {"train.objective=joint", "data.order=random", "train.steps=7",
+                                           "train.metrics_jsonl=" + (dir_ / "straight.jsonl").string()};
+  std::vector<float> straight;
+  {
+    Trainer trainer(config(common));
+    EXPECT_EQ(trainer.run(), Trainer::Outcome::finished);
+    straight = trainer.model().get_parameters();
+  }
+  std::vector<std::string> split = {"train.objective=joint", "data.order=random", "train.steps=7",
+                                    "checkpoint.dir=" + (dir_ / "split").string(),
+                                    "train.metrics_jsonl=" + (dir_ / "split.jsonl").string()};
+  {
+    std::vector<std::string> first = split;
+    first.push_back("train.stop_after=3");
+    Trainer trainer(config(first));
+    EXPECT_EQ(trainer.run(), Trainer::Outcome::stopped);
+    EXPECT_EQ(trainer.state().step, 3);
+  }
+  Trainer resumed(config(split));
+  EXPECT_EQ(resumed.state().step, 3);
+  EXPECT_EQ(resumed.run(), Trainer::Outcome::finished);
+  EXPECT_EQ(resumed.state().optimizer_updates, 14);
+  const std::vector<float> split_params = resumed.model().get_parameters();
+  ASSERT_EQ(split_params.size(), straight.size());
+  for (size_t i = 0; i < straight.size(); ++i) ASSERT_EQ(split_params[i], straight[i]) << "parameter " << i;
+  // The logged losses agree line by line.
+  std::ifstream a(dir_ / "straight.jsonl"), b(dir_ / "split.jsonl");
+  std::string la, lb;
+  int lines = 0;
+  while (std::getline(a, la) && std::getline(b, lb)) {
+    EXPECT_EQ(la, lb);
+    ++lines;
+  }
+  EXPECT_EQ(lines, 14);
+}
+
+TEST_F(TrainerTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
+  {
+    Trainer trainer(config({"train.objective=dense", "train.steps=4", "checkpoint.every=2", "checkpoint.keep=3"}));
+    trainer.run();
+  }
+  const std::vector<std::string> files = list_checkpoints((dir_ / "ckpt").string());
+  ASSERT_EQ(files.size(), 2u);  // steps 4 and 2
+  fs::resize_file(files[0], fs::file_size(files[0]) / 2);
+  Trainer resumed(config({"train.objective=dense", "train.steps=4", "checkpoint.every=2"}));
+  EXPECT_EQ(resumed.state().step, 2);
+}
+
+}  // namespace
+}  // namespace ratplus

@@ -1,0 +1,367 @@
+// Tests of training checkpoints (SPEC §7): bitwise round trips of parameters, AdamW moments and every
+// /train attribute; rejection of inference, damaged, truncated and mismatched files; and the naming,
+// listing and pruning of a checkpoint directory.
+#include <H5Cpp.h>
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "checkpoint/hdf5_file.h"
+#include "checkpoint/model_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
+#include "core/error.h"
+#include "model/parameters.h"
+
+namespace ratplus {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string pattern = (fs::temp_directory_path() / "ratplus_tckpt_XXXXXX").string();
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  std::string path() const { return path_.string(); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> names;
+    for (const auto& entry : fs::directory_iterator(path_)) names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+ private:
+  fs::path path_;
+};
+
+ModelConfig small_config() {
+  ModelConfig c;
+  c.vocab_size = 37;
+  c.d_model = 8;
+  c.n_layers = 2;
+  c.n_heads = 2;
+  c.d_ffn = 24;
+  c.norm_eps = 1e-5;
+  c.rope_base = 500000.0;
+  return c;
+}
+
+std::vector<float> random_values(const ModelConfig& config, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> values(ParameterTable(config).total_elements());
+  for (float& x : values) x = normal(rng);
+  return values;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+void expect_input_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
+  try {
+    action();
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    const std::string message = e.what();
+    for (const std::string& fragment : fragments)
+      EXPECT_NE(message.find(fragment), std::string::npos) << "message: " << message << "\nlacks: " << fragment;
+  }
+}
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+}
+
+// Parameters and both moments of a model, as a trainer holds them.
+struct TrainingBuffers {
+  std::vector<float> params, m, v;
+
+  explicit TrainingBuffers(const ModelConfig& config, unsigned seed = 1)
+      : params(random_values(config, seed)),
+        m(random_values(config, seed + 100)),
+        v(random_values(config, seed + 200)) {
+    for (float& x : v) x = x * x;
+  }
+  static TrainingBuffers empty_like(const TrainingBuffers& other) {
+    TrainingBuffers buffers = other;
+    for (auto* values : {&buffers.params, &buffers.m, &buffers.v}) std::fill(values->begin(), values->end(), -7.0f);
+    return buffers;
+  }
+};
+
+TrainingState sample_state() {
+  TrainingState state;
+  state.step = 123456789012;
+  state.tokens = (int64_t{1} << 53) + 1;  // not representable as a double
+  state.optimizer_updates = 246913578024;
+  state.skipped_updates = 3;
+  state.config_yaml = "model:\n  d_model: 8\ntrain:\n  seed: 17275436393656397312\n  note: \"h\xC3\xA9llo\"\n";
+  state.loader_positions = {5, 0, (int64_t{1} << 53) + 1, std::numeric_limits<int64_t>::max()};
+  state.seed = 17275436393656397312ull;  // above 2^63
+  return state;
+}
+
+void expect_same_state(const TrainingState& a, const TrainingState& b) {
+  EXPECT_EQ(a.step, b.step);
+  EXPECT_EQ(a.tokens, b.tokens);
+  EXPECT_EQ(a.optimizer_updates, b.optimizer_updates);
+  EXPECT_EQ(a.skipped_updates, b.skipped_updates);
+  EXPECT_EQ(a.config_yaml, b.config_yaml);
+  EXPECT_EQ(a.loader_positions, b.loader_positions);
+  EXPECT_EQ(a.seed, b.seed);
+}
+
+void edit_file(const std::string& path, const std::function<void(H5::H5File&)>& edit) {
+  H5::H5File file(path, H5F_ACC_RDWR);
+  edit(file);
+}
+
+class TrainingCheckpointTest : public ::testing::Test {
+ protected:
+  TrainingBuffers save(const std::string& path, const ModelConfig& config, const TrainingState& state) {
+    TrainingBuffers saved(config);
+    save_training_checkpoint(path, config, saved.params.data(), saved.m.data(), saved.v.data(), state);
+    return saved;
+  }
+
+  void expect_load_error(const std::string& path, const ModelConfig& config,
+                         const std::vector<std::string>& fragments) {
+    TrainingBuffers loaded(config);
+    expect_input_error(
+        [&] { load_training_checkpoint(path, config, loaded.params.data(), loaded.m.data(), loaded.v.data()); },
+        fragments);
+  }
+
+  ScratchDir dir_;
+};
+
+TEST_F(TrainingCheckpointTest, RoundTripIsBitwiseExact) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("step_00000100.h5");
+  TrainingBuffers saved(config);
+  saved.params[0] = -0.0f;
+  saved.params[1] = std::numeric_limits<float>::denorm_min();
+  saved.m[2] = std::numeric_limits<float>::infinity();
+  saved.m[3] = std::numeric_limits<float>::max();
+  const TrainingState state = sample_state();
+  save_training_checkpoint(path, config, saved.params.data(), saved.m.data(), saved.v.data(), state);
+  EXPECT_EQ(dir_.entries(), std::vector<std::string>{"step_00000100.h5"});  // no temporary left behind
+
+  TrainingBuffers loaded = TrainingBuffers::empty_like(saved);
+  const TrainingState read =
+      load_training_checkpoint(path, config, loaded.params.data(), loaded.m.data(), loaded.v.data());
+  EXPECT_TRUE(same_bits(saved.params, loaded.params));
+  EXPECT_TRUE(same_bits(saved.m, loaded.m));
+  EXPECT_TRUE(same_bits(saved.v, loaded.v));
+  expect_same_state(read, state);
+
+  // The /model group alone is a valid inference checkpoint.
+  std::vector<float> params(saved.params.size());
+  load_model_parameters(path, read_checkpoint_model_config(path), params.data());
+  EXPECT_TRUE(same_bits(saved.params, params));
+}
+
+TEST_F(TrainingCheckpointTest, FileLayoutFollowsTheSpec) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  save(path, config, sample_state());
+  const Hdf5File file = Hdf5File::open_read_only(path);
+  for (const std::string group : {"/model", "/optim/m", "/optim/v"}) {
+    EXPECT_EQ(file.dataset_shape(group + "/embed/weight"), (std::vector<int64_t>{37, 8}));
+    EXPECT_EQ(file.dataset_shape(group + "/layers/1/attn/in_proj/weight"), (std::vector<int64_t>{40, 8}));
+    EXPECT_EQ(file.dataset_shape(group + "/final_norm/weight"), (std::vector<int64_t>{8}));
+    EXPECT_EQ(file.list_datasets(group).size(), ParameterTable(config).entries().size());
+  }
+  EXPECT_EQ(file.read_int64_attribute("/train", "format_version"), 1);
+  EXPECT_EQ(file.read_int64_attribute("/train", "step"), 123456789012);
+  EXPECT_EQ(file.read_string_attribute("/train", "config"), sample_state().config_yaml);
+
+  const H5::H5File raw(path, H5F_ACC_RDONLY);
+  const H5::Attribute seed = raw.openGroup("/train").openAttribute("seed");
+  EXPECT_EQ(seed.getIntType().getSign(), H5T_SGN_NONE);
+  EXPECT_EQ(seed.getIntType().getSize(), 8u);
+  const H5::DSetCreatPropList layout = raw.openDataSet("/optim/v/embed/weight").getCreatePlist();
+  ASSERT_EQ(layout.getNfilters(), 1);
+  unsigned flags = 0, config_word = 0;
+  size_t n_values = 0;
+  char name[64];
+  EXPECT_EQ(layout.getFilter(0, flags, n_values, nullptr, sizeof name, name, config_word), H5Z_FILTER_FLETCHER32);
+}
+
+TEST_F(TrainingCheckpointTest, EmptyStateRoundTrips) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  const TrainingBuffers saved = save(path, config, TrainingState{});
+  TrainingBuffers loaded = TrainingBuffers::empty_like(saved);
+  const TrainingState read =
+      load_training_checkpoint(path, config, loaded.params.data(), loaded.m.data(), loaded.v.data());
+  expect_same_state(read, TrainingState{});
+  EXPECT_TRUE(same_bits(saved.v, loaded.v));
+}
+
+TEST_F(TrainingCheckpointTest, InferenceCheckpointIsRejected) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("model.h5");
+  save_model_checkpoint(path, config, random_values(config, 1).data());
+  expect_load_error(path, config, {path, "not a training checkpoint"});
+  expect_input_error([&] { read_training_state(Hdf5File::open_read_only(path)); },
+                     {path, "/train", "not a training checkpoint"});
+}
+
+TEST_F(TrainingCheckpointTest, MissingPartsAreNamed) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  save(path, config, sample_state());
+  edit_file(path, [](H5::H5File& file) { file.unlink("/optim/m/layers/0/ffn/fc2/weight"); });
+  expect_load_error(path, config, {path, "/optim/m/layers/0/ffn/fc2/weight", "missing"});
+
+  save(path, config, sample_state());
+  edit_file(path, [](H5::H5File& file) { file.openGroup("/train").removeAttr("seed"); });
+  expect_load_error(path, config, {path, "/train@seed"});
+
+  save(path, config, sample_state());
+  edit_file(path, [](H5::H5File& file) { file.unlink("/train"); });
+  expect_load_error(path, config, {path, "/train", "not a training checkpoint"});
+}
+
+TEST_F(TrainingCheckpointTest, FlippedByteInOptimizerStateIsReportedAsDamage) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  const TrainingBuffers saved = save(path, config, sample_state());
+  const ParameterTable table(config);
+  const ParameterInfo& target = table.entries()[table.find("layers/1/ffn/fc1/weight")];
+
+  std::string bytes = read_bytes(path);
+  const std::string needle(reinterpret_cast<const char*>(saved.v.data() + target.offset), 64);
+  const size_t at = bytes.find(needle);
+  ASSERT_NE(at, std::string::npos);
+  ASSERT_EQ(bytes.rfind(needle), at);
+  bytes[at + 200] ^= 0x10;  // inside the dataset's 768 bytes of data
+  write_bytes(path, bytes);
+
+  expect_load_error(path, config, {path, "/optim/v/layers/1/ffn/fc1/weight", "damaged"});
+}
+
+TEST_F(TrainingCheckpointTest, TruncatedFileIsRejected) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  save(path, config, sample_state());
+  const std::string bytes = read_bytes(path);
+  write_bytes(path, bytes.substr(0, bytes.size() / 2));
+  expect_load_error(path, config, {path, "truncated"});
+}
+
+TEST_F(TrainingCheckpointTest, WrongModelConfigIsRejected) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  save(path, config, sample_state());
+
+  ModelConfig wider = config;
+  wider.d_ffn = 32;
+  expect_load_error(path, wider, {path, "/model/layers/0/ffn/fc1/weight", "expected shape [32, 8], found [24, 8]"});
+
+  ModelConfig other_eps = config;
+  other_eps.norm_eps = 1e-6;
+  expect_load_error(path, other_eps, {path, "/model@config", "norm_eps"});
+
+  ModelConfig other_init = config;  // init_std does not shape a trained model
+  other_init.init_std = 0.5;
+  TrainingBuffers loaded(config);
+  EXPECT_NO_THROW(load_training_checkpoint(path, other_init, loaded.params.data(), loaded.m.data(), loaded.v.data()));
+}
+
+TEST_F(TrainingCheckpointTest, UnsupportedFormatVersionIsRejected) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  save(path, config, sample_state());
+  edit_file(path, [](H5::H5File& file) {
+    const int64_t version = 2;
+    file.openGroup("/train").openAttribute("format_version").write(H5::PredType::NATIVE_INT64, &version);
+  });
+  expect_load_error(path, config, {path, "/train@format_version", "version 2"});
+}
+
+TEST(Hdf5AttributeTest, UnsignedAndArrayAttributes) {
+  const ScratchDir dir;
+  const std::string path = dir.file("attributes.h5");
+  write_hdf5_atomically(path, [](Hdf5File& file) {
+    file.create_group("/g");
+    file.write_uint64_attribute("/g", "big", std::numeric_limits<uint64_t>::max());
+    file.write_int64_attribute("/g", "signed", 42);
+    file.write_int64_attribute("/g", "negative", -1);
+    file.write_int64_array_attribute("/g", "list", {-3, 0, std::numeric_limits<int64_t>::min()});
+    file.write_int64_array_attribute("/g", "none", {});
+  });
+  const Hdf5File file = Hdf5File::open_read_only(path);
+  EXPECT_EQ(file.read_uint64_attribute("/g", "big"), std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(file.read_uint64_attribute("/g", "signed"), 42u);
+  expect_input_error([&] { file.read_uint64_attribute("/g", "negative"); }, {path, "/g@negative", "negative"});
+  EXPECT_EQ(file.read_int64_array_attribute("/g", "list"),
+            (std::vector<int64_t>{-3, 0, std::numeric_limits<int64_t>::min()}));
+  EXPECT_TRUE(file.read_int64_array_attribute("/g", "none").empty());
+  EXPECT_EQ(file.read_int64_array_attribute("/g", "signed"), std::vector<int64_t>{42});
+  expect_input_error([&] { file.read_int64_attribute("/g", "list"); }, {path, "/g@list", "not a single value"});
+}
+
+TEST(CheckpointFilesTest, FileNames) {
+  EXPECT_EQ(checkpoint_file_name(0), "step_00000000.h5");
+  EXPECT_EQ(checkpoint_file_name(100), "step_00000100.h5");
+  EXPECT_EQ(checkpoint_file_name(99999999), "step_99999999.h5");
+  EXPECT_EQ(checkpoint_file_name(123456789), "step_123456789.h5");
+}
+
+TEST(CheckpointFilesTest, ListingIsNewestFirstAndIgnoresOtherFiles) {
+  const ScratchDir dir;
+  EXPECT_TRUE(list_checkpoints(dir.file("absent")).empty());
+  for (const int64_t step : {5, 100, 20, 123456789}) write_bytes(dir.file(checkpoint_file_name(step)), "x");
+  for (const std::string name : {"step_00000007.h5.tmp", "step_7.h5", "step_000000007.h5", "step_-0000007.h5",
+                                 "step_00000030.h5.bak", "xstep_00000040.h5", "notes.txt", "step_.h5"})
+    write_bytes(dir.file(name), "x");
+  fs::create_directory(dir.file("step_00000050.h5"));
+  EXPECT_EQ(list_checkpoints(dir.path()),
+            (std::vector<std::string>{dir.file("step_123456789.h5"), dir.file("step_00000100.h5"),
+                                      dir.file("step_00000020.h5"), dir.file("step_00000005.h5")}));
+  expect_input_error([&] { list_checkpoints(dir.file("notes.txt")); }, {dir.file("notes.txt")});
+}
+
+TEST(CheckpointFilesTest, PruneKeepsTheNewest) {
+  const ScratchDir dir;
+  for (const int64_t step : {3, 1, 5, 2, 4}) write_bytes(dir.file(checkpoint_file_name(step)), "x");
+  write_bytes(dir.file("step_00000009.h5.tmp"), "x");
+  write_bytes(dir.file("notes.txt"), "x");
+
+  prune_checkpoints(dir.path(), 7);
+  EXPECT_EQ(list_checkpoints(dir.path()).size(), 5u);
+  prune_checkpoints(dir.path(), 2);
+  EXPECT_EQ(dir.entries(),
+            (std::vector<std::string>{"notes.txt", "step_00000004.h5", "step_00000005.h5", "step_00000009.h5.tmp"}));
+  prune_checkpoints(dir.path(), 0);
+  EXPECT_EQ(dir.entries(), (std::vector<std::string>{"notes.txt", "step_00000009.h5.tmp"}));
+  prune_checkpoints(dir.file("absent"), 1);
+}
+
+}  // namespace
+}  // namespace ratplus

@@ -1,0 +1,291 @@
+// The training loop (see trainer.h).
+#include "trainer/trainer.h"
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "checkpoint/model_checkpoint.h"
+#include "kernels/optimizer.h"
+#include "model/flops.h"
+#include "model/window_loss.h"
+#include "trainer/schedule.h"
+
+namespace ratplus {
+
+namespace {
+
+std::atomic<bool> g_stop_requested{false};
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string clock_text(double seconds) {
+  const auto s = static_cast<int64_t>(seconds);
+  return fmt::format("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+}
+
+std::string count_text(double x) {
+  if (x >= 1e6) return fmt::format("{:.2f}M", x / 1e6);
+  if (x >= 1e3) return fmt::format("{:.1f}k", x / 1e3);
+  return fmt::format("{:.0f}", x);
+}
+
+Pattern config_pattern(const std::string& text, const char* key, const ModelConfig& model) {
+  try {
+    Pattern p = Pattern::parse(text);
+    p.check_fits(model.n_layers, model.n_heads);
+    return p;
+  } catch (const InputError& e) {
+    throw InputError(fmt::format("{}: {}", key, e.what()));
+  }
+}
+
+std::vector<Pass> objective_passes(const ExperimentConfig& c) {
+  if (c.train.objective == "joint")
+    return {{"sparse", Pattern::dilated(c.train.arl_dilation)}, {"dense", Pattern::dense()}};
+  if (c.train.objective == "dense") return {{"dense", Pattern::dense()}};
+  return {{"adapt", config_pattern(c.train.pattern, "train.pattern", c.model)}};
+}
+
+std::shared_ptr<const TokenStream> open_data(const std::vector<std::string>& paths, const char* key,
+                                             const ExperimentConfig& c) {
+  require_input(!paths.empty(), fmt::format("{}: {}: no token files given", c.source, key));
+  return std::make_shared<const TokenStream>(paths, parse_shard_format(c.data.format), c.model.vocab_size);
+}
+
+Device training_device(const RuntimeConfig& runtime) {
+  require_input(runtime.device != "cuda",
+                "runtime.device: cuda: training on the GPU is not available in this build yet (use cpu or auto)");
+  return Device::cpu;
+}
+
+}  // namespace
+
+Trainer::Trainer(const ExperimentConfig& config)
+    : config_(config),
+      model_(config.model, training_device(config.runtime), DType::f32),
+      passes_(objective_passes(config)),
+      metrics_(config.metrics.listen) {
+  const int64_t n = model_.table().total_elements();
+  moments_.reserve("adam/m", 1, n, DType::f32);
+  moments_.reserve("adam/v", 1, n, DType::f32);
+  moments_.allocate(model_.device());
+
+  const DataConfig& d = config_.data;
+  train_data_ = open_data(d.train, "data.train", config_);
+  if (config_.train.val_every > 0) {
+    val_data_ = open_data(d.val, "data.val", config_);
+    const int64_t available = val_data_->num_windows(d.seq_len);
+    require_input(config_.train.val_batches <= available,
+                  fmt::format("train.val_batches: {} windows asked for, data.val holds {} of {} tokens",
+                              config_.train.val_batches, available, d.seq_len));
+  }
+  start_from_checkpoint_or_init();
+
+  LoaderOptions options;
+  options.seq_len = d.seq_len;
+  options.eos_id = d.eos_id;
+  options.global_batch = config_.train.global_batch;
+  options.micro_batch = config_.train.micro_batch;
+  options.random = d.order == "random";
+  options.seed = d.seed;
+  loader_ = std::make_unique<BatchLoader>(train_data_, options, state_.step);
+
+  if (!config_.train.metrics_jsonl.empty()) {
+    const std::filesystem::path path(config_.train.metrics_jsonl);
+    if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
+    jsonl_.open(path, std::ios::app);
+    require_input(jsonl_.good(), fmt::format("train.metrics_jsonl: cannot write '{}'", path.string()));
+  }
+  for (const Pass& p : passes_) flops_per_token_ += 3 * forward_flops_per_token(config_.model, p.pattern, d.seq_len);
+  last_loss_.assign(passes_.size(), NAN);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::request_stop() { g_stop_requested.store(true); }
+
+void Trainer::start_from_checkpoint_or_init() {
+  state_.config_yaml = experiment_config_to_yaml(config_);
+  state_.seed = config_.train.seed;
+  const int64_t n = model_.table().total_elements();
+  if (config_.checkpoint.resume == "auto") {
+    std::vector<float> params(n);
+    for (const std::string& path : list_checkpoints(config_.checkpoint.dir)) {
+      try {
+        TrainingState loaded = load_training_checkpoint(path, config_.model, params.data(),
+                                                        moments_.get(0).ptr<float>(), moments_.get(1).ptr<float>());
+        model_.set_parameters(params);
+        loaded.config_yaml = state_.config_yaml;
+        state_ = std::move(loaded);
+        spdlog::info("resuming from {} at step {} ({} tokens seen)", path, state_.step, state_.tokens);
+        return;
+      } catch (const InputError& e) {
+        spdlog::warn("not resuming from {}: {}", path, e.what());
+      }
+    }
+  }
+  zero_tensor(moments_.get(0));
+  zero_tensor(moments_.get(1));
+  if (!config_.train.init_from.empty()) {
+    ModelConfig stored = read_checkpoint_model_config(config_.train.init_from);
+    stored.init_std = config_.model.init_std;
+    require_input(stored == config_.model,
+                  fmt::format("train.init_from: '{}' holds a model whose config differs from the model section:\n{}",
+                              config_.train.init_from, model_config_to_yaml(stored)));
+    std::vector<float> params(n);
+    load_model_parameters(config_.train.init_from, config_.model, params.data());
+    model_.set_parameters(params);
+    spdlog::info("starting from the model of {}", config_.train.init_from);
+  } else {
+    model_.init_parameters(config_.train.seed);
+  }
+}
+
+double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
+  const OptimConfig& o = config_.optim;
+  model_.zero_gradients();
+  double loss = 0;
+  const double weight = 1.0 / static_cast<double>(batch.micro_batches);
+  for (int64_t i = 0; i < batch.micro_batches; ++i) {
+    const LossSum l = model_.forward_backward(batch.micro_inputs(i), batch.micro_targets(i), batch.micro_batch,
+                                              batch.seq_len, pass.pattern, weight);
+    loss += l.mean() * weight;
+  }
+  const double norm = std::sqrt(sum_of_squares(model_.gradients()));
+  const bool finite = std::isfinite(loss) && std::isfinite(norm);
+  if (finite) {
+    nonfinite_in_a_row_ = 0;
+    ++state_.optimizer_updates;
+    AdamWStep s;
+    s.lr = lr;
+    s.beta1 = o.betas[0];
+    s.beta2 = o.betas[1];
+    s.eps = o.eps;
+    s.weight_decay = o.weight_decay;
+    s.grad_scale = norm > o.grad_clip ? o.grad_clip / (norm + 1e-6) : 1.0;
+    s.t = state_.optimizer_updates;
+    adamw_update(model_.parameters(), model_.gradients(), moments_.get(0), moments_.get(1), s);
+  } else {
+    ++state_.skipped_updates;
+    ++nonfinite_in_a_row_;
+    spdlog::warn("step {} {} pass: non-finite loss {} or gradient norm {}; update skipped ({} in a row)",
+                 state_.step, pass.name, loss, norm, nonfinite_in_a_row_);
+  }
+  metrics_.record_update(pass.name, loss, norm, lr, !finite);
+  if (jsonl_.is_open()) {
+    const nlohmann::json line = {{"step", state_.step},  {"pass", pass.name},  {"loss", loss},
+                                 {"lr", lr},             {"grad_norm", norm}, {"tokens", state_.tokens},
+                                 {"skipped", !finite}};
+    jsonl_ << line.dump() << '\n' << std::flush;
+  }
+  last_grad_norm_ = norm;
+  if (nonfinite_in_a_row_ >= config_.train.max_nonfinite)
+    throw std::runtime_error(fmt::format("training diverged: {} updates in a row had a non-finite loss or gradient "
+                                         "norm (last at step {}: loss {}, norm {}); see train.max_nonfinite",
+                                         nonfinite_in_a_row_, state_.step, loss, norm));
+  return loss;
+}
+
+void Trainer::step() {
+  const auto start = Clock::now();
+  const double lr = learning_rate(config_.optim, config_.train.steps, state_.step);
+  const double wait_before = loader_->wait_seconds();
+  const Batch batch = loader_->next();
+  const double waited = loader_->wait_seconds() - wait_before;
+  const int64_t batch_tokens = config_.train.global_batch * config_.data.seq_len;
+  state_.tokens += batch_tokens;
+  for (size_t i = 0; i < passes_.size(); ++i) last_loss_[i] = update(passes_[i], batch, lr);
+  ++state_.step;
+  ++steps_this_run_;
+  state_.loader_positions = {loader_->position()};
+  last_lr_ = lr;
+  const double seconds = seconds_since(start);
+  window_seconds_ += seconds;
+  window_tokens_ += batch_tokens;
+  const double mfu = model_.device() == Device::cuda ? flops_per_token_ * batch_tokens / seconds / kHopperPeakFlops : -1;
+  metrics_.record_step(state_.step, batch_tokens, seconds, batch_tokens / seconds, mfu, waited);
+}
+
+std::string Trainer::save_checkpoint() {
+  const auto start = Clock::now();
+  std::filesystem::create_directories(config_.checkpoint.dir);
+  const std::string path = (std::filesystem::path(config_.checkpoint.dir) / checkpoint_file_name(state_.step)).string();
+  save_training_checkpoint(path, config_.model, model_.get_parameters().data(), moments_.get(0).ptr<float>(),
+                           moments_.get(1).ptr<float>(), state_);
+  prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
+  const double seconds = seconds_since(start);
+  metrics_.record_checkpoint(state_.step, seconds);
+  spdlog::info("checkpoint {} ({:.2f} s)", path, seconds);
+  return path;
+}
+
+void Trainer::validate() {
+  std::vector<Pattern> patterns = {Pattern::dense(), Pattern::dilated(config_.train.arl_dilation)};
+  if (config_.train.objective == "adapt") patterns = {passes_[0].pattern, Pattern::dense()};
+  const DataConfig& d = config_.data;
+  const WindowSource source = [&](int64_t k, int32_t* inputs, int32_t* targets) {
+    val_data_->window(k, d.seq_len, d.eos_id, inputs, targets);
+  };
+  std::string line = fmt::format("validation at step {}:", state_.step);
+  for (const Pattern& p : patterns) {
+    const double loss =
+        window_loss(model_, p, source, config_.train.val_batches, d.seq_len, config_.train.micro_batch).mean();
+    metrics_.record_validation(p.text(), loss);
+    line += fmt::format(" {} {:.4f}", p.text(), loss);
+  }
+  spdlog::info("{}", line);
+}
+
+void Trainer::log_progress(double elapsed_seconds) {
+  std::string losses;
+  for (size_t i = 0; i < passes_.size(); ++i) losses += fmt::format(" {} {:.4f}", passes_[i].name, last_loss_[i]);
+  const double rate = window_tokens_ / std::max(window_seconds_, 1e-9);
+  const double per_step = elapsed_seconds / static_cast<double>(steps_this_run_);
+  spdlog::info("step {}/{} | loss{} | lr {:.2e} | grad norm {:.3f} | {} tok/s | {} elapsed, {} left", state_.step,
+               config_.train.steps, losses, last_lr_, last_grad_norm_, count_text(rate), clock_text(elapsed_seconds),
+               clock_text(per_step * static_cast<double>(config_.train.steps - state_.step)));
+  window_seconds_ = 0;
+  window_tokens_ = 0;
+}
+
+Trainer::Outcome Trainer::run() {
+  const TrainConfig& t = config_.train;
+  spdlog::info("training {} parameters ({}), {} passes per batch of {} x {} tokens, steps {} -> {}",
+               model_.table().total_elements(), t.objective, passes_.size(), t.global_batch, config_.data.seq_len,
+               state_.step, t.steps);
+  const auto start = Clock::now();
+  while (state_.step < t.steps) {
+    if (g_stop_requested.load() || (t.stop_after > 0 && state_.step >= t.stop_after)) {
+      spdlog::info("stopping at step {}{}; run the same command again to continue", state_.step,
+                   g_stop_requested.load() ? " (signal)" : " (train.stop_after)");
+      save_checkpoint();
+      metrics_.linger(config_.metrics.linger_seconds);
+      return Outcome::stopped;
+    }
+    step();
+    if (state_.step % t.log_every == 0 || state_.step == t.steps) log_progress(seconds_since(start));
+    if (t.val_every > 0 && state_.step % t.val_every == 0) validate();
+    if (config_.checkpoint.every > 0 && state_.step % config_.checkpoint.every == 0 && state_.step < t.steps)
+      save_checkpoint();
+  }
+  if (steps_this_run_ > 0) {
+    save_checkpoint();
+    spdlog::info("finished {} steps ({} tokens, {} skipped updates) in {}", t.steps, state_.tokens,
+                 state_.skipped_updates, clock_text(seconds_since(start)));
+  } else {
+    spdlog::info("nothing to do: the checkpoint in {} is already at step {}", config_.checkpoint.dir, state_.step);
+  }
+  metrics_.linger(config_.metrics.linger_seconds);
+  return Outcome::finished;
+}
+
+}  // namespace ratplus

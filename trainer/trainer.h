@@ -1,0 +1,75 @@
+// The training loop (SPEC §4, §9): one loop for every objective. An objective decides which passes a
+// batch gets (joint: a sparse dilated(L*) pass then a dense pass, each with its own optimizer update;
+// dense: one dense pass; adapt: one pass under train.pattern). Each pass accumulates gradients over the
+// micro-batches, clips the global norm, and applies AdamW unless the loss or the norm is non-finite.
+// Checkpoints, validation, progress lines, the JSONL log and Prometheus metrics are part of the loop.
+#pragma once
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoint/training_checkpoint.h"
+#include "core/buffer.h"
+#include "core/config.h"
+#include "data/batch_loader.h"
+#include "model/model.h"
+#include "trainer/metrics.h"
+
+namespace ratplus {
+
+// One optimizer update of a batch.
+struct Pass {
+  std::string name;  // "sparse", "dense" or "adapt" (the `pass` of the metrics)
+  Pattern pattern;
+};
+
+class Trainer {
+ public:
+  // Builds model, data and optimizer state; resumes from the newest good checkpoint of checkpoint.dir
+  // (checkpoint.resume: auto), else starts from train.init_from, else initialises from train.seed.
+  explicit Trainer(const ExperimentConfig& config);
+  ~Trainer();
+
+  enum class Outcome { finished, stopped };
+  // Runs until train.steps are done (then writes the final checkpoint), or until train.stop_after steps
+  // are done or a stop was requested (then writes a checkpoint to resume from).
+  Outcome run();
+  // One batch: every pass of the objective. Public for tests.
+  void step();
+
+  // Asks run() to stop at the next step boundary (async-signal-safe).
+  static void request_stop();
+
+  const TrainingState& state() const { return state_; }
+  Model& model() { return model_; }
+  const std::vector<Pass>& passes() const { return passes_; }
+  std::string save_checkpoint();  // returns the path written
+
+ private:
+  void start_from_checkpoint_or_init();
+  double update(const Pass& pass, const Batch& batch, double lr);  // returns the pass's loss
+  void validate();
+  void log_progress(double elapsed_seconds);
+
+  ExperimentConfig config_;
+  Model model_;
+  Arena moments_;  // AdamW m and v, f32, [1, N] each
+  std::vector<Pass> passes_;
+  std::shared_ptr<const TokenStream> train_data_, val_data_;
+  std::unique_ptr<BatchLoader> loader_;
+  TrainingState state_;
+  TrainingMetrics metrics_;
+  std::ofstream jsonl_;
+  int64_t nonfinite_in_a_row_ = 0;
+  int64_t steps_this_run_ = 0;
+  std::vector<double> last_loss_;       // per pass, for progress lines
+  double last_grad_norm_ = 0, last_lr_ = 0;
+  double flops_per_token_ = 0;          // training FLOPs of one token through every pass (SPEC §8)
+  double window_seconds_ = 0;           // time spent in steps since the last progress line
+  int64_t window_tokens_ = 0;
+};
+
+}  // namespace ratplus
