@@ -1,5 +1,6 @@
 // `ratplus`: one binary, one subcommand per task. Exit codes: 0 success, 2 bad usage or input (the message
 // names the file, key, offset or option), 1 internal failure.
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -13,7 +14,9 @@ int main(int argc, char** argv) {
   CLI::App app{"ratplus: train, adapt, evaluate and serve RAT+ language models"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "ratplus 0.1.0");
-  spdlog::set_pattern("[%H:%M:%S] %v");
+  // Logs go to stderr; stdout carries results (tables, inspections) that scripts may read.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("ratplus"));
+  spdlog::set_pattern("[%H:%M:%S] %^%v%$");
   namespace cli = ratplus::cli;
   const cli::Action actions[] = {cli::add_train_command(app), cli::add_eval_command(app), cli::add_init_command(app),
                                  cli::add_data_command(app), cli::add_ckpt_command(app)};

@@ -123,7 +123,10 @@ Pattern Pattern::parse(const std::string& text) {
 Pattern Pattern::dense() { return parse("dense"); }
 
 Pattern Pattern::dilated(int64_t dilation, int64_t window, int64_t sinks) {
-  return parse(fmt::format("dilated:D={},W={},P={}", dilation, window, sinks));
+  std::string text = fmt::format("dilated:D={}", dilation);
+  if (window > 0) text += fmt::format(",W={}", window);
+  if (sinks > 0) text += fmt::format(",P={}", sinks);
+  return parse(text);
 }
 
 void Pattern::check_fits(int64_t n_layers, int64_t n_heads) const {
