@@ -6,6 +6,7 @@
 #include "checkpoint/model_checkpoint.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
+#include "core/device.h"
 #include "inference/evaluate.h"
 
 namespace ratplus::cli {
@@ -25,7 +26,7 @@ void print_table(const std::vector<EvalResult>& results) {
 Action add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "loss of a checkpoint on token data under attention patterns");
   struct Options {
-    std::string checkpoint, json, format = "auto";
+    std::string checkpoint, json, format = "auto", device = "auto";
     std::vector<std::string> data, patterns;
     int64_t seq_len = 0, batches = 0, eos_id = -1, micro_batch = 4;
   };
@@ -40,6 +41,8 @@ Action add_eval_command(CLI::App& app) {
   cmd->add_option("--json", o->json, "also write the results as JSON to this file");
   cmd->add_option("--format", o->format, "shard format: auto, llmc, flat_u16, flat_u32");
   cmd->add_option("--micro-batch", o->micro_batch, "windows per forward pass");
+  cmd->add_option("--device", o->device, "auto (the GPU when there is one), cpu or cuda")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   return [o] {
     std::vector<Pattern> patterns;
     for (const std::string& text : o->patterns) patterns.push_back(Pattern::parse(text));
@@ -48,7 +51,7 @@ Action add_eval_command(CLI::App& app) {
                   fmt::format("--eos-id {} is outside the vocabulary of {}", o->eos_id, config.vocab_size));
     require_input(o->micro_batch >= 1, "--micro-batch must be at least 1");
     const TokenStream data(o->data, parse_shard_format(o->format), config.vocab_size);
-    Model model(config, Device::cpu, DType::f32);
+    Model model(config, select_device(o->device), DType::f32);
     std::vector<float> values(model.table().total_elements());
     load_model_parameters(o->checkpoint, config, values.data());
     model.set_parameters(values);

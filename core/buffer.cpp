@@ -130,4 +130,17 @@ void zero_tensor(Tensor t) {
 #endif
 }
 
+std::vector<float> to_host_floats(const Tensor& t) {
+  check_internal(t.dtype == DType::f32, "to_host_floats: f32 tensor expected");
+  std::vector<float> values(t.numel());
+  copy_tensor(Tensor{values.data(), t.rows, t.cols, t.cols, DType::f32, Device::cpu}, t);
+  return values;
+}
+
+void from_host_floats(Tensor t, const std::vector<float>& values) {
+  check_internal(t.dtype == DType::f32 && static_cast<int64_t>(values.size()) == t.numel(),
+                 "from_host_floats: f32 tensor of the same size expected");
+  copy_tensor(t, Tensor{const_cast<float*>(values.data()), t.rows, t.cols, t.cols, DType::f32, Device::cpu});
+}
+
 }  // namespace ratplus

@@ -62,4 +62,8 @@ void copy_tensor(Tensor dst, const Tensor& src);
 // Sets every element to zero.
 void zero_tensor(Tensor t);
 
+// The elements of an f32 tensor on any device, as a host vector (row by row), and back.
+std::vector<float> to_host_floats(const Tensor& t);
+void from_host_floats(Tensor t, const std::vector<float>& values);
+
 }  // namespace ratplus

@@ -1,9 +1,17 @@
 // What accelerators this process can use.
 #pragma once
 
+#include <string>
+
+#include "core/tensor.h"
+
 namespace ratplus {
 
 // Number of usable CUDA devices; 0 in a build without the CUDA backend or on a machine without a GPU.
 int cuda_device_count();
+
+// The device a `runtime.device`-style choice names: "cpu", "cuda" (InputError when no GPU can be used) or
+// "auto" (the GPU when there is one).
+Device select_device(const std::string& choice);
 
 }  // namespace ratplus

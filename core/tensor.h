@@ -12,11 +12,13 @@
 
 namespace ratplus {
 
-enum class DType : uint8_t { f32, f64, bf16 };
+enum class DType : uint8_t { f32, f64, bf16, i32 };
 enum class Device : uint8_t { cpu, cuda };
 
-inline size_t dtype_size(DType t) { return t == DType::f64 ? 8 : t == DType::f32 ? 4 : 2; }
-inline const char* dtype_name(DType t) { return t == DType::f64 ? "f64" : t == DType::f32 ? "f32" : "bf16"; }
+inline size_t dtype_size(DType t) { return t == DType::f64 ? 8 : t == DType::bf16 ? 2 : 4; }
+inline const char* dtype_name(DType t) {
+  return t == DType::f64 ? "f64" : t == DType::f32 ? "f32" : t == DType::bf16 ? "bf16" : "i32";
+}
 inline const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
 struct Tensor {

@@ -11,6 +11,12 @@
 
 #include "core/tensor.h"
 
+#ifdef __CUDACC__
+#define RATPLUS_HOST_DEVICE __host__ __device__
+#else
+#define RATPLUS_HOST_DEVICE
+#endif
+
 namespace ratplus {
 
 struct KeySet {
@@ -25,7 +31,7 @@ struct KeyRange {
 };
 
 // The (at most three) ranges of query t, in increasing key order; returns how many were written.
-inline int key_ranges(const KeySet& s, int64_t t, KeyRange out[3]) {
+RATPLUS_HOST_DEVICE inline int key_ranges(const KeySet& s, int64_t t, KeyRange out[3]) {
   const int64_t lo = s.window >= t ? 0 : t - s.window;
   int n = 0;
   const int64_t sink_end = s.sinks < lo ? s.sinks : lo;

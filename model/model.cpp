@@ -34,62 +34,64 @@ struct Model::Workspace {
   ChannelMixingScratch channel_scratch;
   OutputHeadState head;
   Tensor d_residual;
+  Tensor tokens;  // [2, rows] i32 on the GPU: inputs and targets (on the CPU the caller's arrays are used)
 
   Workspace(const ModelConfig& c, Device device, DType dtype, int64_t batch_, int64_t seq_, bool training_)
       : batch(batch_), seq(seq_), training(training_) {
     const int64_t rows = batch * seq, d = c.d_model, f = c.d_ffn, h = c.n_heads;
     const int64_t layers = training ? c.n_layers : 1;
     std::vector<std::pair<Tensor*, int>> bindings;
-    auto plan = [&](Tensor& t, std::string name, int64_t r, int64_t cols) {
-      bindings.emplace_back(&t, arena.reserve(std::move(name), r, cols, dtype));
+    auto plan = [&](Tensor& t, std::string name, int64_t r, int64_t cols, DType type) {
+      bindings.emplace_back(&t, arena.reserve(std::move(name), r, cols, type));
     };
     residual.resize(training ? 2 * c.n_layers + 1 : 2);
-    for (size_t i = 0; i < residual.size(); ++i) plan(residual[i], fmt::format("residual/{}", i), rows, d);
+    for (size_t i = 0; i < residual.size(); ++i) plan(residual[i], fmt::format("residual/{}", i), rows, d, dtype);
     temporal.resize(layers);
     channel.resize(layers);
     for (int64_t i = 0; i < layers; ++i) {
       const std::string p = fmt::format("layers/{}/", i);
       TemporalMixingState& t = temporal[i];
-      plan(t.h, p + "attn/h", rows, d);
-      plan(t.rstd, p + "attn/rstd", 1, rows);
-      plan(t.z, p + "attn/z", rows, c.in_proj_rows());
+      plan(t.h, p + "attn/h", rows, d, dtype);
+      plan(t.rstd, p + "attn/rstd", 1, rows, dtype);
+      plan(t.z, p + "attn/z", rows, c.in_proj_rows(), dtype);
       if (c.recurrence) {
-        plan(t.k_rec, p + "attn/k_rec", rows, d);
-        plan(t.v_rec, p + "attn/v_rec", rows, d);
+        plan(t.k_rec, p + "attn/k_rec", rows, d, dtype);
+        plan(t.v_rec, p + "attn/v_rec", rows, d, dtype);
       }
-      plan(t.q_rot, p + "attn/q_rot", rows, d);
-      plan(t.k_rot, p + "attn/k_rot", rows, d);
-      plan(t.att, p + "attn/out", rows, d);
-      plan(t.lse, p + "attn/lse", rows, h);
-      plan(t.gated, p + "attn/gated", rows, d);
+      plan(t.q_rot, p + "attn/q_rot", rows, d, dtype);
+      plan(t.k_rot, p + "attn/k_rot", rows, d, dtype);
+      plan(t.att, p + "attn/out", rows, d, dtype);
+      plan(t.lse, p + "attn/lse", rows, h, dtype);
+      plan(t.gated, p + "attn/gated", rows, d, dtype);
       ChannelMixingState& m = channel[i];
-      plan(m.h, p + "ffn/h", rows, d);
-      plan(m.rstd, p + "ffn/rstd", 1, rows);
-      plan(m.pre, p + "ffn/pre", rows, f);
-      plan(m.act, p + "ffn/act", rows, f);
+      plan(m.h, p + "ffn/h", rows, d, dtype);
+      plan(m.rstd, p + "ffn/rstd", 1, rows, dtype);
+      plan(m.pre, p + "ffn/pre", rows, f, dtype);
+      plan(m.act, p + "ffn/act", rows, f, dtype);
     }
     const int64_t chunk = logits_chunk_rows(rows, c.vocab_size);
-    plan(head.h, "head/h", rows, d);
-    plan(head.rstd, "head/rstd", 1, rows);
-    plan(head.logits, "head/logits", chunk, c.vocab_size);
-    plan(head.row_loss, "head/row_loss", 1, chunk);
+    plan(head.h, "head/h", rows, d, dtype);
+    plan(head.rstd, "head/rstd", 1, rows, dtype);
+    plan(head.logits, "head/logits", chunk, c.vocab_size, dtype);
+    plan(head.row_loss, "head/row_loss", 1, chunk, dtype);
     if (training) {
       TemporalMixingScratch& s = temporal_scratch;
-      plan(s.d_gated, "grad/attn/gated", rows, d);
-      plan(s.d_att, "grad/attn/out", rows, d);
-      plan(s.dq_rot, "grad/attn/q_rot", rows, d);
-      plan(s.dk_rot, "grad/attn/k_rot", rows, d);
+      plan(s.d_gated, "grad/attn/gated", rows, d, dtype);
+      plan(s.d_att, "grad/attn/out", rows, d, dtype);
+      plan(s.dq_rot, "grad/attn/q_rot", rows, d, dtype);
+      plan(s.dk_rot, "grad/attn/k_rot", rows, d, dtype);
       if (c.recurrence) {
-        plan(s.dk_rec, "grad/attn/k_rec", rows, d);
-        plan(s.dv_rec, "grad/attn/v_rec", rows, d);
+        plan(s.dk_rec, "grad/attn/k_rec", rows, d, dtype);
+        plan(s.dv_rec, "grad/attn/v_rec", rows, d, dtype);
       }
-      plan(s.dz, "grad/attn/z", rows, c.in_proj_rows());
-      plan(s.dh, "grad/attn/h", rows, d);
-      plan(channel_scratch.d_act, "grad/ffn/act", rows, f);
-      plan(channel_scratch.dh, "grad/ffn/h", rows, d);
-      plan(head.dh, "grad/head/h", rows, d);
-      plan(d_residual, "grad/residual", rows, d);
+      plan(s.dz, "grad/attn/z", rows, c.in_proj_rows(), dtype);
+      plan(s.dh, "grad/attn/h", rows, d, dtype);
+      plan(channel_scratch.d_act, "grad/ffn/act", rows, f, dtype);
+      plan(channel_scratch.dh, "grad/ffn/h", rows, d, dtype);
+      plan(head.dh, "grad/head/h", rows, d, dtype);
+      plan(d_residual, "grad/residual", rows, d, dtype);
     }
+    if (device == Device::cuda) plan(tokens, "tokens", 2, rows, DType::i32);
     arena.allocate(device);
     for (auto& [tensor, handle] : bindings) *tensor = arena.get(handle);
   }
@@ -198,7 +200,16 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
 
   // Residual buffer before block b (b = 0 … 2L): all kept in training, alternating in evaluation.
   auto residual = [&](int64_t b) -> Tensor& { return ws.residual[training ? b : b % 2]; };
-  embedding_forward(residual(0), inputs, view(params, table_.embed()));
+  const int32_t* device_inputs = inputs;
+  const int32_t* device_targets = targets;
+  if (device_ != Device::cpu) {
+    const int64_t rows = dims.rows();
+    copy_tensor(ws.tokens.rows_slice(0, 1), Tensor{const_cast<int32_t*>(inputs), 1, rows, rows, DType::i32, Device::cpu});
+    copy_tensor(ws.tokens.rows_slice(1, 1), Tensor{const_cast<int32_t*>(targets), 1, rows, rows, DType::i32, Device::cpu});
+    device_inputs = ws.tokens.rows_slice(0, 1).ptr<int32_t>();
+    device_targets = ws.tokens.rows_slice(1, 1).ptr<int32_t>();
+  }
+  embedding_forward(residual(0), device_inputs, view(params, table_.embed()));
   for (int64_t i = 0; i < layers; ++i) {
     const int64_t s = training ? i : 0;
     temporal_mixing_forward(dims, head_keys[i], temporal_weights(params, i), residual(2 * i), residual(2 * i + 1),
@@ -211,7 +222,7 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
   for (int64_t r = 0; r < dims.rows(); ++r) labels += targets[r] >= 0;
   const double grad_scale = training && labels > 0 ? weight / static_cast<double>(labels) : 0.0;
   const LossSum loss = output_head(dims, view(params, table_.final_norm()), view(params, table_.lm_head()),
-                                   residual(2 * layers), targets, ws.head, grad_scale,
+                                   residual(2 * layers), targets, device_targets, ws.head, grad_scale,
                                    view(grads, table_.final_norm()), view(grads, table_.lm_head()), ws.d_residual);
   if (grad_scale == 0.0) return loss;
 
@@ -221,7 +232,7 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
     temporal_mixing_backward(dims, head_keys[i], temporal_weights(params, i), temporal_weights(grads, i),
                              residual(2 * i), ws.temporal[i], ws.d_residual, ws.d_residual, ws.temporal_scratch);
   }
-  embedding_backward(view(grads, table_.embed()), inputs, ws.d_residual);
+  embedding_backward(view(grads, table_.embed()), device_inputs, ws.d_residual);
   return loss;
 }
 

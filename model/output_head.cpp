@@ -3,6 +3,9 @@
 // chunk's logits are turned into their gradient in place and consumed at once (dh and the head gradient),
 // so the logits are computed exactly once.
 #include <algorithm>
+#include <vector>
+
+#include "core/buffer.h"
 
 #include "kernels/cross_entropy.h"
 #include "kernels/matmul.h"
@@ -11,9 +14,25 @@
 
 namespace ratplus {
 
+namespace {
+
+// A chunk's row losses ([1, n] on any device) as host doubles.
+std::vector<double> host_row_losses(const Tensor& loss) {
+  if (loss.device == Device::cuda) {
+    const std::vector<float> values = to_host_floats(loss);
+    return {values.begin(), values.end()};
+  }
+  std::vector<double> values(loss.cols);
+  for (int64_t i = 0; i < loss.cols; ++i)
+    values[i] = loss.dtype == DType::f64 ? loss.ptr<double>()[i] : loss.ptr<float>()[i];
+  return values;
+}
+
+}  // namespace
+
 LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w, const Tensor& x,
-                    const int32_t* targets, OutputHeadState& s, double grad_scale, Tensor dnorm_w, Tensor dhead_w,
-                    Tensor dx) {
+                    const int32_t* host_targets, const int32_t* device_targets, OutputHeadState& s, double grad_scale,
+                    Tensor dnorm_w, Tensor dhead_w, Tensor dx) {
   rmsnorm_forward(s.h, s.rstd, x, norm_w, dims.eps);
   LossSum total;
   const int64_t rows = dims.rows(), chunk = s.logits.rows;
@@ -23,10 +42,11 @@ LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w
     Tensor loss = s.row_loss.cols_slice(0, n);
     const Tensor h = s.h.rows_slice(r0, n);
     matmul(logits, h, false, head_w, true);
-    cross_entropy(loss, logits, targets + r0, grad_scale);
+    cross_entropy(loss, logits, device_targets + r0, grad_scale);
+    const std::vector<double> losses = host_row_losses(loss);
     for (int64_t i = 0; i < n; ++i) {
-      if (targets[r0 + i] < 0) continue;
-      total.sum += loss.dtype == DType::f64 ? loss.ptr<double>()[i] : loss.ptr<float>()[i];
+      if (host_targets[r0 + i] < 0) continue;
+      total.sum += losses[i];
       ++total.count;
     }
     if (grad_scale != 0) {

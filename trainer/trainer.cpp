@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "checkpoint/model_checkpoint.h"
+#include "core/device.h"
 #include "kernels/optimizer.h"
 #include "model/flops.h"
 #include "model/window_loss.h"
@@ -62,9 +63,10 @@ std::shared_ptr<const TokenStream> open_data(const std::vector<std::string>& pat
 }
 
 Device training_device(const RuntimeConfig& runtime) {
-  require_input(runtime.device != "cuda",
-                "runtime.device: cuda: training on the GPU is not available in this build yet (use cpu or auto)");
-  return Device::cpu;
+  const Device device = select_device(runtime.device);
+  require_input(device == Device::cpu || runtime.precision == "fp32",
+                "runtime.precision: bf16 mixed precision is not implemented on the GPU yet; use fp32");
+  return device;
 }
 
 }  // namespace
@@ -118,12 +120,13 @@ void Trainer::start_from_checkpoint_or_init() {
   state_.seed = config_.train.seed;
   const int64_t n = model_.table().total_elements();
   if (config_.checkpoint.resume == "auto") {
-    std::vector<float> params(n);
+    std::vector<float> params(n), m(n), v(n);
     for (const std::string& path : list_checkpoints(config_.checkpoint.dir)) {
       try {
-        TrainingState loaded = load_training_checkpoint(path, config_.model, params.data(),
-                                                        moments_.get(0).ptr<float>(), moments_.get(1).ptr<float>());
+        TrainingState loaded = load_training_checkpoint(path, config_.model, params.data(), m.data(), v.data());
         model_.set_parameters(params);
+        from_host_floats(moments_.get(0), m);
+        from_host_floats(moments_.get(1), v);
         loaded.config_yaml = state_.config_yaml;
         state_ = std::move(loaded);
         spdlog::info("resuming from {} at step {} ({} tokens seen)", path, state_.step, state_.tokens);
@@ -219,8 +222,8 @@ std::string Trainer::save_checkpoint() {
   const auto start = Clock::now();
   std::filesystem::create_directories(config_.checkpoint.dir);
   const std::string path = (std::filesystem::path(config_.checkpoint.dir) / checkpoint_file_name(state_.step)).string();
-  save_training_checkpoint(path, config_.model, model_.get_parameters().data(), moments_.get(0).ptr<float>(),
-                           moments_.get(1).ptr<float>(), state_);
+  save_training_checkpoint(path, config_.model, model_.get_parameters().data(), to_host_floats(moments_.get(0)).data(),
+                           to_host_floats(moments_.get(1)).data(), state_);
   prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
   const double seconds = seconds_since(start);
   metrics_.record_checkpoint(state_.step, seconds);

@@ -10,6 +10,9 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace ratplus {
 
@@ -37,7 +40,7 @@ void for_each_key(const KeySet& keys, int64_t t, F&& f) {
 
 void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
                        std::span<const KeySet> head_keys) {
-  RATPLUS_CPU_ONLY(q);
+  RATPLUS_ROUTE_CUDA(q, cuda::attention_forward(out, lse, q, k, v, batch, head_keys));
   with_cpu_float(q.dtype, __func__, [&]<class T>() {
     const int64_t seq = q.rows / batch, heads = static_cast<int64_t>(head_keys.size()), dh = q.cols / heads;
     const T scale = T(1) / std::sqrt(T(dh));
@@ -86,7 +89,7 @@ void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k,
 void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
                         const Tensor& v, const Tensor& out, const Tensor& lse, int64_t batch,
                         std::span<const KeySet> head_keys) {
-  RATPLUS_CPU_ONLY(q);
+  RATPLUS_ROUTE_CUDA(q, cuda::attention_backward(dq, dk, dv, dout, q, k, v, out, lse, batch, head_keys));
   with_cpu_float(q.dtype, __func__, [&]<class T>() {
     const int64_t seq = q.rows / batch, heads = static_cast<int64_t>(head_keys.size()), dh = q.cols / heads;
     const T scale = T(1) / std::sqrt(T(dh));

@@ -5,11 +5,14 @@
 #include <cmath>
 
 #include "kernels/backend.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace ratplus {
 
 void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale) {
-  RATPLUS_CPU_ONLY(logits);
+  RATPLUS_ROUTE_CUDA(logits, cuda::cross_entropy(row_loss, logits, targets, grad_scale));
   with_cpu_float(logits.dtype, __func__, [&]<class T>() {
     const int64_t vocab = logits.cols;
 #pragma omp parallel for

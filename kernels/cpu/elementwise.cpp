@@ -4,6 +4,9 @@
 #include <cmath>
 
 #include "kernels/backend.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace ratplus {
 
@@ -24,14 +27,14 @@ T sigmoid(T x) {
 }  // namespace
 
 void sigmoid_gate_forward(Tensor y, const Tensor& x, const Tensor& gate) {
-  RATPLUS_CPU_ONLY(y);
+  RATPLUS_ROUTE_CUDA(y, cuda::sigmoid_gate_forward(y, x, gate));
   with_cpu_float(y.dtype, __func__, [&]<class T>() {
     for_each_element<T>(y, [&](int64_t r, int64_t c) { at<T>(y, r, c) = at<T>(x, r, c) * sigmoid(at<T>(gate, r, c)); });
   });
 }
 
 void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, const Tensor& gate) {
-  RATPLUS_CPU_ONLY(dy);
+  RATPLUS_ROUTE_CUDA(dy, cuda::sigmoid_gate_backward(dx, dgate, dy, x, gate));
   with_cpu_float(dy.dtype, __func__, [&]<class T>() {
     for_each_element<T>(dy, [&](int64_t r, int64_t c) {
       const T s = sigmoid(at<T>(gate, r, c));
@@ -43,7 +46,7 @@ void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tens
 }
 
 void gelu_forward(Tensor y, const Tensor& x) {
-  RATPLUS_CPU_ONLY(y);
+  RATPLUS_ROUTE_CUDA(y, cuda::gelu_forward(y, x));
   with_cpu_float(y.dtype, __func__, [&]<class T>() {
     for_each_element<T>(y, [&](int64_t r, int64_t c) {
       const T v = at<T>(x, r, c);
@@ -53,7 +56,7 @@ void gelu_forward(Tensor y, const Tensor& x) {
 }
 
 void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x) {
-  RATPLUS_CPU_ONLY(dy);
+  RATPLUS_ROUTE_CUDA(dy, cuda::gelu_backward(dx, dy, x));
   with_cpu_float(dy.dtype, __func__, [&]<class T>() {
     const T inv_sqrt_2pi = T(0.3989422804014327);
     for_each_element<T>(dy, [&](int64_t r, int64_t c) {
@@ -66,7 +69,7 @@ void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x) {
 }
 
 void add_inplace(Tensor y, const Tensor& x) {
-  RATPLUS_CPU_ONLY(y);
+  RATPLUS_ROUTE_CUDA(y, cuda::add_inplace(y, x));
   with_cpu_float(y.dtype, __func__, [&]<class T>() {
     for_each_element<T>(y, [&](int64_t r, int64_t c) { at<T>(y, r, c) += at<T>(x, r, c); });
   });

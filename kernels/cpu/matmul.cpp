@@ -4,11 +4,14 @@
 #include <cblas.h>
 
 #include "kernels/backend.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace ratplus {
 
 void matmul(Tensor c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha, double beta) {
-  RATPLUS_CPU_ONLY(c);
+  RATPLUS_ROUTE_CUDA(c, cuda::matmul(c, a, trans_a, b, trans_b, alpha, beta));
   const int64_t m = trans_a ? a.cols : a.rows;
   const int64_t k = trans_a ? a.rows : a.cols;
   const int64_t kb = trans_b ? b.cols : b.rows;

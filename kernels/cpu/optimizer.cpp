@@ -7,11 +7,14 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace ratplus {
 
 void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& s) {
-  RATPLUS_CPU_ONLY(params);
+  RATPLUS_ROUTE_CUDA(params, cuda::adamw_update(params, grads, m, v, s));
   check_internal(params.contiguous() && grads.contiguous() && m.contiguous() && v.contiguous(),
                  "adamw_update: flat tensors expected");
   check_internal(m.dtype == DType::f32 && v.dtype == DType::f32, "adamw_update: moments are f32");
@@ -37,6 +40,9 @@ void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const 
 }
 
 double sum_of_squares(const Tensor& x) {
+#ifdef RATPLUS_HAVE_CUDA
+  if (x.device == Device::cuda) return cuda::sum_of_squares(x);
+#endif
   RATPLUS_CPU_ONLY(x);
   check_internal(x.contiguous(), "sum_of_squares: flat tensor expected");
   double total = 0;

@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/cuda_ops.h"
+#endif
 
 namespace ratplus {
 
@@ -23,7 +26,7 @@ T sigmoid(T x) {
 
 void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g,
                         int64_t batch) {
-  RATPLUS_CPU_ONLY(k);
+  RATPLUS_ROUTE_CUDA(k, cuda::recurrence_forward(k_out, v_out, k, v, g, batch));
   with_cpu_float(k.dtype, __func__, [&]<class T>() {
     const int64_t seq = k.rows / batch, channels = k.cols;
     const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
@@ -50,7 +53,7 @@ void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tenso
 void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, const Tensor& dv_out,
                          const Tensor& k_out, const Tensor& v_out, const Tensor& k, const Tensor& v,
                          const Tensor& g, int64_t batch) {
-  RATPLUS_CPU_ONLY(k);
+  RATPLUS_ROUTE_CUDA(k, cuda::recurrence_backward(dk, dv, dg, dk_out, dv_out, k_out, v_out, k, v, g, batch));
   with_cpu_float(k.dtype, __func__, [&]<class T>() {
     const int64_t seq = k.rows / batch, channels = k.cols;
     const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;

@@ -1,13 +1,48 @@
-// Entry points of the CUDA backend, called by the op front-ends (kernels/*.h) when the tensors live on
-// the GPU. Only compiled into builds with RATPLUS_HAVE_CUDA.
+// Entry points of the CUDA backend, called by the op front-ends (kernels/*.h, whose comments define
+// what each computes) when the tensors live on the GPU. Only compiled with RATPLUS_HAVE_CUDA. All run on
+// the default stream and take f32 tensors.
 #pragma once
 
+#include <cstdint>
+#include <span>
+
 #include "core/tensor.h"
+#include "kernels/attention.h"
+#include "kernels/optimizer.h"
 
 namespace ratplus::cuda {
+
+void matmul(Tensor c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha, double beta);
 
 void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, double eps);
 void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& rstd,
                       bool accumulate_dx);
+
+void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table);
+void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout);
+
+void sigmoid_gate_forward(Tensor y, const Tensor& x, const Tensor& gate);
+void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, const Tensor& gate);
+void gelu_forward(Tensor y, const Tensor& x);
+void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x);
+void add_inplace(Tensor y, const Tensor& x);
+
+void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g, int64_t batch);
+void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, const Tensor& dv_out,
+                         const Tensor& k_out, const Tensor& v_out, const Tensor& k, const Tensor& v, const Tensor& g,
+                         int64_t batch);
+
+void rope(Tensor out, const Tensor& x, int64_t seq_len, int64_t n_heads, double base, int64_t pos0, bool inverse);
+
+void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
+                       std::span<const KeySet> head_keys);
+void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
+                        const Tensor& v, const Tensor& out, const Tensor& lse, int64_t batch,
+                        std::span<const KeySet> head_keys);
+
+void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale);
+
+void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& step);
+double sum_of_squares(const Tensor& x);
 
 }  // namespace ratplus::cuda

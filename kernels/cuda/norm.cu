@@ -5,11 +5,7 @@
 // Bytes: forward reads x and w, writes y (≈ 8 bytes per element); backward reads x, dy (and dx when
 // accumulating) and writes dx (≈ 12–16 bytes per element). FLOPs are a handful per element, so both are
 // memory-bound: the target is HBM bandwidth.
-#include <cuda_runtime.h>
-
-#include <fmt/format.h>
-#include <stdexcept>
-
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace ratplus::cuda {
@@ -17,25 +13,6 @@ namespace ratplus::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-void check(cudaError_t err, const char* what) {
-  if (err != cudaSuccess) throw std::runtime_error(fmt::format("{}: {}", what, cudaGetErrorString(err)));
-}
-
-__device__ float block_sum(float v, float* shared) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < blockDim.x / 32 ? shared[threadIdx.x] : 0.0f;
-  if (warp == 0)
-    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (threadIdx.x == 0) shared[0] = v;
-  __syncthreads();
-  v = shared[0];
-  __syncthreads();
-  return v;
-}
 
 __global__ void rmsnorm_forward_kernel(float* out, int64_t ld_out, float* rstd, const float* x, int64_t ld_x,
                                        const float* w, int64_t cols, float eps) {
@@ -76,10 +53,6 @@ __global__ void rmsnorm_backward_dw_kernel(float* dw, const float* dout, int64_t
   atomicAdd(dw + c, acc);
 }
 
-void require_f32(const Tensor& t, const char* op) {
-  if (t.dtype != DType::f32) throw std::logic_error(fmt::format("{}: the CUDA kernel takes f32 tensors", op));
-}
-
 }  // namespace
 
 void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, double eps) {
@@ -87,7 +60,7 @@ void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, 
   if (x.rows == 0) return;
   rmsnorm_forward_kernel<<<x.rows, kThreads>>>(out.ptr<float>(), out.ld, rstd.ptr<float>(), x.ptr<float>(), x.ld,
                                                w.ptr<float>(), x.cols, static_cast<float>(eps));
-  check(cudaGetLastError(), "rmsnorm_forward_kernel");
+  check_launch("rmsnorm_forward_kernel");
 }
 
 void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& rstd,
@@ -97,11 +70,11 @@ void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x,
   rmsnorm_backward_dx_kernel<<<x.rows, kThreads>>>(dx.ptr<float>(), dx.ld, dout.ptr<float>(), dout.ld,
                                                    x.ptr<float>(), x.ld, w.ptr<float>(), rstd.ptr<float>(), x.cols,
                                                    accumulate_dx);
-  check(cudaGetLastError(), "rmsnorm_backward_dx_kernel");
+  check_launch("rmsnorm_backward_dx_kernel");
   const dim3 grid((x.cols + kThreads - 1) / kThreads, static_cast<unsigned>(x.rows < 256 ? x.rows : 256));
   rmsnorm_backward_dw_kernel<<<grid, kThreads>>>(dw.ptr<float>(), dout.ptr<float>(), dout.ld, x.ptr<float>(), x.ld,
                                                  rstd.ptr<float>(), x.rows, x.cols);
-  check(cudaGetLastError(), "rmsnorm_backward_dw_kernel");
+  check_launch("rmsnorm_backward_dw_kernel");
 }
 
 }  // namespace ratplus::cuda

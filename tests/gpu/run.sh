@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds ratplus with the CUDA backend and runs the gpu-labelled tests on a GPU machine. Expects the
-# libraries that machine lacks (prometheus-cpp, cpp-httplib) staged into .devdeps/ beforehand.
+# libraries that machine lacks staged into .devdeps/ beforehand by tests/gpu/stage-deps.sh.
 # Writes the test log to $OUT/gpu-tests.log when OUT is set.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

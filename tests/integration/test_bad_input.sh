@@ -3,25 +3,9 @@
 # message on stderr naming the culprit, and leave no output file behind.
 # Usage: bash test_bad_input.sh /path/to/ratplus        (prints "N passed, M failed" at the end)
 set -u
-
-if [ $# -ne 1 ]; then
-    echo "usage: bash $0 /path/to/ratplus" >&2
-    exit 2
-fi
-BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-HERE=$(cd "$(dirname "$0")" && pwd)
-REF=$HERE/../../tools/ratplus_reference.py
-PY=python3
-if ! python3 -c 'import h5py, numpy' 2>/dev/null; then PY=/usr/bin/python3; fi
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "PASS $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+source "$(dirname "$0")/lib.sh"
+start_test "$@"
+REF=$REPO/tools/ratplus_reference.py
 
 # expect_bad NAME NEEDLE... -- COMMAND...
 # A needle is "F:text" (fixed string) or "E:regex"; each must occur in stderr.
@@ -30,7 +14,7 @@ expect_bad() {
     local needles=()
     while [ "$1" != "--" ]; do needles+=("$1"); shift; done
     shift
-    local before after rc msg needle problems=""
+    local before after rc msg problems=""
     before=$(ls -A | sort)
     timeout 120 "$@" >stdout.txt 2>stderr.txt
     rc=$?
@@ -39,12 +23,7 @@ expect_bad() {
     after=$(ls -A | sort)
     [ "$rc" -eq 2 ] || problems+="exit code $rc, not 2; "
     [ -n "$msg" ] || problems+="nothing on stderr; "
-    for needle in "${needles[@]}"; do
-        case $needle in
-            F:*) grep -qF -- "${needle#F:}" <<<"$msg" || problems+="stderr does not name '${needle#F:}'; " ;;
-            E:*) grep -qE -- "${needle#E:}" <<<"$msg" || problems+="stderr does not match /${needle#E:}/; " ;;
-        esac
-    done
+    problems+=$(unmatched stderr "$msg" "${needles[@]}")
     local left
     left=$(comm -13 <(echo "$before") <(echo "$after") | tr '\n' ' ')
     if [ -n "$left" ]; then
@@ -198,5 +177,4 @@ expect_bad "option missing its value" F:--out -- "$BIN" init --config good.yaml 
 expect_bad "non-numeric --batches" F:batches -- \
     "$BIN" eval --checkpoint ck.h5 --data shard.bin --seq-len 8 --batches two --pattern dense --json out.json
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -4,24 +4,8 @@
 # data byte fails --verify naming the damaged dataset; non-HDF5, truncated and missing files exit with 2.
 # Usage: bash test_ckpt_inspect.sh /path/to/ratplus        (prints "N passed, M failed" at the end)
 set -u
-
-if [ $# -ne 1 ]; then
-    echo "usage: bash $0 /path/to/ratplus" >&2
-    exit 2
-fi
-BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-CONFIG=$(cd "$(dirname "$0")/../../configs" && pwd)/tiny.yaml
-PY=python3
-if ! python3 -c 'import h5py, numpy' 2>/dev/null; then PY=/usr/bin/python3; fi
-
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-cd "$WORK" || exit 1
-passed=0
-failed=0
-
-ok() { passed=$((passed + 1)); echo "PASS $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
+source "$(dirname "$0")/lib.sh"
+start_test "$@"
 
 # inspect NAME EXPECTED_EXIT_CODE NEEDLE... -- ARGS...: runs `ratplus ckpt inspect ARGS`; the exit code must
 # match and every needle ("F:text" fixed string, "E:regex") must occur in its output (stdout and stderr).
@@ -30,24 +14,18 @@ inspect() {
     local needles=()
     while [ "$1" != "--" ]; do needles+=("$1"); shift; done
     shift
-    local out rc needle problems=""
+    local out rc problems=""
     out=$(timeout 120 "$BIN" ckpt inspect "$@" 2>&1)
     rc=$?
     [ "$rc" -eq "$expected" ] || problems+="exit code $rc, not $expected; "
-    for needle in "${needles[@]}"; do
-        case $needle in
-            F:*) grep -qF -- "${needle#F:}" <<<"$out" || problems+="output lacks '${needle#F:}'; " ;;
-            E:*) grep -qE -- "${needle#E:}" <<<"$out" || problems+="output does not match /${needle#E:}/; " ;;
-        esac
-    done
+    problems+=$(unmatched output "$out" "${needles[@]}")
     if [ -z "$problems" ]; then ok "$name"; else bad "$name" "${problems}output was: ${out:0:600}"; fi
 }
 
 # --- inputs ----------------------------------------------------------------------------
-if ! msg=$("$BIN" init --config "$CONFIG" --out x.h5 2>&1); then
-    echo "ratplus init failed: $msg"
-    echo "0 passed, 1 failed"
-    exit 1
+if ! msg=$("$BIN" init --config "$REPO/configs/tiny.yaml" --out x.h5 2>&1); then
+    bad "ratplus init" "$msg"
+    finish
 fi
 # Prints the parameter count, the largest dataset and the file offset of a byte in the middle of its data.
 read -r count largest offset < <("$PY" - <<'EOF'
@@ -62,9 +40,8 @@ with h5py.File("x.h5", "r") as f:
 EOF
 )
 if [ -z "${offset:-}" ]; then
-    echo "cannot read x.h5 with h5py ($PY)"
-    echo "0 passed, 1 failed"
-    exit 1
+    bad "x.h5 read with h5py ($PY)"
+    finish
 fi
 cp x.h5 damaged.h5
 "$PY" - "$offset" <<'EOF' || exit 1
@@ -122,5 +99,4 @@ inspect "truncated file" 2 F:cut.h5 F:truncated -- cut.h5 --verify
 inspect "missing file" 2 F:absent.h5 -- absent.h5
 inspect "no file given" 2 -- --verify
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

@@ -5,25 +5,17 @@
 # and ratplus_steps_total = 40 while the run lingers. Skipped when the prometheus binary is absent.
 # Usage: bash test_prometheus_scrape.sh /path/to/ratplus        (prints "N passed, M failed" at the end)
 set -u
-
-if [ $# -ne 1 ]; then
-    echo "usage: bash $0 /path/to/ratplus" >&2
-    exit 2
-fi
+source "$(dirname "$0")/lib.sh"
+start_test "$@"
 if ! command -v prometheus >/dev/null; then
     echo "skipped: prometheus not installed"
     exit 0
 fi
-BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
-CONFIG=$(cd "$(dirname "$0")/../../configs" && pwd)/tiny.yaml
-PY=python3
-if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; fi
 
 STEPS=40
 EXPECTED_TOKENS=$((STEPS * 4 * 128))   # steps × global_batch × seq_len
 PROM_PID=""
 TRAIN_PID=""
-WORK=$(mktemp -d)
 cleanup() {
     [ -n "$TRAIN_PID" ] && kill "$TRAIN_PID" 2>/dev/null
     [ -n "$PROM_PID" ] && kill "$PROM_PID" 2>/dev/null
@@ -31,19 +23,9 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-cd "$WORK" || exit 1
-passed=0
-failed=0
 
-ok() { passed=$((passed + 1)); echo "PASS $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1: $2"; }
 check_equal() {   # check_equal NAME ACTUAL EXPECTED
     if [ "$2" = "$3" ]; then ok "$1"; else bad "$1" "got '$2', expected '$3'"; fi
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    [ "$failed" -eq 0 ]
-    exit
 }
 
 # Two distinct free loopback ports: the training run's metrics and Prometheus's own web port.
@@ -105,7 +87,7 @@ else
     finish
 fi
 
-timeout 600 "$BIN" train --config "$CONFIG" data.train=train.bin data.val=train.bin train.steps=$STEPS \
+timeout 600 "$BIN" train --config "$REPO/configs/tiny.yaml" data.train=train.bin data.val=train.bin train.steps=$STEPS \
     train.objective=dense train.global_batch=4 train.micro_batch=4 checkpoint.dir=ckpt \
     "metrics.listen=127.0.0.1:$METRICS_PORT" metrics.linger_seconds=6 >train.log 2>&1 &
 TRAIN_PID=$!

@@ -3,21 +3,16 @@
 # the same final parameters and optimizer moments (bitwise) and the same logged losses.
 # Usage: bash test_sigterm_resume.sh /path/to/ratplus
 set -uo pipefail
-bin=$(realpath "$1")
-config="$(cd "$(dirname "$0")/../.." && pwd)/configs/tiny.yaml"
-python=/usr/bin/python3
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cd "$work"
-passed=0 failed=0
-check() { if eval "$2"; then passed=$((passed + 1)); echo "PASS $1"; else failed=$((failed + 1)); echo "FAIL $1"; fi; }
+source "$(dirname "$0")/lib.sh"
+start_test "$@"
+config=$REPO/configs/tiny.yaml
 
-"$bin" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
+"$BIN" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
 args=(data.train=train.bin data.val=train.bin train.steps=60 train.val_every=0 train.log_every=1000
   data.order=random checkpoint.every=1000)
-"$bin" train --config "$config" "${args[@]}" checkpoint.dir=straight train.metrics_jsonl=straight.jsonl 2>/dev/null
+"$BIN" train --config "$config" "${args[@]}" checkpoint.dir=straight train.metrics_jsonl=straight.jsonl 2>/dev/null
 
-"$bin" train --config "$config" "${args[@]}" checkpoint.dir=split train.metrics_jsonl=split.jsonl 2>split.log &
+"$BIN" train --config "$config" "${args[@]}" checkpoint.dir=split train.metrics_jsonl=split.jsonl 2>split.log &
 pid=$!
 # Stop it once it is well into the run (each step logs two lines: sparse and dense).
 for _ in $(seq 1 600); do
@@ -32,10 +27,10 @@ stopped=$(ls split/step_*.h5 2>/dev/null | head -n 1)
 check "a checkpoint was written when stopping ($stopped)" '[[ -n $stopped && $stopped != split/step_00000060.h5 ]]'
 check "the log says how to continue" 'grep -q "run the same command again" split.log'
 
-"$bin" train --config "$config" "${args[@]}" checkpoint.dir=split train.metrics_jsonl=split.jsonl 2>resume.log
+"$BIN" train --config "$config" "${args[@]}" checkpoint.dir=split train.metrics_jsonl=split.jsonl 2>resume.log
 check "the second run resumes from the stop" 'grep -q "resuming from $stopped" resume.log'
 check "the logged losses are identical" 'cmp -s straight.jsonl split.jsonl'
-check "final parameters and moments are bitwise identical" "$python - <<'PY'
+check "final parameters and moments are bitwise identical" "$PY - <<'PY'
 import h5py, numpy as np, sys
 a = h5py.File('straight/step_00000060.h5', 'r'); b = h5py.File('split/step_00000060.h5', 'r')
 names = []
@@ -44,5 +39,4 @@ assert len(names) > 10, names
 sys.exit(0 if all(np.array_equal(a[n][()], b[n][()]) for n in names) else 1)
 PY"
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

@@ -7,13 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <filesystem>
-#include <functional>
-#include <initializer_list>
 #include <memory>
 #include <numeric>
 #include <set>
@@ -24,11 +18,11 @@
 #include "data/batch_loader.h"
 #include "data/synthetic.h"
 #include "data/token_shard.h"
+#include "temp_dir.h"
+#include "test_util.h"
 
-namespace ratplus {
+namespace ratplus::test {
 namespace {
-
-namespace fs = std::filesystem;
 
 std::vector<uint32_t> counting_tokens(int64_t n) {
   std::vector<uint32_t> tokens(static_cast<size_t>(n));
@@ -80,19 +74,6 @@ void expect_same_batch(const Batch& a, const Batch& b) {
   EXPECT_EQ(a.targets, b.targets) << "step " << a.step;
 }
 
-// Runs fn, expects an InputError, and checks that its message contains every one of `parts`.
-void expect_input_error(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an InputError";
-  } catch (const InputError& e) {
-    const std::string message = e.what();
-    for (const std::string& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing from: " << message;
-    }
-  }
-}
-
 LoaderOptions options(int64_t seq_len, int64_t global_batch, int64_t micro_batch, bool random = false) {
   LoaderOptions o;
   o.seq_len = seq_len;
@@ -103,17 +84,22 @@ LoaderOptions options(int64_t seq_len, int64_t global_batch, int64_t micro_batch
   return o;
 }
 
+// One loader for each of `ranks` ranks, all with options `o` but for the rank.
+std::vector<std::unique_ptr<BatchLoader>> rank_loaders(const std::shared_ptr<const TokenStream>& data, LoaderOptions o,
+                                                       int64_t ranks) {
+  std::vector<std::unique_ptr<BatchLoader>> loaders;
+  o.ranks = ranks;
+  for (int64_t r = 0; r < ranks; ++r) {
+    o.rank = r;
+    loaders.push_back(std::make_unique<BatchLoader>(data, o));
+  }
+  return loaders;
+}
+
 class BatchLoaderTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "ratplus_loader_XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string write_shard(const std::string& name, const std::vector<uint32_t>& tokens) const {
-    const std::string path = (dir_ / name).string();
+    const std::string path = dir_.file(name);
     write_llmc_shard(path, tokens, 7);
     return path;
   }
@@ -123,7 +109,7 @@ class BatchLoaderTest : public ::testing::Test {
                                                ShardFormat::llmc, vocab);
   }
 
-  fs::path dir_;
+  TempDir dir_;
 };
 
 TEST(WindowOrder, RandomIsAPermutationInEveryEpoch) {
@@ -185,13 +171,7 @@ TEST_F(BatchLoaderTest, BatchesDoNotDependOnTheNumberOfRanks) {
   for (const bool random : {false, true}) {
     const WindowOrder order(windows, random, 1234);
     for (const int64_t ranks : {1, 2, 4}) {
-      std::vector<std::unique_ptr<BatchLoader>> loaders;
-      for (int64_t r = 0; r < ranks; ++r) {
-        LoaderOptions o = options(T, G, 2, random);
-        o.rank = r;
-        o.ranks = ranks;
-        loaders.push_back(std::make_unique<BatchLoader>(data, o));
-      }
+      const auto loaders = rank_loaders(data, options(T, G, 2, random), ranks);
       for (int64_t step = 0; step < 15; ++step) {
         std::vector<int64_t> ids;
         for (auto& loader : loaders) {
@@ -211,13 +191,7 @@ TEST_F(BatchLoaderTest, BatchesDoNotDependOnTheNumberOfRanks) {
 TEST_F(BatchLoaderTest, RankSharesAreDisjoint) {
   const int64_t T = 4, G = 8, ranks = 4, windows = 48;  // every batch lies inside one epoch
   const auto data = stream(counting_tokens(windows * T + 1));
-  std::vector<std::unique_ptr<BatchLoader>> loaders;
-  for (int64_t r = 0; r < ranks; ++r) {
-    LoaderOptions o = options(T, G, 1, true);
-    o.rank = r;
-    o.ranks = ranks;
-    loaders.push_back(std::make_unique<BatchLoader>(data, o));
-  }
+  const auto loaders = rank_loaders(data, options(T, G, 1, true), ranks);
   for (int64_t step = 0; step < 2 * windows / G; ++step) {
     std::set<int64_t> seen;
     for (auto& loader : loaders) {
@@ -382,4 +356,4 @@ TEST_F(BatchLoaderTest, DestroysCleanlyWhileWaitingOrWorking) {
 }
 
 }  // namespace
-}  // namespace ratplus
+}  // namespace ratplus::test

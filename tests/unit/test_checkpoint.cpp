@@ -1,103 +1,23 @@
 // Tests of HDF5 inference checkpoints (SPEC §7): exact round trips, files written by other programs,
 // every kind of bad or damaged file, atomic writes, and the Hdf5File wrapper itself.
-#include <gtest/gtest.h>
-#include <stdlib.h>
-
 #include <H5Cpp.h>
+#include <gtest/gtest.h>
 
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <iterator>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "checkpoint/hdf5_file.h"
 #include "checkpoint/model_checkpoint.h"
-#include "core/error.h"
+#include "checkpoint_test_util.h"
 #include "model/parameters.h"
+#include "temp_dir.h"
+#include "test_util.h"
 
-namespace ratplus {
+namespace ratplus::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "ratplus_ckpt_XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path_)) names.push_back(entry.path().filename().string());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
-
-ModelConfig small_config(bool tie_embeddings = true, bool recurrence = true) {
-  ModelConfig c;
-  c.vocab_size = 37;
-  c.d_model = 8;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.d_ffn = 24;
-  c.norm_eps = 1e-5;
-  c.rope_base = 500000.0;
-  c.tie_embeddings = tie_embeddings;
-  c.recurrence = recurrence;
-  return c;
-}
-
-std::vector<float> random_params(const ModelConfig& config, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> params(ParameterTable(config).total_elements());
-  for (float& x : params) x = normal(rng);
-  return params;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-// Runs `action` and expects an InputError whose message contains every fragment.
-void expect_input_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
-  try {
-    action();
-    ADD_FAILURE() << "expected an InputError";
-  } catch (const InputError& e) {
-    const std::string message = e.what();
-    for (const std::string& fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos) << "message: " << message << "\nlacks: " << fragment;
-  }
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
-
-// Edits an existing file with the plain HDF5 API, as another program would.
-void edit_file(const std::string& path, const std::function<void(H5::H5File&)>& edit) {
-  H5::H5File file(path, H5F_ACC_RDWR);
-  edit(file);
-}
 
 void add_float_dataset(H5::H5File& file, const std::string& path, const std::vector<hsize_t>& dims) {
   H5::LinkCreatPropList links;
@@ -147,7 +67,7 @@ class CheckpointTest : public ::testing::Test {
  protected:
   // Saves a small model and returns its parameters.
   std::vector<float> save_small(const std::string& path, const ModelConfig& config, unsigned seed = 1) {
-    std::vector<float> params = random_params(config, seed);
+    std::vector<float> params = random_values(config, seed);
     save_model_checkpoint(path, config, params.data());
     return params;
   }
@@ -215,7 +135,7 @@ TEST_F(CheckpointTest, DatasetsAreChecksummed) {
 
 TEST_F(CheckpointTest, LoadsFilesWrittenByOtherPrograms) {
   const ModelConfig config = small_config(/*tie_embeddings=*/false);
-  const std::vector<float> params = random_params(config, 3);
+  const std::vector<float> params = random_values(config, 3);
   const std::string yaml =
       "vocab_size: 37\nd_model: 8\nn_layers: 2\nn_heads: 2\nd_ffn: 24\nnorm_eps: 1.0e-5\n"
       "rope_base: 500000.0\ntie_embeddings: false\nrecurrence: true\n";
@@ -311,8 +231,7 @@ TEST_F(CheckpointTest, TruncatedFileIsRejected) {
   const std::string path = dir_.file("model.h5");
   save_small(path, small_config());
   const std::string cut = dir_.file("cut.h5");
-  const std::string bytes = read_bytes(path);
-  write_bytes(cut, bytes.substr(0, bytes.size() / 2));
+  write_first_half(path, cut);
   expect_input_error([&] { read_checkpoint_model_config(cut); }, {cut, "truncated"});
   expect_load_error(cut, small_config(), {cut, "truncated"});
 }
@@ -321,24 +240,14 @@ TEST_F(CheckpointTest, FlippedByteInDataIsReportedAsDamage) {
   const ModelConfig config = small_config();
   const std::string path = dir_.file("model.h5");
   const std::vector<float> params = save_small(path, config);
-  const ParameterTable table(config);
-  const ParameterInfo& target = table.entries()[table.find("layers/1/ffn/fc1/weight")];
-
-  std::string bytes = read_bytes(path);
-  const std::string needle(reinterpret_cast<const char*>(params.data() + target.offset), 64);
-  const size_t at = bytes.find(needle);
-  ASSERT_NE(at, std::string::npos);
-  ASSERT_EQ(bytes.rfind(needle), at);
-  bytes[at + 200] ^= 0x10;  // inside the dataset's 768 bytes of data
-  write_bytes(path, bytes);
-
+  ASSERT_NO_FATAL_FAILURE(flip_byte_in_data(path, config, params, "layers/1/ffn/fc1/weight"));
   expect_load_error(path, config, {path, "/model/layers/1/ffn/fc1/weight", "damaged"});
 }
 
 TEST_F(CheckpointTest, WriteIntoMissingDirectoryFailsCleanly) {
   const std::string path = dir_.file("absent/model.h5");
   const ModelConfig config = small_config();
-  const std::vector<float> params = random_params(config, 1);
+  const std::vector<float> params = random_values(config, 1);
   expect_input_error([&] { save_model_checkpoint(path, config, params.data()); }, {path + ".tmp"});
   EXPECT_TRUE(dir_.entries().empty());
 }
@@ -352,7 +261,7 @@ TEST_F(CheckpointTest, FailedWriteLeavesExistingCheckpointUntouched) {
   // A non-empty directory where the temporary file should go makes the write fail.
   fs::create_directory(path + ".tmp");
   write_bytes(path + ".tmp/blocker", "x");
-  const std::vector<float> second = random_params(config, 2);
+  const std::vector<float> second = random_values(config, 2);
   expect_input_error([&] { save_model_checkpoint(path, config, second.data()); }, {path + ".tmp"});
   EXPECT_EQ(read_bytes(path), before);
 
@@ -420,4 +329,4 @@ TEST(Hdf5FileTest, LargeDatasetsAreSplitIntoChunks) {
 }
 
 }  // namespace
-}  // namespace ratplus
+}  // namespace ratplus::test

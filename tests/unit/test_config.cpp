@@ -3,9 +3,6 @@
 // of the whole config.
 #include <gtest/gtest.h>
 
-#include <cerrno>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -14,8 +11,9 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "temp_dir.h"
 
-namespace ratplus {
+namespace ratplus::test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -27,15 +25,8 @@ std::string tiny_config_path() {
 
 class ConfigTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "ratplus_config_XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   std::string write(const std::string& name, const std::string& text) const {
-    const std::string path = (dir_ / name).string();
+    const std::string path = dir_.file(name);
     std::ofstream(path) << text;
     return path;
   }
@@ -58,7 +49,7 @@ class ConfigTest : public ::testing::Test {
     EXPECT_NE(message.find(detail), std::string::npos) << message;
   }
 
-  fs::path dir_;
+  TempDir dir_;
 };
 
 void expect_same_experiment(const ExperimentConfig& a, const ExperimentConfig& b) {
@@ -115,7 +106,7 @@ TEST_F(ConfigTest, TinyConfigLoads) {
   EXPECT_EQ(c.data.eos_id, 0);
   EXPECT_EQ(c.train.objective, "joint");
   EXPECT_EQ(c.train.arl_dilation, 16);
-  EXPECT_EQ(c.train.steps, 300);
+  EXPECT_EQ(c.train.steps, 1000);
   EXPECT_EQ(c.train.global_batch, 8);
   EXPECT_EQ(c.train.micro_batch, 8);
   EXPECT_EQ(c.train.seed, 1u);
@@ -131,7 +122,7 @@ TEST_F(ConfigTest, TinyConfigLoads) {
   EXPECT_EQ(c.parallel.tp, 1);
   EXPECT_FALSE(c.parallel.zero1);
   EXPECT_EQ(c.checkpoint.dir, "runs/tiny/checkpoints");
-  EXPECT_EQ(c.checkpoint.every, 100);
+  EXPECT_EQ(c.checkpoint.every, 250);
   EXPECT_EQ(c.checkpoint.keep, 2);
   EXPECT_EQ(c.checkpoint.resume, "auto");
   EXPECT_EQ(c.metrics.listen, "");
@@ -244,7 +235,7 @@ TEST_F(ConfigTest, InvalidYamlAndMissingFilesNameTheFile) {
   const std::string map_value = load_error("model:\n  d_model: 64: 3\n");
   EXPECT_NE(map_value.find("bad.yaml:2: invalid YAML"), std::string::npos) << map_value;
 
-  const std::string missing = (dir_ / "absent.yaml").string();
+  const std::string missing = dir_.file("absent.yaml");
   try {
     load_experiment_config(missing);
     FAIL() << "no error for a missing file";
@@ -392,4 +383,4 @@ TEST_F(ConfigTest, ModelConfigFromYamlIsStrict) {
 }
 
 }  // namespace
-}  // namespace ratplus
+}  // namespace ratplus::test

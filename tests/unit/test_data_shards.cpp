@@ -6,37 +6,28 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <functional>
-#include <initializer_list>
 #include <numeric>
 #include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include "core/error.h"
 #include "data/synthetic.h"
 #include "data/token_shard.h"
+#include "temp_dir.h"
+#include "test_util.h"
 
-namespace ratplus {
+namespace ratplus::test {
 namespace {
 
 namespace fs = std::filesystem;
 
 class DataShardsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    std::string pattern = (fs::temp_directory_path() / "ratplus_data_XXXXXX").string();
-    ASSERT_NE(mkdtemp(pattern.data()), nullptr) << std::strerror(errno);
-    dir_ = pattern;
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return dir_.file(name); }
 
   std::string write_bytes(const std::string& name, const std::vector<unsigned char>& bytes) const {
     const std::string p = path(name);
@@ -50,7 +41,7 @@ class DataShardsTest : public ::testing::Test {
     return path(name);
   }
 
-  fs::path dir_;
+  TempDir dir_;
 };
 
 std::vector<unsigned char> llmc_header(int32_t magic, int32_t version, int32_t count) {
@@ -60,19 +51,6 @@ std::vector<unsigned char> llmc_header(int32_t magic, int32_t version, int32_t c
     for (int b = 0; b < 4; ++b) bytes[size_t(4 * f + b)] = static_cast<unsigned char>(uint32_t(fields[f]) >> (8 * b));
   }
   return bytes;
-}
-
-// Runs fn, expects an InputError, and checks that its message contains every one of `parts`.
-void expect_input_error(const std::function<void()>& fn, std::initializer_list<std::string> parts) {
-  try {
-    fn();
-    ADD_FAILURE() << "expected an InputError";
-  } catch (const InputError& e) {
-    const std::string message = e.what();
-    for (const std::string& part : parts) {
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing from: " << message;
-    }
-  }
 }
 
 std::vector<int32_t> read_all(const TokenStream& stream) {
@@ -208,7 +186,7 @@ TEST_F(DataShardsTest, MissingFileAndDirectoryAreRejected) {
   const std::string missing = path("missing.bin");
   expect_input_error([&] { TokenShard(missing, ShardFormat::llmc); }, {missing, std::strerror(ENOENT)});
   expect_input_error([&] { TokenStream({missing}, ShardFormat::llmc, 10); }, {missing, std::strerror(ENOENT)});
-  expect_input_error([&] { TokenShard(dir_.string(), ShardFormat::flat_u16); }, {dir_.string(), "not a regular file"});
+  expect_input_error([&] { TokenShard(dir_.path(), ShardFormat::flat_u16); }, {dir_.path(), "not a regular file"});
 }
 
 TEST_F(DataShardsTest, GlobThatMatchesNothingIsRejected) {
@@ -418,4 +396,4 @@ TEST_F(DataShardsTest, SyntheticDataLoadsThroughTheStream) {
 }
 
 }  // namespace
-}  // namespace ratplus
+}  // namespace ratplus::test

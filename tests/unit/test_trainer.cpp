@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <numbers>
@@ -13,10 +12,11 @@
 #include "core/config.h"
 #include "data/synthetic.h"
 #include "kernels/optimizer.h"
+#include "temp_dir.h"
 #include "trainer/schedule.h"
 #include "trainer/trainer.h"
 
-namespace ratplus {
+namespace ratplus::test {
 namespace {
 
 namespace fs = std::filesystem;
@@ -67,28 +67,23 @@ TEST(AdamW, TwoUpdatesMatchAHandComputation) {
 class TrainerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ratplus_trainer_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    write_llmc_shard((dir_ / "train.bin").string(), synthesize_tokens(60000, 64, 1), 1);
-    write_llmc_shard((dir_ / "val.bin").string(), synthesize_tokens(8000, 64, 2), 1);
+    write_llmc_shard(dir_.file("train.bin"), synthesize_tokens(60000, 64, 1), 1);
+    write_llmc_shard(dir_.file("val.bin"), synthesize_tokens(8000, 64, 2), 1);
   }
-  void TearDown() override { fs::remove_all(dir_); }
 
   ExperimentConfig config(const std::vector<std::string>& extra = {}) const {
     std::vector<std::string> o = {"model.vocab_size=64", "model.d_model=32", "model.n_heads=2", "model.d_ffn=64",
                                   "data.seq_len=32",     "data.eos_id=0",    "train.global_batch=4",
                                   "train.micro_batch=2", "train.steps=8",    "train.arl_dilation=4",
                                   "train.log_every=100", "optim.lr=3e-3",    "optim.warmup=0.1",
-                                  "data.train=" + (dir_ / "train.bin").string(),
-                                  "data.val=" + (dir_ / "val.bin").string(),
-                                  "checkpoint.dir=" + (dir_ / "ckpt").string()};
+                                  "data.train=" + dir_.file("train.bin"),
+                                  "data.val=" + dir_.file("val.bin"),
+                                  "checkpoint.dir=" + dir_.file("ckpt")};
     o.insert(o.end(), extra.begin(), extra.end());
     return parse_experiment_config("", "test", o);
   }
 
-  fs::path dir_;
+  TempDir dir_;
 };
 
 TEST_F(TrainerTest, JointObjectiveMakesTwoUpdatesPerBatch) {
@@ -107,7 +102,7 @@ TEST_F(TrainerTest, DenseUpdateMatchesHandComputedClippedAdamW) {
   Model& model = trainer.model();
   const std::vector<float> before = model.get_parameters();
   // The gradient of the first batch, computed independently: windows 0..3 in two micro-batches.
-  TokenStream data({(dir_ / "train.bin").string()}, ShardFormat::automatic, 64);
+  TokenStream data({dir_.file("train.bin")}, ShardFormat::automatic, 64);
   std::vector<int32_t> in(4 * 32), tg(4 * 32);
   for (int k = 0; k < 4; ++k) data.window(k, 32, 0, in.data() + k * 32, tg.data() + k * 32);
   model.zero_gradients();
@@ -132,7 +127,7 @@ TEST_F(TrainerTest, DenseUpdateMatchesHandComputedClippedAdamW) {
 
 TEST_F(TrainerTest, LossFallsOnLearnableSyntheticData) {
   Trainer trainer(config({"train.objective=dense", "train.steps=80", "optim.lr=1e-2"}));
-  TokenStream val({(dir_ / "val.bin").string()}, ShardFormat::automatic, 64);
+  TokenStream val({dir_.file("val.bin")}, ShardFormat::automatic, 64);
   auto val_loss = [&] {
     std::vector<int32_t> in(8 * 32), tg(8 * 32);
     for (int k = 0; k < 8; ++k) val.window(k, 32, 0, in.data() + k * 32, tg.data() + k * 32);
@@ -173,7 +168,7 @@ TEST_F(TrainerTest, NonFiniteUpdatesAreSkippedCountedAndEventuallyFatal) {
 
 TEST_F(TrainerTest, StoppedAndResumedRunIsBitwiseIdenticalToAStraightRun) {
   const std::vector<std::string> common = {"train.objective=joint", "data.order=random", "train.steps=7",
-                                           "train.metrics_jsonl=" + (dir_ / "straight.jsonl").string()};
+                                           "train.metrics_jsonl=" + dir_.file("straight.jsonl")};
   std::vector<float> straight;
   {
     Trainer trainer(config(common));
@@ -181,8 +176,8 @@ TEST_F(TrainerTest, StoppedAndResumedRunIsBitwiseIdenticalToAStraightRun) {
     straight = trainer.model().get_parameters();
   }
   std::vector<std::string> split = {"train.objective=joint", "data.order=random", "train.steps=7",
-                                    "checkpoint.dir=" + (dir_ / "split").string(),
-                                    "train.metrics_jsonl=" + (dir_ / "split.jsonl").string()};
+                                    "checkpoint.dir=" + dir_.file("split"),
+                                    "train.metrics_jsonl=" + dir_.file("split.jsonl")};
   {
     std::vector<std::string> first = split;
     first.push_back("train.stop_after=3");
@@ -198,7 +193,7 @@ TEST_F(TrainerTest, StoppedAndResumedRunIsBitwiseIdenticalToAStraightRun) {
   ASSERT_EQ(split_params.size(), straight.size());
   for (size_t i = 0; i < straight.size(); ++i) ASSERT_EQ(split_params[i], straight[i]) << "parameter " << i;
   // The logged losses agree line by line.
-  std::ifstream a(dir_ / "straight.jsonl"), b(dir_ / "split.jsonl");
+  std::ifstream a(dir_.file("straight.jsonl")), b(dir_.file("split.jsonl"));
   std::string la, lb;
   int lines = 0;
   while (std::getline(a, la) && std::getline(b, lb)) {
@@ -213,7 +208,7 @@ TEST_F(TrainerTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
     Trainer trainer(config({"train.objective=dense", "train.steps=4", "checkpoint.every=2", "checkpoint.keep=3"}));
     trainer.run();
   }
-  const std::vector<std::string> files = list_checkpoints((dir_ / "ckpt").string());
+  const std::vector<std::string> files = list_checkpoints(dir_.file("ckpt"));
   ASSERT_EQ(files.size(), 2u);  // steps 4 and 2
   fs::resize_file(files[0], fs::file_size(files[0]) / 2);
   Trainer resumed(config({"train.objective=dense", "train.steps=4", "checkpoint.every=2"}));
@@ -221,4 +216,4 @@ TEST_F(TrainerTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
 }
 
 }  // namespace
-}  // namespace ratplus
+}  // namespace ratplus::test

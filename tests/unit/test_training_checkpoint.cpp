@@ -3,97 +3,25 @@
 // listing and pruning of a checkpoint directory.
 #include <H5Cpp.h>
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
-#include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <functional>
-#include <iterator>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "checkpoint/hdf5_file.h"
 #include "checkpoint/model_checkpoint.h"
 #include "checkpoint/training_checkpoint.h"
-#include "core/error.h"
+#include "checkpoint_test_util.h"
 #include "model/parameters.h"
+#include "temp_dir.h"
+#include "test_util.h"
 
-namespace ratplus {
+namespace ratplus::test {
 namespace {
 
 namespace fs = std::filesystem;
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (fs::temp_directory_path() / "ratplus_tckpt_XXXXXX").string();
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    fs::remove_all(path_, ignored);
-  }
-  std::string path() const { return path_.string(); }
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-  std::vector<std::string> entries() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path_)) names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-
- private:
-  fs::path path_;
-};
-
-ModelConfig small_config() {
-  ModelConfig c;
-  c.vocab_size = 37;
-  c.d_model = 8;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.d_ffn = 24;
-  c.norm_eps = 1e-5;
-  c.rope_base = 500000.0;
-  return c;
-}
-
-std::vector<float> random_values(const ModelConfig& config, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> values(ParameterTable(config).total_elements());
-  for (float& x : values) x = normal(rng);
-  return values;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
-
-void expect_input_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
-  try {
-    action();
-    ADD_FAILURE() << "expected an InputError";
-  } catch (const InputError& e) {
-    const std::string message = e.what();
-    for (const std::string& fragment : fragments)
-      EXPECT_NE(message.find(fragment), std::string::npos) << "message: " << message << "\nlacks: " << fragment;
-  }
-}
-
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
-}
 
 // Parameters and both moments of a model, as a trainer holds them.
 struct TrainingBuffers {
@@ -134,11 +62,6 @@ void expect_same_state(const TrainingState& a, const TrainingState& b) {
   EXPECT_EQ(a.seed, b.seed);
 }
 
-void edit_file(const std::string& path, const std::function<void(H5::H5File&)>& edit) {
-  H5::H5File file(path, H5F_ACC_RDWR);
-  edit(file);
-}
-
 class TrainingCheckpointTest : public ::testing::Test {
  protected:
   TrainingBuffers save(const std::string& path, const ModelConfig& config, const TrainingState& state) {
@@ -155,7 +78,7 @@ class TrainingCheckpointTest : public ::testing::Test {
         fragments);
   }
 
-  ScratchDir dir_;
+  TempDir dir_;
 };
 
 TEST_F(TrainingCheckpointTest, RoundTripIsBitwiseExact) {
@@ -251,17 +174,7 @@ TEST_F(TrainingCheckpointTest, FlippedByteInOptimizerStateIsReportedAsDamage) {
   const ModelConfig config = small_config();
   const std::string path = dir_.file("ck.h5");
   const TrainingBuffers saved = save(path, config, sample_state());
-  const ParameterTable table(config);
-  const ParameterInfo& target = table.entries()[table.find("layers/1/ffn/fc1/weight")];
-
-  std::string bytes = read_bytes(path);
-  const std::string needle(reinterpret_cast<const char*>(saved.v.data() + target.offset), 64);
-  const size_t at = bytes.find(needle);
-  ASSERT_NE(at, std::string::npos);
-  ASSERT_EQ(bytes.rfind(needle), at);
-  bytes[at + 200] ^= 0x10;  // inside the dataset's 768 bytes of data
-  write_bytes(path, bytes);
-
+  ASSERT_NO_FATAL_FAILURE(flip_byte_in_data(path, config, saved.v, "layers/1/ffn/fc1/weight"));
   expect_load_error(path, config, {path, "/optim/v/layers/1/ffn/fc1/weight", "damaged"});
 }
 
@@ -269,8 +182,7 @@ TEST_F(TrainingCheckpointTest, TruncatedFileIsRejected) {
   const ModelConfig config = small_config();
   const std::string path = dir_.file("ck.h5");
   save(path, config, sample_state());
-  const std::string bytes = read_bytes(path);
-  write_bytes(path, bytes.substr(0, bytes.size() / 2));
+  write_first_half(path, path);
   expect_load_error(path, config, {path, "truncated"});
 }
 
@@ -305,7 +217,7 @@ TEST_F(TrainingCheckpointTest, UnsupportedFormatVersionIsRejected) {
 }
 
 TEST(Hdf5AttributeTest, UnsignedAndArrayAttributes) {
-  const ScratchDir dir;
+  const TempDir dir;
   const std::string path = dir.file("attributes.h5");
   write_hdf5_atomically(path, [](Hdf5File& file) {
     file.create_group("/g");
@@ -334,7 +246,7 @@ TEST(CheckpointFilesTest, FileNames) {
 }
 
 TEST(CheckpointFilesTest, ListingIsNewestFirstAndIgnoresOtherFiles) {
-  const ScratchDir dir;
+  const TempDir dir;
   EXPECT_TRUE(list_checkpoints(dir.file("absent")).empty());
   for (const int64_t step : {5, 100, 20, 123456789}) write_bytes(dir.file(checkpoint_file_name(step)), "x");
   for (const std::string name : {"step_00000007.h5.tmp", "step_7.h5", "step_000000007.h5", "step_-0000007.h5",
@@ -348,7 +260,7 @@ TEST(CheckpointFilesTest, ListingIsNewestFirstAndIgnoresOtherFiles) {
 }
 
 TEST(CheckpointFilesTest, PruneKeepsTheNewest) {
-  const ScratchDir dir;
+  const TempDir dir;
   for (const int64_t step : {3, 1, 5, 2, 4}) write_bytes(dir.file(checkpoint_file_name(step)), "x");
   write_bytes(dir.file("step_00000009.h5.tmp"), "x");
   write_bytes(dir.file("notes.txt"), "x");
@@ -364,4 +276,4 @@ TEST(CheckpointFilesTest, PruneKeepsTheNewest) {
 }
 
 }  // namespace
-}  // namespace ratplus
+}  // namespace ratplus::test

@@ -1,14 +1,16 @@
 // Helpers shared by the unit tests: owned random tensors, element access in double, naive references,
-// and a central finite-difference gradient checker.
+// a central finite-difference gradient checker, and the check of an InputError's message.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/error.h"
 #include "core/rng.h"
 #include "core/tensor.h"
 
@@ -78,6 +80,18 @@ inline void expect_gradient(const Tensor& x, const Tensor& analytic, const std::
     const double numeric = (up - down) / (2 * h);
     const double a = get(analytic, r, c);
     ASSERT_NEAR(a, numeric, tol * std::max(1.0, std::abs(numeric))) << what << " element (" << r << ", " << c << ")";
+  }
+}
+
+// Runs `action` and expects an InputError whose message contains every fragment.
+inline void expect_input_error(const std::function<void()>& action, const std::vector<std::string>& fragments) {
+  try {
+    action();
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    const std::string message = e.what();
+    for (const std::string& fragment : fragments)
+      EXPECT_NE(message.find(fragment), std::string::npos) << "message: " << message << "\nlacks: " << fragment;
   }
 }
 

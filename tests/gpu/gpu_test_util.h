@@ -1,0 +1,42 @@
+// Helpers for the GPU tests: the same random matrix on the CPU and on the GPU, comparison of the GPU result
+// with the CPU reference, and the skip where no GPU is available.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/buffer.h"
+#include "core/device.h"
+#include "core/rng.h"
+
+#define RATPLUS_REQUIRE_GPU() \
+  if (::ratplus::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device in this build or on this machine"
+
+namespace ratplus::test {
+
+// A matrix (rows × cols, row stride ld) filled with scale · Normal(0, 1), on the CPU (h) and the GPU (d).
+struct Pair {
+  Buffer host, device;
+  Tensor h, d;
+  Pair(int64_t rows, int64_t cols, uint64_t seed, double scale = 1.0, int64_t pad = 0)
+      : host(rows * (cols + pad) * 4, Device::cpu), device(rows * (cols + pad) * 4, Device::cuda),
+        h{host.data(), rows, cols, cols + pad, DType::f32, Device::cpu},
+        d{device.data(), rows, cols, cols + pad, DType::f32, Device::cuda} {
+    for (int64_t i = 0; i < rows * (cols + pad); ++i) h.ptr<float>()[i] = static_cast<float>(scale * normal(seed, i));
+    copy_tensor(d, h);
+  }
+  // Asserts that the GPU values match the CPU ones to tol · max(1, |cpu value|).
+  void expect_matches(double tol, const char* what) const {
+    const std::vector<float> gpu = to_host_floats(d);
+    for (int64_t r = 0; r < h.rows; ++r)
+      for (int64_t c = 0; c < h.cols; ++c) {
+        const float want = h.ptr<float>()[r * h.ld + c], got = gpu[r * h.cols + c];
+        ASSERT_NEAR(got, want, tol * std::max(1.0f, std::abs(want))) << what << " at (" << r << ", " << c << ")";
+      }
+  }
+};
+
+}  // namespace ratplus::test

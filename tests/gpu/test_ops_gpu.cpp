@@ -1,0 +1,174 @@
+// Every CUDA op against its CPU twin on random inputs of awkward sizes: T not a multiple of any tile,
+// D not dividing T, W larger than t, one head, odd vocabularies, strided column slices.
+#include <vector>
+
+#include "gpu_test_util.h"
+#include "kernels/attention.h"
+#include "kernels/cross_entropy.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/optimizer.h"
+#include "kernels/recurrence.h"
+#include "kernels/rope.h"
+
+namespace ratplus::test {
+namespace {
+
+TEST(GpuOps, MatmulAllTransposes) {
+  RATPLUS_REQUIRE_GPU();
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const int64_t m = 67, k = 129, n = 33;
+      Pair a = ta ? Pair(k, m, 1, 1, 3) : Pair(m, k, 1, 1, 3);
+      Pair b = tb ? Pair(n, k, 2, 1, 1) : Pair(k, n, 2, 1, 1);
+      Pair c(m, n, 3, 1, 2);
+      matmul(c.h, a.h, ta, b.h, tb, 0.5, 2.0);
+      matmul(c.d, a.d, ta, b.d, tb, 0.5, 2.0);
+      c.expect_matches(1e-4, "matmul");
+    }
+}
+
+TEST(GpuOps, ElementwiseGateAndGelu) {
+  RATPLUS_REQUIRE_GPU();
+  Pair x(37, 301, 4, 2, 5), g(37, 301, 5, 2), y(37, 301, 6), dy(37, 301, 7), dx(37, 301, 8), dg(37, 301, 9);
+  sigmoid_gate_forward(y.h, x.h, g.h);
+  sigmoid_gate_forward(y.d, x.d, g.d);
+  y.expect_matches(1e-6, "gate");
+  sigmoid_gate_backward(dx.h, dg.h, dy.h, x.h, g.h);
+  sigmoid_gate_backward(dx.d, dg.d, dy.d, x.d, g.d);
+  dx.expect_matches(1e-6, "gate dx");
+  dg.expect_matches(1e-6, "gate dgate");
+  gelu_forward(y.h, x.h);
+  gelu_forward(y.d, x.d);
+  y.expect_matches(1e-6, "gelu");
+  gelu_backward(dx.h, dy.h, x.h);
+  gelu_backward(dx.d, dy.d, x.d);
+  dx.expect_matches(1e-5, "gelu dx");
+  add_inplace(y.h, x.h);
+  add_inplace(y.d, x.d);
+  y.expect_matches(1e-6, "add");
+}
+
+TEST(GpuOps, EmbeddingGatherAndScatter) {
+  RATPLUS_REQUIRE_GPU();
+  const int64_t vocab = 97, d = 33, rows = 300;
+  Pair table(vocab, d, 10), out(rows, d, 11), dout(rows, d, 12), dtable(vocab, d, 13);
+  std::vector<int32_t> tokens(rows);
+  for (int64_t i = 0; i < rows; ++i) tokens[i] = static_cast<int32_t>(splitmix64(i) % 7 * 13 % vocab);  // repeats
+  Buffer device_tokens(rows * 4, Device::cuda);
+  copy_tensor(Tensor{device_tokens.data(), 1, rows, rows, DType::i32, Device::cuda},
+              Tensor{tokens.data(), 1, rows, rows, DType::i32, Device::cpu});
+  embedding_forward(out.h, tokens.data(), table.h);
+  embedding_forward(out.d, static_cast<int32_t*>(device_tokens.data()), table.d);
+  out.expect_matches(0, "embedding");
+  embedding_backward(dtable.h, tokens.data(), dout.h);
+  embedding_backward(dtable.d, static_cast<int32_t*>(device_tokens.data()), dout.d);
+  dtable.expect_matches(1e-5, "embedding backward");
+}
+
+TEST(GpuOps, RecurrenceForwardAndBackward) {
+  RATPLUS_REQUIRE_GPU();
+  const int64_t batch = 3, seq = 77, ch = 130;
+  Pair z(batch * seq, 3 * ch, 14, 1, 1);
+  const auto slice = [&](const Tensor& t, int i) { return t.cols_slice(i * ch, ch); };
+  Pair ko(batch * seq, ch, 15), vo(batch * seq, ch, 16), dko(batch * seq, ch, 17), dvo(batch * seq, ch, 18);
+  Pair dz(batch * seq, 3 * ch, 19, 1, 2);
+  recurrence_forward(ko.h, vo.h, slice(z.h, 0), slice(z.h, 1), slice(z.h, 2), batch);
+  recurrence_forward(ko.d, vo.d, slice(z.d, 0), slice(z.d, 1), slice(z.d, 2), batch);
+  ko.expect_matches(1e-5, "k recurrence");
+  vo.expect_matches(1e-5, "v recurrence");
+  recurrence_backward(slice(dz.h, 0), slice(dz.h, 1), slice(dz.h, 2), dko.h, dvo.h, ko.h, vo.h, slice(z.h, 0),
+                      slice(z.h, 1), slice(z.h, 2), batch);
+  recurrence_backward(slice(dz.d, 0), slice(dz.d, 1), slice(dz.d, 2), dko.d, dvo.d, ko.d, vo.d, slice(z.d, 0),
+                      slice(z.d, 1), slice(z.d, 2), batch);
+  dz.expect_matches(1e-4, "recurrence backward");
+}
+
+TEST(GpuOps, Rope) {
+  RATPLUS_REQUIRE_GPU();
+  const int64_t seq = 53, heads = 3, dh = 128;
+  Pair x(2 * seq, heads * dh, 20, 1, 4), y(2 * seq, heads * dh, 21);
+  rope(y.h, x.h, seq, heads, 10000.0, 4000, false);
+  rope(y.d, x.d, seq, heads, 10000.0, 4000, false);
+  y.expect_matches(1e-5, "rope");
+  rope(y.h, y.h, seq, heads, 10000.0, 4000, true);
+  rope(y.d, y.d, seq, heads, 10000.0, 4000, true);
+  y.expect_matches(1e-5, "rope inverse");
+}
+
+TEST(GpuOps, CrossEntropyWithIgnoredRows) {
+  RATPLUS_REQUIRE_GPU();
+  const int64_t rows = 45, vocab = 32001;
+  Pair logits(rows, vocab, 22, 3), loss(1, rows, 23);
+  std::vector<int32_t> targets(rows);
+  for (int64_t i = 0; i < rows; ++i) targets[i] = i % 7 == 3 ? -1 : static_cast<int32_t>(splitmix64(i) % vocab);
+  Buffer device_targets(rows * 4, Device::cuda);
+  copy_tensor(Tensor{device_targets.data(), 1, rows, rows, DType::i32, Device::cuda},
+              Tensor{targets.data(), 1, rows, rows, DType::i32, Device::cpu});
+  cross_entropy(loss.h, logits.h, targets.data(), 0.125);
+  cross_entropy(loss.d, logits.d, static_cast<int32_t*>(device_targets.data()), 0.125);
+  loss.expect_matches(1e-5, "loss");
+  logits.expect_matches(1e-6, "dlogits");
+}
+
+TEST(GpuOps, AdamWAndSumOfSquares) {
+  RATPLUS_REQUIRE_GPU();
+  const int64_t n = 100003;
+  Pair p(1, n, 24), g(1, n, 25), m(1, n, 26, 0.01), v(1, n, 27, 0.01);
+  for (Pair* x : {&v}) {  // second moments are non-negative
+    for (int64_t i = 0; i < n; ++i) x->h.ptr<float>()[i] = std::abs(x->h.ptr<float>()[i]);
+    copy_tensor(x->d, x->h);
+  }
+  AdamWStep s;
+  s.lr = 1e-3;
+  s.weight_decay = 0.1;
+  s.grad_scale = 0.7;
+  s.t = 3;
+  adamw_update(p.h, g.h, m.h, v.h, s);
+  adamw_update(p.d, g.d, m.d, v.d, s);
+  p.expect_matches(1e-6, "params");
+  m.expect_matches(1e-6, "m");
+  v.expect_matches(1e-6, "v");
+  EXPECT_NEAR(sum_of_squares(g.d), sum_of_squares(g.h), 1e-5 * sum_of_squares(g.h));
+}
+
+struct AttentionCase {
+  const char* name;
+  int64_t batch, seq, dh;
+  std::vector<KeySet> heads;
+};
+
+void PrintTo(const AttentionCase& c, std::ostream* os) { *os << c.name; }
+
+class GpuAttention : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(GpuAttention, ForwardAndBackwardMatchCpu) {
+  RATPLUS_REQUIRE_GPU();
+  const AttentionCase& c = GetParam();
+  const int64_t heads = static_cast<int64_t>(c.heads.size()), width = heads * c.dh, rows = c.batch * c.seq;
+  Pair qkv(rows, 3 * width, 28, 1, 1), out(rows, width, 29), lse(rows, heads, 30), dout(rows, width, 31);
+  Pair dqkv(rows, 3 * width, 32, 1, 3);
+  const auto slice = [&](const Tensor& t, int i) { return t.cols_slice(i * width, width); };
+  attention_forward(out.h, lse.h, slice(qkv.h, 0), slice(qkv.h, 1), slice(qkv.h, 2), c.batch, c.heads);
+  attention_forward(out.d, lse.d, slice(qkv.d, 0), slice(qkv.d, 1), slice(qkv.d, 2), c.batch, c.heads);
+  out.expect_matches(1e-5, "attention out");
+  lse.expect_matches(1e-5, "attention lse");
+  attention_backward(slice(dqkv.h, 0), slice(dqkv.h, 1), slice(dqkv.h, 2), dout.h, slice(qkv.h, 0), slice(qkv.h, 1),
+                     slice(qkv.h, 2), out.h, lse.h, c.batch, c.heads);
+  attention_backward(slice(dqkv.d, 0), slice(dqkv.d, 1), slice(dqkv.d, 2), dout.d, slice(qkv.d, 0), slice(qkv.d, 1),
+                     slice(qkv.d, 2), out.d, lse.d, c.batch, c.heads);
+  dqkv.expect_matches(1e-4, "attention gradients");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Patterns, GpuAttention,
+    ::testing::Values(AttentionCase{"dense_dh128", 2, 257, 128, {{1, 0, 0}, {1, 0, 0}}},
+                      AttentionCase{"one_head_dh64", 1, 300, 64, {{1, 0, 0}}},
+                      AttentionCase{"dilated_not_dividing", 2, 333, 32, {{7, 0, 0}, {64, 0, 0}}},
+                      AttentionCase{"window_wider_than_t_with_sinks", 1, 200, 16, {{16, 500, 4}, {5, 3, 2}}},
+                      AttentionCase{"local_and_hybrid", 2, 150, 8, {{0, 9, 3}, {1, 0, 0}, {4, 2, 1}, {0, 0, 0}}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace ratplus::test

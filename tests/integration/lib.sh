@@ -1,0 +1,49 @@
+# Sourced by the integration scripts: their common start, PASS/FAIL counting and expected-output matching.
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+
+# start_test "$@": checks for the script's one argument, the ratplus binary, and sets BIN to its absolute path,
+# PY to a python3 with h5py and numpy (the first on the PATH, else the distribution's), and WORK to a fresh
+# temporary directory, the working directory from then on, removed when the script exits.
+start_test() {
+    if [ $# -ne 1 ]; then
+        echo "usage: bash $0 /path/to/ratplus" >&2
+        exit 2
+    fi
+    BIN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+    PY=python3
+    if ! python3 -c 'import h5py, numpy' 2>/dev/null; then PY=/usr/bin/python3; fi
+    WORK=$(mktemp -d)
+    trap 'rm -rf "$WORK"' EXIT
+    cd "$WORK" || exit 1
+}
+
+passed=0
+failed=0
+
+# ok NAME, bad NAME [REASON]: count and print one check's outcome.
+ok() { passed=$((passed + 1)); echo "PASS $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1${2:+: $2}"; }
+
+# check NAME CONDITION: passes when the shell code CONDITION succeeds.
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+
+# unmatched WHAT TEXT NEEDLE...: names, one "...; " each, the needles that TEXT (called WHAT) lacks. A needle
+# is "F:text", a fixed string, or "E:regex", an extended regular expression.
+unmatched() {
+    local what=$1 text=$2 needle
+    shift 2
+    for needle in "$@"; do
+        case $needle in
+            F:*) grep -qF -- "${needle#F:}" <<<"$text" || printf "%s lacks '%s'; " "$what" "${needle#F:}" ;;
+            E:*) grep -qE -- "${needle#E:}" <<<"$text" || printf '%s does not match /%s/; ' "$what" "${needle#E:}" ;;
+        esac
+    done
+}
+
+# finish: prints the tally and exits, with status 0 only when nothing failed.
+finish() {
+    echo "$passed passed, $failed failed"
+    [ "$failed" -eq 0 ]
+    exit
+}
