@@ -1,4 +1,4 @@
-// Element-wise ops of the model: the sigmoid output gate, exact GELU, residual add.
+// Element-wise ops of the model: the sigmoid output gate, exact GELU, residual add, type conversion.
 #pragma once
 
 #include "core/tensor.h"
@@ -17,5 +17,9 @@ void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x);
 
 // y += x
 void add_inplace(Tensor y, const Tensor& x);
+
+// dst = src converted to dst's element type (same shape and device; f32 ↔ f64 on the CPU, f32 ↔ bf16 on
+// the GPU).
+void convert_tensor(Tensor dst, const Tensor& src);
 
 }  // namespace ratplus

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "core/rng.h"
+#include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 
 namespace ratplus {
@@ -36,7 +37,8 @@ struct Model::Workspace {
   Tensor d_residual;
   Tensor tokens;  // [2, rows] i32 on the GPU: inputs and targets (on the CPU the caller's arrays are used)
 
-  Workspace(const ModelConfig& c, Device device, DType dtype, int64_t batch_, int64_t seq_, bool training_)
+  Workspace(const ModelConfig& c, Device device, DType dtype, DType stat_dtype, int64_t batch_, int64_t seq_,
+            bool training_)
       : batch(batch_), seq(seq_), training(training_) {
     const int64_t rows = batch * seq, d = c.d_model, f = c.d_ffn, h = c.n_heads;
     const int64_t layers = training ? c.n_layers : 1;
@@ -52,7 +54,7 @@ struct Model::Workspace {
       const std::string p = fmt::format("layers/{}/", i);
       TemporalMixingState& t = temporal[i];
       plan(t.h, p + "attn/h", rows, d, dtype);
-      plan(t.rstd, p + "attn/rstd", 1, rows, dtype);
+      plan(t.rstd, p + "attn/rstd", 1, rows, stat_dtype);
       plan(t.z, p + "attn/z", rows, c.in_proj_rows(), dtype);
       if (c.recurrence) {
         plan(t.k_rec, p + "attn/k_rec", rows, d, dtype);
@@ -61,19 +63,19 @@ struct Model::Workspace {
       plan(t.q_rot, p + "attn/q_rot", rows, d, dtype);
       plan(t.k_rot, p + "attn/k_rot", rows, d, dtype);
       plan(t.att, p + "attn/out", rows, d, dtype);
-      plan(t.lse, p + "attn/lse", rows, h, dtype);
+      plan(t.lse, p + "attn/lse", rows, h, stat_dtype);
       plan(t.gated, p + "attn/gated", rows, d, dtype);
       ChannelMixingState& m = channel[i];
       plan(m.h, p + "ffn/h", rows, d, dtype);
-      plan(m.rstd, p + "ffn/rstd", 1, rows, dtype);
+      plan(m.rstd, p + "ffn/rstd", 1, rows, stat_dtype);
       plan(m.pre, p + "ffn/pre", rows, f, dtype);
       plan(m.act, p + "ffn/act", rows, f, dtype);
     }
     const int64_t chunk = logits_chunk_rows(rows, c.vocab_size);
     plan(head.h, "head/h", rows, d, dtype);
-    plan(head.rstd, "head/rstd", 1, rows, dtype);
+    plan(head.rstd, "head/rstd", 1, rows, stat_dtype);
     plan(head.logits, "head/logits", chunk, c.vocab_size, dtype);
-    plan(head.row_loss, "head/row_loss", 1, chunk, dtype);
+    plan(head.row_loss, "head/row_loss", 1, chunk, stat_dtype);
     if (training) {
       TemporalMixingScratch& s = temporal_scratch;
       plan(s.d_gated, "grad/attn/gated", rows, d, dtype);
@@ -98,11 +100,21 @@ struct Model::Workspace {
 };
 
 Model::Model(const ModelConfig& config, Device device, DType dtype)
-    : config_(config), table_(config), device_(device), dtype_(dtype) {
-  params_.reserve("parameters", 1, table_.total_elements(), dtype);
-  grads_.reserve("gradients", 1, table_.total_elements(), dtype);
+    : config_(config),
+      table_(config),
+      device_(device),
+      dtype_(dtype),
+      param_dtype_(dtype == DType::bf16 ? DType::f32 : dtype) {
+  check_internal(dtype != DType::bf16 || device == Device::cuda, "Model: bf16 activations need the GPU backend");
+  const int64_t n = table_.total_elements();
+  params_.reserve("parameters", 1, n, param_dtype_);
+  grads_.reserve("gradients", 1, n, param_dtype_);
   params_.allocate(device);
   grads_.allocate(device);
+  if (mixed_precision()) {
+    weights_.reserve("parameters/bf16", 1, n, DType::bf16);
+    weights_.allocate(device);
+  }
 }
 
 Model::~Model() = default;
@@ -139,32 +151,24 @@ void Model::init_parameters(uint64_t seed) {
 
 void Model::set_parameters(const std::vector<float>& values) {
   check_internal(static_cast<int64_t>(values.size()) == table_.total_elements(), "set_parameters: wrong size");
-  Buffer host(values.size() * dtype_size(dtype_), Device::cpu);
-  Tensor staged{host.data(), 1, table_.total_elements(), table_.total_elements(), dtype_, Device::cpu};
-  if (dtype_ == DType::f32) {
+  Buffer host(values.size() * dtype_size(param_dtype_), Device::cpu);
+  Tensor staged{host.data(), 1, table_.total_elements(), table_.total_elements(), param_dtype_, Device::cpu};
+  if (param_dtype_ == DType::f32) {
     std::memcpy(host.data(), values.data(), values.size() * sizeof(float));
-  } else if (dtype_ == DType::f64) {
-    std::copy(values.begin(), values.end(), staged.ptr<double>());
   } else {
-    throw std::logic_error("set_parameters: unsupported compute type");
+    std::copy(values.begin(), values.end(), staged.ptr<double>());
   }
   copy_tensor(parameters(), staged);
+  if (mixed_precision()) convert_tensor(weights_.get(0), parameters());
 }
 
 std::vector<float> Model::get_parameters() const {
   const int64_t n = table_.total_elements();
-  Buffer host(n * dtype_size(dtype_), Device::cpu);
-  Tensor staged{host.data(), 1, n, n, dtype_, Device::cpu};
+  if (param_dtype_ == DType::f32) return to_host_floats(parameters());
+  Buffer host(n * dtype_size(param_dtype_), Device::cpu);
+  Tensor staged{host.data(), 1, n, n, param_dtype_, Device::cpu};
   copy_tensor(staged, parameters());
-  std::vector<float> values(n);
-  if (dtype_ == DType::f32) {
-    std::memcpy(values.data(), host.data(), n * sizeof(float));
-  } else if (dtype_ == DType::f64) {
-    std::copy_n(staged.ptr<double>(), n, values.begin());
-  } else {
-    throw std::logic_error("get_parameters: unsupported compute type");
-  }
-  return values;
+  return std::vector<float>(staged.ptr<double>(), staged.ptr<double>() + n);
 }
 
 void Model::zero_gradients() { zero_tensor(gradients()); }
@@ -173,7 +177,7 @@ Model::Workspace& Model::workspace(int64_t batch, int64_t seq_len, bool training
   std::unique_ptr<Workspace>& slot = training ? training_workspace_ : evaluation_workspace_;
   if (!slot || slot->batch != batch || slot->seq != seq_len) {
     slot.reset();  // free the old plan before allocating the new one
-    slot = std::make_unique<Workspace>(config_, device_, dtype_, batch, seq_len, training);
+    slot = std::make_unique<Workspace>(config_, device_, dtype_, param_dtype_, batch, seq_len, training);
   }
   return *slot;
 }
@@ -194,7 +198,7 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
   Workspace& ws = workspace(batch, seq_len, training);
   const Dims dims = Dims::of(config_, batch, seq_len);
   const int64_t layers = config_.n_layers;
-  const Tensor params = parameters(), grads = gradients();
+  const Tensor params = compute_weights(), grads = gradients();
   std::vector<std::vector<KeySet>> head_keys(layers);
   for (int64_t i = 0; i < layers; ++i) head_keys[i] = pattern.head_keys(i, config_.n_heads);
 

@@ -16,7 +16,8 @@ namespace ratplus {
 
 class Model {
  public:
-  // dtype is the compute type of parameters and activations (CPU: f32, or f64 for gradient checks).
+  // dtype is the type of activations: f32, f64 (CPU, for gradient checks) or bf16 (GPU mixed precision:
+  // f32 master parameters and gradients, a bf16 copy of the parameters for the forward and backward).
   Model(const ModelConfig& config, Device device, DType dtype);
   ~Model();
 
@@ -28,6 +29,9 @@ class Model {
   // The flat parameter and gradient vectors ([1, N]) and per-tensor views into them.
   Tensor parameters() const { return params_.get(0); }
   Tensor gradients() const { return grads_.get(0); }
+  // The bf16 copy of the parameters under mixed precision (refreshed by the optimizer), else empty.
+  Tensor low_precision_parameters() const { return mixed_precision() ? weights_.get(0) : Tensor{}; }
+  bool mixed_precision() const { return dtype_ == DType::bf16; }
   Tensor parameter(int index) const;
   Tensor gradient(int index) const;
 
@@ -61,8 +65,11 @@ class Model {
   ModelConfig config_;
   ParameterTable table_;
   Device device_;
-  DType dtype_;
-  Arena params_, grads_;
+  DType dtype_;        // activations
+  DType param_dtype_;  // parameters, gradients and statistics (rstd, log-sum-exp, losses)
+  Tensor compute_weights() const { return mixed_precision() ? weights_.get(0) : parameters(); }
+
+  Arena params_, grads_, weights_;
   std::unique_ptr<Workspace> training_workspace_, evaluation_workspace_;
 };
 

@@ -62,18 +62,17 @@ std::shared_ptr<const TokenStream> open_data(const std::vector<std::string>& pat
   return std::make_shared<const TokenStream>(paths, parse_shard_format(c.data.format), c.model.vocab_size);
 }
 
-Device training_device(const RuntimeConfig& runtime) {
-  const Device device = select_device(runtime.device);
-  require_input(device == Device::cpu || runtime.precision == "fp32",
-                "runtime.precision: bf16 mixed precision is not implemented on the GPU yet; use fp32");
-  return device;
+// bf16 mixed precision on the GPU; the CPU reference always computes in f32.
+DType activation_type(const RuntimeConfig& runtime, Device device) {
+  return device == Device::cuda && runtime.precision == "bf16" ? DType::bf16 : DType::f32;
 }
 
 }  // namespace
 
 Trainer::Trainer(const ExperimentConfig& config)
     : config_(config),
-      model_(config.model, training_device(config.runtime), DType::f32),
+      model_(config.model, select_device(config.runtime.device),
+             activation_type(config.runtime, select_device(config.runtime.device))),
       passes_(objective_passes(config)),
       metrics_(config.metrics.listen) {
   const int64_t n = model_.table().total_elements();
@@ -176,7 +175,8 @@ double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
     s.weight_decay = o.weight_decay;
     s.grad_scale = norm > o.grad_clip ? o.grad_clip / (norm + 1e-6) : 1.0;
     s.t = state_.optimizer_updates;
-    adamw_update(model_.parameters(), model_.gradients(), moments_.get(0), moments_.get(1), s);
+    adamw_update(model_.parameters(), model_.gradients(), moments_.get(0), moments_.get(1), s,
+                 model_.low_precision_parameters());
   } else {
     ++state_.skipped_updates;
     ++nonfinite_in_a_row_;

@@ -75,4 +75,13 @@ void add_inplace(Tensor y, const Tensor& x) {
   });
 }
 
+void convert_tensor(Tensor dst, const Tensor& src) {
+  RATPLUS_ROUTE_CUDA(dst, cuda::convert(dst, src));
+  with_cpu_float(dst.dtype, __func__, [&]<class To>() {
+    with_cpu_float(src.dtype, __func__, [&]<class From>() {
+      for_each_element<To>(dst, [&](int64_t r, int64_t c) { at<To>(dst, r, c) = static_cast<To>(at<From>(src, r, c)); });
+    });
+  });
+}
+
 }  // namespace ratplus

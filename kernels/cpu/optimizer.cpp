@@ -13,8 +13,9 @@
 
 namespace ratplus {
 
-void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& s) {
-  RATPLUS_ROUTE_CUDA(params, cuda::adamw_update(params, grads, m, v, s));
+void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& s, Tensor params_copy) {
+  RATPLUS_ROUTE_CUDA(params, cuda::adamw_update(params, grads, m, v, s, params_copy));
+  check_internal(params_copy.empty(), "adamw_update: the CPU backend keeps no parameter copy");
   check_internal(params.contiguous() && grads.contiguous() && m.contiguous() && v.contiguous(),
                  "adamw_update: flat tensors expected");
   check_internal(m.dtype == DType::f32 && v.dtype == DType::f32, "adamw_update: moments are f32");

@@ -1,8 +1,10 @@
-// Shared pieces of the CUDA kernels: error checks, launch sizes, warp and block reductions, and the
-// dtype guard (this backend computes in f32 for now). Messages are built without fmt, whose compile-time
-// format checks nvcc cannot evaluate.
+// Shared pieces of the CUDA kernels: error checks, launch sizes, warp and block reductions, element types.
+// Activations are f32 or bf16 (`A` in the kernels; math is always f32), statistics (rstd, log-sum-exp,
+// row losses) and weight gradients are f32. Messages are built without fmt, whose compile-time format
+// checks nvcc cannot evaluate.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stdexcept>
 #include <string>
@@ -19,7 +21,45 @@ inline void check(cudaError_t err, const char* what) {
 inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
 
 inline void require_f32(const Tensor& t, const char* op) {
-  if (t.dtype != DType::f32) throw std::logic_error(std::string(op) + ": the CUDA kernels take f32 tensors");
+  if (t.dtype != DType::f32) throw std::logic_error(std::string(op) + ": the CUDA kernel takes f32 tensors here");
+}
+
+using bf16 = __nv_bfloat16;
+
+__device__ __forceinline__ float to_float(float x) { return x; }
+__device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
+template <class T>
+__device__ __forceinline__ T from_float(float x);
+template <>
+__device__ __forceinline__ float from_float<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ bf16 from_float<bf16>(float x) { return __float2bfloat16(x); }
+
+// Calls f.template operator()<A>() with A = float or bf16 according to the activation dtype.
+template <class F>
+void with_activation_type(DType t, const char* op, F&& f) {
+  if (t == DType::f32) {
+    f.template operator()<float>();
+  } else if (t == DType::bf16) {
+    f.template operator()<bf16>();
+  } else {
+    throw std::logic_error(std::string(op) + ": the CUDA kernels take f32 or bf16 activations");
+  }
+}
+
+// A strided matrix of element type T as the kernels see it: load and store in f32.
+template <class T>
+struct Mat {
+  T* p;
+  int64_t ld;
+  __device__ float operator()(int64_t r, int64_t c) const { return to_float(p[r * ld + c]); }
+  __device__ void set(int64_t r, int64_t c, float v) const { p[r * ld + c] = from_float<T>(v); }
+  __device__ T* row(int64_t r) const { return p + r * ld; }
+};
+
+template <class T>
+Mat<T> mat(const Tensor& t) {
+  return {static_cast<T*>(t.data), t.ld};
 }
 
 inline unsigned blocks_for(int64_t n, int threads) { return static_cast<unsigned>((n + threads - 1) / threads); }

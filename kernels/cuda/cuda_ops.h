@@ -1,6 +1,7 @@
 // Entry points of the CUDA backend, called by the op front-ends (kernels/*.h, whose comments define
 // what each computes) when the tensors live on the GPU. Only compiled with RATPLUS_HAVE_CUDA. All run on
-// the default stream and take f32 tensors.
+// the default stream. Activations are f32 or bf16; statistics (rstd, lse, row losses), weight gradients
+// and optimizer state are f32.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,7 @@ void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tens
 void gelu_forward(Tensor y, const Tensor& x);
 void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x);
 void add_inplace(Tensor y, const Tensor& x);
+void convert(Tensor dst, const Tensor& src);
 
 void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g, int64_t batch);
 void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, const Tensor& dv_out,
@@ -42,7 +44,7 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
 
 void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale);
 
-void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& step);
+void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& step, Tensor params_copy);
 double sum_of_squares(const Tensor& x);
 
 }  // namespace ratplus::cuda

@@ -1,7 +1,8 @@
-// Element-wise ops on the GPU (f32): sigmoid gate, exact GELU, residual add, embedding gather/scatter.
-// One thread per element over strided [rows, cols] views. Each reads 1–3 and writes 1–2 values per
-// element for a few FLOPs: memory-bound, the target is HBM bandwidth. The embedding backward adds rows
-// with atomics (rows may share a token), so its result is summed in an unspecified order.
+// Element-wise ops on the GPU (f32 or bf16 activations, f32 math): sigmoid gate, exact GELU, residual
+// add, embedding gather/scatter, dtype conversion. One thread per element over strided [rows, cols] views.
+// Each reads 1–3 and writes 1–2 values per element for a few FLOPs: memory-bound, the target is HBM
+// bandwidth. The embedding backward adds rows into the f32 table gradient with atomics (rows may share a
+// token), so its result is summed in an unspecified order.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -10,14 +11,6 @@ namespace ratplus::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-
-struct View {
-  float* p;
-  int64_t ld;
-  __device__ float& operator()(int64_t r, int64_t c) const { return p[r * ld + c]; }
-};
-
-View view(const Tensor& t) { return {t.ptr<float>(), t.ld}; }
 
 __device__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
@@ -35,59 +28,105 @@ void launch(const Tensor& shape, const char* name, F f) {
   check_launch(name);
 }
 
-}  // namespace
+// The typed bodies (device lambdas must live in named functions, not in generic lambdas).
 
-void sigmoid_gate_forward(Tensor y, const Tensor& x, const Tensor& gate) {
-  require_f32(y, __func__);
-  launch(y, __func__, [Y = view(y), X = view(x), G = view(gate)] __device__(int64_t r, int64_t c) {
-    Y(r, c) = X(r, c) * sigmoid(G(r, c));
+template <class A>
+void gate_forward(Tensor y, const Tensor& x, const Tensor& gate) {
+  launch(y, "sigmoid_gate_forward", [Y = mat<A>(y), X = mat<A>(x), G = mat<A>(gate)] __device__(int64_t r, int64_t c) {
+    Y.set(r, c, X(r, c) * sigmoid(G(r, c)));
   });
 }
 
-void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, const Tensor& gate) {
-  require_f32(dy, __func__);
-  launch(dy, __func__,
-         [DX = view(dx), DG = view(dgate), DY = view(dy), X = view(x), G = view(gate)] __device__(int64_t r, int64_t c) {
+template <class A>
+void gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, const Tensor& gate) {
+  launch(dy, "sigmoid_gate_backward",
+         [DX = mat<A>(dx), DG = mat<A>(dgate), DY = mat<A>(dy), X = mat<A>(x), G = mat<A>(gate)] __device__(
+             int64_t r, int64_t c) {
            const float s = sigmoid(G(r, c)), g = DY(r, c);
-           DG(r, c) = g * X(r, c) * s * (1.0f - s);
-           DX(r, c) = g * s;
+           DG.set(r, c, g * X(r, c) * s * (1.0f - s));
+           DX.set(r, c, g * s);
          });
 }
 
-void gelu_forward(Tensor y, const Tensor& x) {
-  require_f32(y, __func__);
-  launch(y, __func__, [Y = view(y), X = view(x)] __device__(int64_t r, int64_t c) {
+template <class A>
+void gelu(Tensor y, const Tensor& x) {
+  launch(y, "gelu_forward", [Y = mat<A>(y), X = mat<A>(x)] __device__(int64_t r, int64_t c) {
     const float v = X(r, c);
-    Y(r, c) = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    Y.set(r, c, 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
   });
 }
 
-void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x) {
-  require_f32(dy, __func__);
-  launch(dy, __func__, [DX = view(dx), DY = view(dy), X = view(x)] __device__(int64_t r, int64_t c) {
+template <class A>
+void gelu_grad(Tensor dx, const Tensor& dy, const Tensor& x) {
+  launch(dy, "gelu_backward", [DX = mat<A>(dx), DY = mat<A>(dy), X = mat<A>(x)] __device__(int64_t r, int64_t c) {
     const float v = X(r, c);
     const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
     const float pdf = 0.3989422804014327f * __expf(-0.5f * v * v);
-    DX(r, c) = DY(r, c) * (cdf + v * pdf);
+    DX.set(r, c, DY(r, c) * (cdf + v * pdf));
   });
+}
+
+template <class A>
+void add(Tensor y, const Tensor& x) {
+  launch(y, "add_inplace",
+         [Y = mat<A>(y), X = mat<A>(x)] __device__(int64_t r, int64_t c) { Y.set(r, c, Y(r, c) + X(r, c)); });
+}
+
+template <class A>
+void gather(Tensor out, const int32_t* tokens, const Tensor& table) {
+  launch(out, "embedding_forward", [O = mat<A>(out), T = mat<A>(table), tokens] __device__(int64_t r, int64_t c) {
+    O.set(r, c, T(tokens[r], c));
+  });
+}
+
+template <class A>
+void scatter_add(Tensor dtable, const int32_t* tokens, const Tensor& dout) {
+  launch(dout, "embedding_backward",
+         [DT = mat<float>(dtable), D = mat<A>(dout), tokens] __device__(int64_t r, int64_t c) {
+           atomicAdd(DT.row(tokens[r]) + c, D(r, c));
+         });
+}
+
+template <class To, class From>
+void convert_to(Tensor dst, const Tensor& src) {
+  launch(dst, "convert",
+         [D = mat<To>(dst), S = mat<From>(src)] __device__(int64_t r, int64_t c) { D.set(r, c, S(r, c)); });
+}
+
+}  // namespace
+
+void sigmoid_gate_forward(Tensor y, const Tensor& x, const Tensor& gate) {
+  with_activation_type(y.dtype, __func__, [&]<class A>() { gate_forward<A>(y, x, gate); });
+}
+
+void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, const Tensor& gate) {
+  with_activation_type(dy.dtype, __func__, [&]<class A>() { gate_backward<A>(dx, dgate, dy, x, gate); });
+}
+
+void gelu_forward(Tensor y, const Tensor& x) {
+  with_activation_type(y.dtype, __func__, [&]<class A>() { gelu<A>(y, x); });
+}
+
+void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x) {
+  with_activation_type(dy.dtype, __func__, [&]<class A>() { gelu_grad<A>(dx, dy, x); });
 }
 
 void add_inplace(Tensor y, const Tensor& x) {
-  require_f32(y, __func__);
-  launch(y, __func__, [Y = view(y), X = view(x)] __device__(int64_t r, int64_t c) { Y(r, c) += X(r, c); });
+  with_activation_type(y.dtype, __func__, [&]<class A>() { add<A>(y, x); });
 }
 
 void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table) {
-  require_f32(out, __func__);
-  launch(out, __func__, [O = view(out), T = view(table), tokens] __device__(int64_t r, int64_t c) {
-    O(r, c) = T(tokens[r], c);
-  });
+  with_activation_type(out.dtype, __func__, [&]<class A>() { gather<A>(out, tokens, table); });
 }
 
 void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout) {
-  require_f32(dout, __func__);
-  launch(dout, __func__, [DT = view(dtable), D = view(dout), tokens] __device__(int64_t r, int64_t c) {
-    atomicAdd(&DT(tokens[r], c), D(r, c));
+  require_f32(dtable, __func__);
+  with_activation_type(dout.dtype, __func__, [&]<class A>() { scatter_add<A>(dtable, tokens, dout); });
+}
+
+void convert(Tensor dst, const Tensor& src) {
+  with_activation_type(dst.dtype, __func__, [&]<class To>() {
+    with_activation_type(src.dtype, __func__, [&]<class From>() { convert_to<To, From>(dst, src); });
   });
 }
 

@@ -1,5 +1,6 @@
-// Matrix products on the GPU through cuBLASLt (f32 inputs, f32 compute, no TF32, so results track the CPU
-// reference). Row-major C = op(A)·op(B) is computed as the column-major product Cᵀ = op(B)ᵀ·op(A)ᵀ, which
+// Matrix products on the GPU through cuBLASLt: f32 × f32 → f32 with f32 compute and no TF32 (so results
+// track the CPU reference), or bf16 × bf16 → bf16 or f32 on the tensor cores with f32 accumulation (mixed
+// precision; weight gradients come out in f32). Row-major C = op(A)·op(B) is computed as the column-major product Cᵀ = op(B)ᵀ·op(A)ᵀ, which
 // needs no copies: a row-major matrix with row stride ld is the column-major transpose with the same ld.
 // One handle and a 32 MiB workspace serve the process; the algorithm comes from cuBLASLt's heuristic.
 #include <cublasLt.h>
@@ -31,11 +32,17 @@ Blas& blas() {
   return instance;
 }
 
-// A column-major layout for a row-major matrix of `rows` × `cols` with row stride ld.
+cudaDataType_t data_type(const Tensor& t) {
+  if (t.dtype == DType::f32) return CUDA_R_32F;
+  if (t.dtype == DType::bf16) return CUDA_R_16BF;
+  throw std::logic_error("matmul (CUDA): f32 or bf16 tensors expected");
+}
+
+// The column-major layout of a row-major tensor (rows × cols with row stride ld).
 struct Layout {
   cublasLtMatrixLayout_t layout = nullptr;
-  Layout(int64_t rows, int64_t cols, int64_t ld) {
-    check_blas(cublasLtMatrixLayoutCreate(&layout, CUDA_R_32F, cols, rows, ld), "cublasLtMatrixLayoutCreate");
+  explicit Layout(const Tensor& t) {
+    check_blas(cublasLtMatrixLayoutCreate(&layout, data_type(t), t.cols, t.rows, t.ld), "cublasLtMatrixLayoutCreate");
   }
   ~Layout() { cublasLtMatrixLayoutDestroy(layout); }
 };
@@ -43,7 +50,7 @@ struct Layout {
 }  // namespace
 
 void matmul(Tensor c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha, double beta) {
-  require_f32(c, __func__);
+  if (a.dtype != b.dtype) throw std::logic_error("matmul (CUDA): A and B must have one type");
   const int64_t m = c.rows, n = c.cols, k = trans_a ? a.rows : a.cols;
   if (m == 0 || n == 0) return;
   Blas& lt = blas();
@@ -53,7 +60,7 @@ void matmul(Tensor c, const Tensor& a, bool trans_a, const Tensor& b, bool trans
   const cublasOperation_t op_second = trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first);
   cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second);
-  const Layout lb(b.rows, b.cols, b.ld), la(a.rows, a.cols, a.ld), lc(m, n, c.ld);
+  const Layout lb(b), la(a), lc(c);
   cublasLtMatmulPreference_t pref = nullptr;
   check_blas(cublasLtMatmulPreferenceCreate(&pref), "cublasLtMatmulPreferenceCreate");
   cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt.workspace_bytes,

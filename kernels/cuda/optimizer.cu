@@ -1,5 +1,6 @@
 // AdamW and the sum of squares on the GPU. AdamW is one thread per parameter (f32 master weights and
-// moments): it reads p, g, m, v and writes p, m, v — 28 bytes for ~15 FLOPs, memory-bound. The sum of
+// moments, optionally refreshing the bf16 weight copy): it reads p, g, m, v and writes p, m, v (and the
+// copy) — 28–30 bytes for ~15 FLOPs, memory-bound. The sum of
 // squares reduces fixed grid-stride slices per block into per-block partials that the host adds in block
 // order, so the result is deterministic.
 #include <vector>
@@ -14,8 +15,8 @@ namespace {
 constexpr int kThreads = 256;
 constexpr int kReduceBlocks = 1024;
 
-__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64_t n, float lr, float beta1,
-                             float beta2, float eps, float decay, float grad_scale, float c1, float c2) {
+__global__ void adamw_kernel(float* p, const float* g, float* m, float* v, bf16* copy, int64_t n, float lr,
+                             float beta1, float beta2, float eps, float decay, float grad_scale, float c1, float c2) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n) return;
   const float gi = grad_scale * g[i];
@@ -23,7 +24,9 @@ __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, int64
   const float vi = beta2 * v[i] + (1.0f - beta2) * gi * gi;
   m[i] = mi;
   v[i] = vi;
-  p[i] = p[i] * decay - lr * (mi / c1) / (sqrtf(vi / c2) + eps);
+  const float pi = p[i] * decay - lr * (mi / c1) / (sqrtf(vi / c2) + eps);
+  p[i] = pi;
+  if (copy) copy[i] = __float2bfloat16(pi);
 }
 
 __global__ void sum_of_squares_kernel(const float* x, int64_t n, double* partial) {
@@ -38,14 +41,17 @@ __global__ void sum_of_squares_kernel(const float* x, int64_t n, double* partial
 
 }  // namespace
 
-void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& s) {
+void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& s, Tensor params_copy) {
   require_f32(params, __func__);
+  if (!params_copy.empty() && params_copy.dtype != DType::bf16)
+    throw std::logic_error("adamw_update: the parameter copy must be bf16");
   const int64_t n = params.numel();
   if (n == 0) return;
   const double c1 = 1.0 - std::pow(s.beta1, static_cast<double>(s.t));
   const double c2 = 1.0 - std::pow(s.beta2, static_cast<double>(s.t));
   adamw_kernel<<<blocks_for(n, kThreads), kThreads>>>(
-      params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), n, static_cast<float>(s.lr),
+      params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), params_copy.ptr<bf16>(), n,
+      static_cast<float>(s.lr),
       static_cast<float>(s.beta1), static_cast<float>(s.beta2), static_cast<float>(s.eps),
       static_cast<float>(1.0 - s.lr * s.weight_decay), static_cast<float>(s.grad_scale), static_cast<float>(c1),
       static_cast<float>(c2));

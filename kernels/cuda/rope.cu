@@ -1,6 +1,7 @@
-// RoPE on the GPU (f32): one thread per (row, head, channel pair) rotates the pair (c, c + dh/2) by
-// pos · base^(−2c/dh) (or its negative for the inverse/backward). Reads and writes 16 bytes per pair for a
-// sincos and four FMAs: memory-bound. The angle is computed in double so that long positions stay exact.
+// RoPE on the GPU (f32 or bf16, f32 math): one thread per (row, head, channel pair) rotates the pair
+// (c, c + dh/2) by pos · base^(−2c/dh) (or its negative for the inverse/backward). Reads and writes two
+// values per pair for a sincos and four FMAs: memory-bound. The angle is computed in double so that long
+// positions stay exact.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -10,8 +11,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void rope_kernel(float* out, int64_t ld_out, const float* x, int64_t ld_x, int64_t rows, int64_t seq,
-                            int64_t heads, int64_t half, double log_base, int64_t pos0, double sign) {
+template <class A>
+__global__ void rope_kernel(Mat<A> out, Mat<A> x, int64_t rows, int64_t seq, int64_t heads, int64_t half,
+                            double log_base, int64_t pos0, double sign) {
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= rows * heads * half) return;
   const int64_t r = i / (heads * half), h = i / half % heads, c = i % half;
@@ -20,19 +22,20 @@ __global__ void rope_kernel(float* out, int64_t ld_out, const float* x, int64_t 
   sincos(angle, &s, &co);
   const float cs = static_cast<float>(co), sn = static_cast<float>(sign * s);
   const int64_t j = h * 2 * half + c;
-  const float x1 = x[r * ld_x + j], x2 = x[r * ld_x + j + half];
-  out[r * ld_out + j] = x1 * cs - x2 * sn;
-  out[r * ld_out + j + half] = x2 * cs + x1 * sn;
+  const float x1 = x(r, j), x2 = x(r, j + half);
+  out.set(r, j, x1 * cs - x2 * sn);
+  out.set(r, j + half, x2 * cs + x1 * sn);
 }
 
 }  // namespace
 
 void rope(Tensor out, const Tensor& x, int64_t seq_len, int64_t n_heads, double base, int64_t pos0, bool inverse) {
-  require_f32(x, __func__);
   const int64_t half = x.cols / n_heads / 2, n = x.rows * n_heads * half;
   if (n == 0) return;
-  rope_kernel<<<blocks_for(n, kThreads), kThreads>>>(out.ptr<float>(), out.ld, x.ptr<float>(), x.ld, x.rows, seq_len,
-                                                     n_heads, half, std::log(base), pos0, inverse ? -1.0 : 1.0);
+  with_activation_type(x.dtype, __func__, [&]<class A>() {
+    rope_kernel<A><<<blocks_for(n, kThreads), kThreads>>>(mat<A>(out), mat<A>(x), x.rows, seq_len, n_heads, half,
+                                                          std::log(base), pos0, inverse ? -1.0 : 1.0);
+  });
   check_launch(__func__);
 }
 
