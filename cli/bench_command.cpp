@@ -152,6 +152,7 @@ double median(std::vector<double> x) {
 struct TrainBenchResult {
   ExperimentConfig config;
   Device device = Device::cpu;
+  DType activations = DType::f32;
   std::vector<std::string> passes;
   int64_t parameters = 0;
   int64_t warmup = 0;
@@ -175,6 +176,7 @@ TrainBenchResult run_train_benchmark(const TrainBenchOptions& o) {
   r.warmup = o.warmup;
   Trainer trainer(r.config);
   r.device = trainer.model().device();
+  r.activations = trainer.model().dtype();
   r.parameters = trainer.model().table().total_elements();
   for (const Pass& p : trainer.passes()) {
     r.passes.push_back(p.name);
@@ -194,7 +196,7 @@ nlohmann::json to_json(const TrainBenchResult& r, const TrainBenchOptions& o) {
   nlohmann::json j = {{"config", o.config},
                       {"overrides", o.overrides},
                       {"device", device_name(r.device)},
-                      {"precision", c.runtime.precision},
+                      {"activations", dtype_name(r.activations)},
                       {"objective", c.train.objective},
                       {"passes", r.passes},
                       {"parameters", r.parameters},
@@ -236,8 +238,8 @@ std::string join(const std::vector<std::string>& parts, const char* separator) {
 
 void print_result(const TrainBenchResult& r, const TrainBenchOptions& o) {
   const ExperimentConfig& c = r.config;
-  fmt::print("config            {} ({} objective: {} per step; {}, {})\n", o.config, c.train.objective,
-             join(r.passes, " + "), device_name(r.device), c.runtime.precision);
+  fmt::print("config            {} ({} objective: {} per step; {}, {} activations)\n", o.config,
+             c.train.objective, join(r.passes, " + "), device_name(r.device), dtype_name(r.activations));
   fmt::print("parameters        {}\n", r.parameters);
   fmt::print("tokens per step   {} ({} sequences x {} tokens, micro-batch {})\n", r.tokens_per_step(),
              c.train.global_batch, c.data.seq_len, c.train.micro_batch);
@@ -261,9 +263,11 @@ Action add_bench_command(CLI::App& app) {
   auto o = std::make_shared<TrainBenchOptions>();
   train->add_option("--config", o->config, "experiment YAML file")->required();
   train->add_option("overrides", o->overrides, "section.key=value overrides");
-  train->add_option("--steps", o->steps, "timed steps")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--steps", o->steps, "timed steps")
+      ->check(CLI::Range(int64_t{1}, int64_t{1000000}))
+      ->capture_default_str();
   train->add_option("--warmup", o->warmup, "untimed steps before them")
-      ->check(CLI::NonNegativeNumber)
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
       ->capture_default_str();
   train->add_option("--json", o->json, "also write the results to this file as one JSON object");
   return [o] {

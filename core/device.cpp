@@ -3,6 +3,8 @@
 
 #include "core/error.h"
 
+#include <fstream>
+
 #ifdef RATPLUS_HAVE_CUDA
 #include <cuda_runtime.h>
 #endif
@@ -24,6 +26,24 @@ Device select_device(const std::string& choice) {
   require_input(gpu || choice == "auto",
                 "device cuda: no usable GPU (this build has no CUDA backend, or the machine has no GPU)");
   return gpu ? Device::cuda : Device::cpu;
+}
+
+size_t available_memory(Device device) {
+#ifdef RATPLUS_HAVE_CUDA
+  if (device == Device::cuda) {
+    size_t free = 0, total = 0;
+    return cudaMemGetInfo(&free, &total) == cudaSuccess ? free : 0;
+  }
+#endif
+  (void)device;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  size_t kib = 0;
+  while (meminfo >> key >> kib) {
+    if (key == "MemAvailable:") return kib * 1024;
+    meminfo.ignore(64, '\n');
+  }
+  return 0;
 }
 
 }  // namespace ratplus

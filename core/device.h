@@ -1,6 +1,7 @@
 // What accelerators this process can use.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "core/tensor.h"
@@ -13,5 +14,8 @@ int cuda_device_count();
 // The device a `runtime.device`-style choice names: "cpu", "cuda" (InputError when no GPU can be used) or
 // "auto" (the GPU when there is one).
 Device select_device(const std::string& choice);
+
+// Bytes that can still be allocated on the device: free GPU memory, or MemAvailable of /proc/meminfo.
+size_t available_memory(Device device);
 
 }  // namespace ratplus

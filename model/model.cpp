@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <fmt/format.h>
 #include <utility>
 
@@ -37,8 +38,9 @@ struct Model::Workspace {
   Tensor d_residual;
   Tensor tokens;  // [2, rows] i32 on the GPU: inputs and targets (on the CPU the caller's arrays are used)
 
-  Workspace(const ModelConfig& c, Device device, DType dtype, DType stat_dtype, int64_t batch_, int64_t seq_,
-            bool training_)
+  // With device unset, only plans (for memory_plan); otherwise allocates on the device.
+  Workspace(const ModelConfig& c, std::optional<Device> device, DType dtype, DType stat_dtype, int64_t batch_,
+            int64_t seq_, bool training_)
       : batch(batch_), seq(seq_), training(training_) {
     const int64_t rows = batch * seq, d = c.d_model, f = c.d_ffn, h = c.n_heads;
     const int64_t layers = training ? c.n_layers : 1;
@@ -94,7 +96,8 @@ struct Model::Workspace {
       plan(d_residual, "grad/residual", rows, d, dtype);
     }
     if (device == Device::cuda) plan(tokens, "tokens", 2, rows, DType::i32);
-    arena.allocate(device);
+    if (!device) return;
+    arena.allocate(*device);
     for (auto& [tensor, handle] : bindings) *tensor = arena.get(handle);
   }
 };
@@ -118,6 +121,20 @@ Model::Model(const ModelConfig& config, Device device, DType dtype)
 }
 
 Model::~Model() = default;
+
+MemoryPlan Model::memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len, bool training) {
+  const DType param_type = dtype == DType::bf16 ? DType::f32 : dtype;
+  const auto n = static_cast<size_t>(ParameterTable(config).total_elements());
+  MemoryPlan plan;
+  plan.items.emplace_back("parameters", n * dtype_size(param_type));
+  plan.items.emplace_back("gradients", n * dtype_size(param_type));
+  if (dtype == DType::bf16) plan.items.emplace_back("parameters (bf16 copy)", n * 2);
+  const Workspace ws(config, std::nullopt, dtype, param_type, batch, seq_len, training);
+  plan.items.emplace_back(fmt::format("activations ({} x {} tokens, {})", batch, seq_len,
+                                      training ? "all layers kept for the backward" : "one layer at a time"),
+                          ws.arena.planned_bytes());
+  return plan;
+}
 
 Tensor Model::view(const Tensor& flat, int index) const {
   const ParameterInfo& p = table_.entries().at(index);

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/buffer.h"
@@ -14,12 +16,27 @@
 
 namespace ratplus {
 
+// Bytes a run will allocate, by purpose, known before anything is allocated.
+struct MemoryPlan {
+  std::vector<std::pair<std::string, size_t>> items;
+  size_t total() const {
+    size_t sum = 0;
+    for (const auto& item : items) sum += item.second;
+    return sum;
+  }
+};
+
 class Model {
  public:
   // dtype is the type of activations: f32, f64 (CPU, for gradient checks) or bf16 (GPU mixed precision:
   // f32 master parameters and gradients, a bf16 copy of the parameters for the forward and backward).
   Model(const ModelConfig& config, Device device, DType dtype);
   ~Model();
+
+  // What a model with these settings allocates: parameters, gradients, the bf16 copy and the activations
+  // of one micro-batch of `batch` sequences (all layers when training, one layer when evaluating).
+  static MemoryPlan memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len,
+                                bool training);
 
   const ModelConfig& config() const { return config_; }
   const ParameterTable& table() const { return table_; }

@@ -67,10 +67,32 @@ DType activation_type(const RuntimeConfig& runtime, Device device) {
   return device == Device::cuda && runtime.precision == "bf16" ? DType::bf16 : DType::f32;
 }
 
+std::string gib(size_t bytes) { return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1 << 30)); }
+
+// The memory a training run needs (model, optimizer moments, one micro-batch of activations), printed, and
+// refused with the numbers when the device cannot hold it.
+MemoryPlan plan_training_memory(const ExperimentConfig& c) {
+  const Device device = select_device(c.runtime.device);
+  MemoryPlan plan =
+      Model::memory_plan(c.model, activation_type(c.runtime, device), c.train.micro_batch, c.data.seq_len, true);
+  plan.items.emplace_back("AdamW moments (f32 m and v)", 2 * 4 * static_cast<size_t>(c.model.parameter_count()));
+  std::string text = fmt::format("memory plan on {}:", device_name(device));
+  for (const auto& [what, bytes] : plan.items) text += fmt::format("\n  {:>10}  {}", gib(bytes), what);
+  const size_t available = available_memory(device);
+  text += fmt::format("\n  {:>10}  total, of {} available", gib(plan.total()), gib(available));
+  spdlog::info("{}", text);
+  require_input(available == 0 || plan.total() <= available,
+                fmt::format("the run needs {} on {} but {} are available; lower train.micro_batch or data.seq_len, "
+                            "or use more GPUs",
+                            gib(plan.total()), device_name(device), gib(available)));
+  return plan;
+}
+
 }  // namespace
 
 Trainer::Trainer(const ExperimentConfig& config)
     : config_(config),
+      memory_plan_(plan_training_memory(config)),
       model_(config.model, select_device(config.runtime.device),
              activation_type(config.runtime, select_device(config.runtime.device))),
       passes_(objective_passes(config)),

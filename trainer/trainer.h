@@ -55,6 +55,7 @@ class Trainer {
   void log_progress(double elapsed_seconds);
 
   ExperimentConfig config_;
+  MemoryPlan memory_plan_;  // checked against the device before the model is allocated
   Model model_;
   Arena moments_;  // AdamW m and v, f32, [1, N] each
   std::vector<Pass> passes_;

@@ -86,6 +86,17 @@ class TrainerTest : public ::testing::Test {
   TempDir dir_;
 };
 
+TEST_F(TrainerTest, APlanThatDoesNotFitIsRefusedBeforeAllocating) {
+  // 7.6B parameters with their optimizer state need far more than this machine has.
+  try {
+    Trainer trainer(config({"model.vocab_size=32000", "model.d_model=4096", "model.n_heads=32", "model.d_ffn=16384",
+                            "model.n_layers=32", "data.eos_id=-1"}));
+    FAIL() << "a 7.6B model was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("GiB are available"), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(TrainerTest, JointObjectiveMakesTwoUpdatesPerBatch) {
   Trainer trainer(config({"train.objective=joint"}));
   ASSERT_EQ(trainer.passes().size(), 2u);
