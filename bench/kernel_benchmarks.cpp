@@ -5,11 +5,10 @@
 // Activations (q, k, v, gates, logits and their gradients) are bf16 and f32 on the GPU (the type is part of
 // each benchmark's name), f32 on the CPU; statistics (log-sum-exp, row losses) are f32, as in the model.
 // How: inputs are Normal(0, 1) tensors (never zeros) in fresh buffers; on the GPU every operand set is
-// larger than the L2 cache, so repeated runs read device memory. Each benchmark runs
-// its op once untimed (module load, first-touch), then times each iteration alone — CUDA events around it
-// on the GPU, the host clock on the CPU — and hands that time to benchmark (UseManualTime, so its "Time"
-// column is the mean); the counters (median_ms, and FLOP/s or bytes/s, printed with SI prefixes) come
-// from the median iteration:
+// larger than the L2 cache, so repeated runs read device memory. Each benchmark runs its op once untimed
+// (module load, first touch), then times each iteration alone — CUDA events around it on the GPU, the host
+// clock on the CPU — and hands that time to benchmark (UseManualTime, so its "Time" column is the mean);
+// the counters (median_ms, and FLOP/s or bytes/s, printed with SI prefixes) come from the median iteration:
 //   attention      FLOP/s, forward = 4·B·H·T·k·dh with k the mean keys per query (counted from the same
 //                  key ranges the kernels walk), backward = 2.5 × forward;
 //   recurrence     bytes/s of the fewest bytes the scan must move: forward reads k, v, g and writes k̃, ṽ
@@ -43,7 +42,7 @@
 namespace ratplus {
 namespace {
 
-constexpr double kMatrixCeilingFlops = 790e12;     // bf16 matrix product on an H200
+constexpr double kMatrixCeilingFlops = 790e12;         // bf16 matrix product on an H200
 constexpr double kCopyCeilingBytesPerSecond = 4.3e12;  // device-to-device copy on an H200
 
 struct AttentionSize {
@@ -157,7 +156,7 @@ class Stopwatch {
   }
 
  private:
-  Device device_;
+  [[maybe_unused]] Device device_;  // read only when the CUDA backend is built
 #ifdef RATPLUS_HAVE_CUDA
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 #endif

@@ -67,22 +67,42 @@ TEST(GpuOps, EmbeddingGatherAndScatter) {
   dtable.expect_matches(1e-5, "embedding backward");
 }
 
+struct RecurrenceCase {
+  int64_t batch, seq, ch;
+  double gate_bias;  // added to the gate: a = sigmoid(bias + N(0, 1)) near 1 carries state over long spans
+};
+
+// The GPU scans time in chunks: sequences of one step, shorter than a chunk, ending mid-chunk and on a chunk
+// boundary; channel counts off the warp width; and long sequences whose state lives for hundreds of steps.
 TEST(GpuOps, RecurrenceForwardAndBackward) {
   RATPLUS_REQUIRE_GPU();
-  const int64_t batch = 3, seq = 77, ch = 130;
-  Pair z(batch * seq, 3 * ch, 14, 1, 1);
-  const auto slice = [&](const Tensor& t, int i) { return t.cols_slice(i * ch, ch); };
-  Pair ko(batch * seq, ch, 15), vo(batch * seq, ch, 16), dko(batch * seq, ch, 17), dvo(batch * seq, ch, 18);
-  Pair dz(batch * seq, 3 * ch, 19, 1, 2);
-  recurrence_forward(ko.h, vo.h, slice(z.h, 0), slice(z.h, 1), slice(z.h, 2), batch);
-  recurrence_forward(ko.d, vo.d, slice(z.d, 0), slice(z.d, 1), slice(z.d, 2), batch);
-  ko.expect_matches(1e-5, "k recurrence");
-  vo.expect_matches(1e-5, "v recurrence");
-  recurrence_backward(slice(dz.h, 0), slice(dz.h, 1), slice(dz.h, 2), dko.h, dvo.h, ko.h, vo.h, slice(z.h, 0),
-                      slice(z.h, 1), slice(z.h, 2), batch);
-  recurrence_backward(slice(dz.d, 0), slice(dz.d, 1), slice(dz.d, 2), dko.d, dvo.d, ko.d, vo.d, slice(z.d, 0),
-                      slice(z.d, 1), slice(z.d, 2), batch);
-  dz.expect_matches(1e-4, "recurrence backward");
+  for (const RecurrenceCase& rc : std::vector<RecurrenceCase>{{3, 77, 130, 0},
+                                                              {1, 1, 7, 0},
+                                                              {2, 3, 33, 0},
+                                                              {3, 5, 31, 0},
+                                                              {2, 256, 64, 0},
+                                                              {1, 1000, 96, 3},
+                                                              {2, 4097, 45, 2},
+                                                              {1, 16384, 40, 6}}) {
+    SCOPED_TRACE(testing::Message() << "batch " << rc.batch << ", T " << rc.seq << ", channels " << rc.ch);
+    const int64_t batch = rc.batch, rows = rc.batch * rc.seq, ch = rc.ch;
+    Pair z(rows, 3 * ch, 14, 1, 1);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 2 * ch; c < 3 * ch; ++c) z.h.ptr<float>()[r * z.h.ld + c] += static_cast<float>(rc.gate_bias);
+    copy_tensor(z.d, z.h);
+    const auto slice = [&](const Tensor& t, int i) { return t.cols_slice(i * ch, ch); };
+    Pair ko(rows, ch, 15), vo(rows, ch, 16), dko(rows, ch, 17), dvo(rows, ch, 18);
+    Pair dz(rows, 3 * ch, 19, 1, 2);
+    recurrence_forward(ko.h, vo.h, slice(z.h, 0), slice(z.h, 1), slice(z.h, 2), batch);
+    recurrence_forward(ko.d, vo.d, slice(z.d, 0), slice(z.d, 1), slice(z.d, 2), batch);
+    ko.expect_matches(1e-5, "k recurrence");
+    vo.expect_matches(1e-5, "v recurrence");
+    recurrence_backward(slice(dz.h, 0), slice(dz.h, 1), slice(dz.h, 2), dko.h, dvo.h, ko.h, vo.h, slice(z.h, 0),
+                        slice(z.h, 1), slice(z.h, 2), batch);
+    recurrence_backward(slice(dz.d, 0), slice(dz.d, 1), slice(dz.d, 2), dko.d, dvo.d, ko.d, vo.d, slice(z.d, 0),
+                        slice(z.d, 1), slice(z.d, 2), batch);
+    dz.expect_matches(1e-4, "recurrence backward");
+  }
 }
 
 TEST(GpuOps, Rope) {
