@@ -10,6 +10,7 @@
 #include "core/buffer.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/flash_attention.h"
 
 namespace ratplus::cuda {
 
@@ -154,7 +155,7 @@ void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k,
                        std::span<const KeySet> head_keys) {
   require_f32(lse, __func__);
   const int64_t heads = static_cast<int64_t>(head_keys.size()), dh = q.cols / heads, seq = q.rows / batch;
-  if (q.rows == 0) return;
+  if (q.rows == 0 || flash_attention_forward(out, lse, q, k, v, batch, head_keys)) return;
   const HeadKeys packed = pack(head_keys, dh);
   with_activation_type(q.dtype, __func__, [&]<class A>() {
     attention_forward_kernel<A><<<warp_blocks(q.rows * heads), 32 * kWarpsPerBlock>>>(
@@ -168,7 +169,7 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
                         const Tensor& v, const Tensor& out, const Tensor& lse, int64_t batch,
                         std::span<const KeySet> head_keys) {
   const int64_t heads = static_cast<int64_t>(head_keys.size()), dh = q.cols / heads, seq = q.rows / batch;
-  if (q.rows == 0) return;
+  if (q.rows == 0 || flash_attention_backward(dq, dk, dv, dout, q, k, v, out, lse, batch, head_keys)) return;
   static Scratch scratch;
   const bool direct = dk.dtype == DType::f32;
   const Tensor dk_acc = direct ? dk : scratch.get(dk.rows, dk.cols, 0);

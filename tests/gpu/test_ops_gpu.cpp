@@ -11,6 +11,9 @@
 #include "kernels/optimizer.h"
 #include "kernels/recurrence.h"
 #include "kernels/rope.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/flash_attention.h"
+#endif
 
 namespace ratplus::test {
 namespace {
@@ -189,6 +192,91 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{"window_wider_than_t_with_sinks", 1, 200, 16, {{16, 500, 4}, {5, 3, 2}}},
                       AttentionCase{"local_and_hybrid", 2, 150, 8, {{0, 9, 3}, {1, 0, 0}, {4, 2, 1}, {0, 0, 0}}}),
     [](const auto& info) { return std::string(info.param.name); });
+
+#ifdef RATPLUS_HAVE_CUDA
+// The tensor-core path for bf16 activations, called directly so that a declined call fails instead of
+// falling back. The inputs are rounded to bf16 once and the CPU reference computes in f32 on the rounded
+// values; each result must match to 2 % of the largest |value| of its row within its head.
+class GpuFlashAttention : public ::testing::TestWithParam<AttentionCase> {};
+
+// A bf16 matrix on the GPU whose rows are ld elements apart.
+struct DeviceBf16 {
+  Buffer buffer;
+  Tensor t;
+  DeviceBf16(int64_t rows, int64_t cols, int64_t ld)
+      : buffer(rows * ld * 2, Device::cuda), t{buffer.data(), rows, cols, ld, DType::bf16, Device::cuda} {}
+};
+
+// x.h and x.d become x rounded to bf16; returns that bf16 copy on the GPU, rows ld elements apart.
+DeviceBf16 round_to_bf16(Pair& x, int64_t ld) {
+  DeviceBf16 r(x.h.rows, x.h.cols, ld);
+  convert_tensor(r.t, x.d);
+  convert_tensor(x.d, r.t);
+  copy_tensor(x.h, x.d);
+  return r;
+}
+
+// The GPU's result (converted into x.d) against the CPU's x.h: |gpu − cpu| ≤ tol · s, s the largest |cpu|
+// among the `group` columns of that row that hold the element, and at least floor times the largest |cpu|
+// of the matrix (a query that sees one key has dq = 0 exactly, which the GPU meets only to rounding).
+void expect_close(Pair& x, const Tensor& gpu, int64_t group, double tol, double floor, const char* what) {
+  if (gpu.data != x.d.data) convert_tensor(x.d, gpu);
+  const std::vector<float> got = to_host_floats(x.d);
+  double largest = 0;
+  for (int64_t r = 0; r < x.h.rows; ++r)
+    for (int64_t c = 0; c < x.h.cols; ++c)
+      largest = std::max(largest, double(std::abs(x.h.ptr<float>()[r * x.h.ld + c])));
+  for (int64_t r = 0; r < x.h.rows; ++r)
+    for (int64_t c0 = 0; c0 < x.h.cols; c0 += group) {
+      const float* want = x.h.ptr<float>() + r * x.h.ld + c0;
+      double scale = floor * largest;
+      for (int64_t c = 0; c < group; ++c) scale = std::max(scale, double(std::abs(want[c])));
+      for (int64_t c = 0; c < group; ++c)
+        ASSERT_NEAR(got[r * x.h.cols + c0 + c], want[c], tol * scale) << what << " at (" << r << ", " << c0 + c << ")";
+    }
+}
+
+TEST_P(GpuFlashAttention, Bf16MatchesCpu) {
+  RATPLUS_REQUIRE_GPU();
+  const AttentionCase& c = GetParam();
+  const int64_t heads = static_cast<int64_t>(c.heads.size()), width = heads * c.dh, rows = c.batch * c.seq;
+  const int64_t pad = 8;  // strided rows that stay 16-byte aligned
+  Pair qkv(rows, 3 * width, 40, 1, pad), dout(rows, width, 41), out(rows, width, 42), lse(rows, heads, 43);
+  Pair dqkv(rows, 3 * width, 44, 1, pad);
+  const DeviceBf16 qkv16 = round_to_bf16(qkv, 3 * width + pad), dout16 = round_to_bf16(dout, width);
+  const DeviceBf16 dqkv16 = round_to_bf16(dqkv, 3 * width + pad);  // garbage the backward must overwrite
+  const DeviceBf16 out16(rows, width, width);
+  const auto slice = [&](const Tensor& t, int i) { return t.cols_slice(i * width, width); };
+
+  attention_forward(out.h, lse.h, slice(qkv.h, 0), slice(qkv.h, 1), slice(qkv.h, 2), c.batch, c.heads);
+  ASSERT_TRUE(cuda::flash_attention_forward(out16.t, lse.d, slice(qkv16.t, 0), slice(qkv16.t, 1), slice(qkv16.t, 2),
+                                            c.batch, c.heads))
+      << "the fast path declined";
+  expect_close(out, out16.t, c.dh, 2e-2, 1e-2, "attention out");
+  expect_close(lse, lse.d, heads, 1e-3, 0.1, "attention lse");
+
+  attention_backward(slice(dqkv.h, 0), slice(dqkv.h, 1), slice(dqkv.h, 2), dout.h, slice(qkv.h, 0), slice(qkv.h, 1),
+                     slice(qkv.h, 2), out.h, lse.h, c.batch, c.heads);
+  ASSERT_TRUE(cuda::flash_attention_backward(slice(dqkv16.t, 0), slice(dqkv16.t, 1), slice(dqkv16.t, 2), dout16.t,
+                                             slice(qkv16.t, 0), slice(qkv16.t, 1), slice(qkv16.t, 2), out16.t, lse.d,
+                                             c.batch, c.heads))
+      << "the fast path declined";
+  expect_close(dqkv, dqkv16.t, c.dh, 2e-2, 1e-2, "attention gradients");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Patterns, GpuFlashAttention,
+    ::testing::Values(AttentionCase{"dense_4096", 1, 4096, 128, {{1, 0, 0}, {1, 0, 0}}},
+                      AttentionCase{"dense_1000_batch2", 2, 1000, 128, {{1, 0, 0}, {1, 0, 0}}},
+                      AttentionCase{"dilated_16_and_64", 1, 2000, 128, {{16, 0, 0}, {64, 0, 0}}},
+                      AttentionCase{"dilated_16_window_256_sinks_4", 2, 1500, 128, {{16, 256, 4}, {16, 256, 4}}},
+                      AttentionCase{"local_128_sinks_4_dh64", 1, 1111, 64, {{0, 128, 4}, {0, 128, 4}}},
+                      AttentionCase{
+                          "hybrid_per_head_dh64", 2, 777, 64, {{1, 0, 0}, {16, 256, 4}, {0, 128, 4}, {64, 0, 0}}},
+                      AttentionCase{"one_head_dh64", 1, 300, 64, {{1, 0, 0}}},
+                      AttentionCase{"many_sinks_window_wider_than_t", 1, 700, 64, {{2, 5, 300}, {3, 1000, 2}}}),
+    [](const auto& info) { return std::string(info.param.name); });
+#endif
 
 }  // namespace
 }  // namespace ratplus::test
