@@ -1,12 +1,12 @@
-// Attention over structured key sets on the GPU (f32 or bf16 activations, f32 math and log-sum-exp), the
-// straightforward form: one warp per
-// (sequence, head, query). The lanes split the head's channels (up to 4 each, dh ≤ 128); keys are visited
-// range by range (kernels/attention.h), each score reduced across the warp, with an online softmax, so
-// work per query is its key count and no T × T matrix exists. The backward recomputes probabilities from
-// the saved log-sum-exp; dq stays in registers, dk and dv are added with f32 atomics (into f32 scratch
-// when the activations are bf16). Per key this reads
-// k (and v) once: 4·dh FLOPs per 8·dh bytes from cache or HBM, so it runs far below the tensor-core
-// rate; the tiled tensor-core kernel is the next step. It is the reference the tiled kernel is tested against.
+// Attention over structured key sets on the GPU. The entry points try the tensor-core path first
+// (flash_attention.cu: bf16, head width 64 or 128) and otherwise run the general kernel here: f32 or bf16
+// activations, f32 math and log-sum-exp, one warp per (sequence, head, query). The lanes split the head's
+// channels (up to 4 each, dh ≤ 128); keys are visited range by range (kernels/attention.h), each score
+// reduced across the warp, with an online softmax, so work per query is its key count and no T × T matrix
+// exists. The backward recomputes probabilities from the saved log-sum-exp; dq stays in registers, dk and
+// dv are added with f32 atomics (into f32 scratch when the activations are bf16). Per key this reads k
+// (and v) once: 4·dh FLOPs per 8·dh bytes from cache or HBM, far below the tensor-core rate — it serves
+// f32 (checking against the CPU) and the shapes the fast path declines.
 #include "core/buffer.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
