@@ -88,15 +88,29 @@ MemoryPlan plan_training_memory(const ExperimentConfig& c) {
   return plan;
 }
 
+// Data parallelism over every rank; the layouts not built yet are refused or named.
+Communicator& data_parallel_world(const ExperimentConfig& c) {
+  require_input(c.parallel.tp == 1, fmt::format("{}: parallel.tp: {}: tensor parallelism is not available in this "
+                                                "build; use parallel.tp: 1 (data parallel over all ranks)",
+                                                c.source, c.parallel.tp));
+  Communicator& comm = world();
+  if (comm.rank() != 0) spdlog::set_level(spdlog::level::warn);
+  if (c.parallel.zero1 && comm.size() > 1)
+    spdlog::warn("parallel.zero1: optimizer state sharding is not available in this build; every rank keeps the "
+                 "full AdamW state");
+  return comm;
+}
+
 }  // namespace
 
 Trainer::Trainer(const ExperimentConfig& config)
     : config_(config),
+      comm_(data_parallel_world(config)),
       memory_plan_(plan_training_memory(config)),
       model_(config.model, select_device(config.runtime.device),
              activation_type(config.runtime, select_device(config.runtime.device))),
       passes_(objective_passes(config)),
-      metrics_(config.metrics.listen) {
+      metrics_(comm_.rank() == 0 ? config.metrics.listen : "") {
   const int64_t n = model_.table().total_elements();
   moments_.reserve("adam/m", 1, n, DType::f32);
   moments_.reserve("adam/v", 1, n, DType::f32);
@@ -119,10 +133,12 @@ Trainer::Trainer(const ExperimentConfig& config)
   options.global_batch = config_.train.global_batch;
   options.micro_batch = config_.train.micro_batch;
   options.random = d.order == "random";
+  options.rank = comm_.rank();
+  options.ranks = comm_.size();
   options.seed = d.seed;
   loader_ = std::make_unique<BatchLoader>(train_data_, options, state_.step);
 
-  if (!config_.train.metrics_jsonl.empty()) {
+  if (!config_.train.metrics_jsonl.empty() && comm_.rank() == 0) {
     const std::filesystem::path path(config_.train.metrics_jsonl);
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
     jsonl_.open(path, std::ios::app);
@@ -178,12 +194,15 @@ double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
   const OptimConfig& o = config_.optim;
   model_.zero_gradients();
   double loss = 0;
-  const double weight = 1.0 / static_cast<double>(batch.micro_batches);
+  // Each rank adds 1/(micro-batches · ranks) of its micro-batch means; the sum over ranks is the batch mean.
+  const double weight = 1.0 / static_cast<double>(batch.micro_batches * comm_.size());
   for (int64_t i = 0; i < batch.micro_batches; ++i) {
     const LossSum l = model_.forward_backward(batch.micro_inputs(i), batch.micro_targets(i), batch.micro_batch,
                                               batch.seq_len, pass.pattern, weight);
     loss += l.mean() * weight;
   }
+  comm_.allreduce_sum(model_.gradients());
+  comm_.allreduce_sum(std::span<double>(&loss, 1));
   const double norm = std::sqrt(sum_of_squares(model_.gradients()));
   const bool finite = std::isfinite(loss) && std::isfinite(norm);
   if (finite) {
@@ -242,14 +261,19 @@ void Trainer::step() {
 
 std::string Trainer::save_checkpoint() {
   const auto start = Clock::now();
-  std::filesystem::create_directories(config_.checkpoint.dir);
   const std::string path = (std::filesystem::path(config_.checkpoint.dir) / checkpoint_file_name(state_.step)).string();
+  if (comm_.rank() != 0) {  // every rank holds the same state; rank 0 writes it
+    comm_.barrier();
+    return path;
+  }
+  std::filesystem::create_directories(config_.checkpoint.dir);
   save_training_checkpoint(path, config_.model, model_.get_parameters().data(), to_host_floats(moments_.get(0)).data(),
                            to_host_floats(moments_.get(1)).data(), state_);
   prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
   const double seconds = seconds_since(start);
   metrics_.record_checkpoint(state_.step, seconds);
   spdlog::info("checkpoint {} ({:.2f} s)", path, seconds);
+  comm_.barrier();
   return path;
 }
 
@@ -289,9 +313,11 @@ Trainer::Outcome Trainer::run() {
                state_.step, t.steps);
   const auto start = Clock::now();
   while (state_.step < t.steps) {
-    if (g_stop_requested.load() || (t.stop_after > 0 && state_.step >= t.stop_after)) {
+    double stop_signal = g_stop_requested.load() ? 1.0 : 0.0;  // a signal to any rank stops them all
+    comm_.allreduce_sum(std::span<double>(&stop_signal, 1));
+    if (stop_signal > 0 || (t.stop_after > 0 && state_.step >= t.stop_after)) {
       spdlog::info("stopping at step {}{}; run the same command again to continue", state_.step,
-                   g_stop_requested.load() ? " (signal)" : " (train.stop_after)");
+                   stop_signal > 0 ? " (signal)" : " (train.stop_after)");
       save_checkpoint();
       metrics_.linger(config_.metrics.linger_seconds);
       return Outcome::stopped;

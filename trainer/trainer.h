@@ -3,6 +3,9 @@
 // dense: one dense pass; adapt: one pass under train.pattern). Each pass accumulates gradients over the
 // micro-batches, clips the global norm, and applies AdamW unless the loss or the norm is non-finite.
 // Checkpoints, validation, progress lines, the JSONL log and Prometheus metrics are part of the loop.
+// Under an MPI launcher every rank is a data-parallel replica: it takes its share of each batch (SPEC §9),
+// gradients and losses are summed over ranks before the update, and rank 0 alone logs, serves metrics and
+// writes checkpoints.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +19,7 @@
 #include "core/config.h"
 #include "data/batch_loader.h"
 #include "model/model.h"
+#include "parallel/communicator.h"
 #include "trainer/metrics.h"
 
 namespace ratplus {
@@ -55,6 +59,7 @@ class Trainer {
   void log_progress(double elapsed_seconds);
 
   ExperimentConfig config_;
+  Communicator& comm_;      // data-parallel ranks (one rank without an MPI launcher)
   MemoryPlan memory_plan_;  // checked against the device before the model is allocated
   Model model_;
   Arena moments_;  // AdamW m and v, f32, [1, N] each

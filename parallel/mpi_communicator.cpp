@@ -1,0 +1,90 @@
+// The MPI communicator and the choice between it and a single rank. MPI is only initialised when an MPI
+// launcher started the process (it sets OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK), so a plain
+// `ratplus train` needs no MPI runtime. Device tensors are copied to the host, reduced, and copied back.
+// The C API only: Open MPI's deprecated C++ bindings are neither needed nor linked.
+#define OMPI_SKIP_MPICXX 1
+#include <mpi.h>
+
+#include <cstdlib>
+#include <fmt/format.h>
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "core/buffer.h"
+#include "parallel/communicator.h"
+
+namespace ratplus {
+
+namespace {
+
+void check_mpi(int code, const char* what) {
+  if (code == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(code, text, &length);
+  throw std::runtime_error(fmt::format("{}: {}", what, std::string(text, length)));
+}
+
+bool launched_by_mpi() {
+  return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
+}
+
+class SingleRank final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  void allreduce_sum(Tensor) override {}
+  void allreduce_sum(std::span<double>) override {}
+  void barrier() override {}
+};
+
+class MpiWorld final : public Communicator {
+ public:
+  MpiWorld() {
+    int provided = 0;
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
+    MPI_Comm_size(MPI_COMM_WORLD, &size_);
+  }
+  ~MpiWorld() override { MPI_Finalize(); }
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+
+  void allreduce_sum(Tensor t) override {
+    check_internal(t.dtype == DType::f32, "allreduce_sum: f32 tensors expected");
+    if (t.device == Device::cpu && t.contiguous()) {
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, t.data, static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+                "MPI_Allreduce");
+      return;
+    }
+    std::vector<float> host = to_host_floats(t);
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, host.data(), static_cast<int>(host.size()), MPI_FLOAT, MPI_SUM,
+                            MPI_COMM_WORLD),
+              "MPI_Allreduce");
+    from_host_floats(t, host);
+  }
+
+  void allreduce_sum(std::span<double> values) override {
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
+                            MPI_COMM_WORLD),
+              "MPI_Allreduce");
+  }
+
+  void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+
+ private:
+  int rank_ = 0, size_ = 1;
+};
+
+}  // namespace
+
+Communicator& world() {
+  static const std::unique_ptr<Communicator> instance =
+      launched_by_mpi() ? std::unique_ptr<Communicator>(new MpiWorld) : std::unique_ptr<Communicator>(new SingleRank);
+  return *instance;
+}
+
+}  // namespace ratplus
