@@ -27,6 +27,7 @@
 #endif
 
 #include "cli/commands.h"
+#include "core/temp_dir.h"
 #include "core/atomic_file.h"
 #include "core/config.h"
 #include "core/rng.h"
@@ -44,28 +45,6 @@ struct TrainBenchOptions {
   int64_t steps = 10;
   int64_t warmup = 2;
   std::string json;
-};
-
-// A fresh temporary directory, removed with its contents when the object goes away.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "ratplus_bench_XXXXXX").string();
-    if (!::mkdtemp(pattern.data()))
-      throw std::runtime_error(fmt::format("mkdtemp {}: {}", pattern, std::strerror(errno)));
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-
-  std::string file(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  std::filesystem::path path_;
 };
 
 // Writes an llm.c shard of n uniformly random token ids below vocab (uint16 tokens when they fit).
@@ -170,7 +149,7 @@ struct TrainBenchResult {
 };
 
 TrainBenchResult run_train_benchmark(const TrainBenchOptions& o) {
-  const TempDir dir;
+  const TempDir dir("ratplus_bench");
   TrainBenchResult r;
   r.config = benchmark_config(o, dir);
   r.warmup = o.warmup;

@@ -27,6 +27,7 @@ except ImportError:  # numpy / h5py come from Debian's python3-numpy / python3-h
         os.execv(SYSTEM, [SYSTEM] + sys.argv)
     raise
 
+import harness  # noqa: E402
 import ratplus_reference as ref  # noqa: E402
 
 REL_TOL = 2e-5
@@ -41,23 +42,8 @@ MORE_PATTERNS = ["local:W=0", "dilated:D=2,P=4", "layers=heads=1:dense+3:local:W
                  "layers=local:W=4*2"]
 
 
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print("PASS %s" % name)
-        else:
-            self.failed += 1
-            print("FAIL %s%s" % (name, ": " + detail if detail else ""))
-        return ok
-
-
 def close(a, b, rel=REL_TOL):
-    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-30)
+    return harness.close(a, b, rel)
 
 
 def run(binary, args, cwd):
@@ -293,7 +279,7 @@ def main():
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     binary = os.path.abspath(sys.argv[1])
-    res = Results()
+    res = harness.Results()
     for name, ok, detail in ref.selftest():
         res.check("reference selftest: " + name, ok, detail)
     if not os.access(binary, os.X_OK):

@@ -38,6 +38,7 @@ except ImportError:
         sys.exit(0)
     raise
 
+import harness  # noqa: E402
 import ratplus_reference as ref  # noqa: E402
 import torch_baseline  # noqa: E402
 
@@ -49,23 +50,8 @@ PATTERNS = ["dense", "dilated:D=4", "dilated:D=3,W=5,P=2", "local:W=6,P=1",
 SCRIPT = os.path.join(TOOLS, "torch_baseline.py")
 
 
-class Results:
-    def __init__(self):
-        self.passed = 0
-        self.failed = 0
-
-    def check(self, name, ok, detail=""):
-        if ok:
-            self.passed += 1
-            print("PASS %s" % name)
-        else:
-            self.failed += 1
-            print("FAIL %s%s" % (name, ": " + detail if detail else ""))
-        return ok
-
-
 def close(a, b, rel=REL_TOL):
-    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-30)
+    return harness.close(a, b, rel)
 
 
 def run_json(res, name, command, stdout_json=True):
@@ -168,7 +154,7 @@ def main():
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
         return 2
     binary = os.path.abspath(sys.argv[1])
-    res = Results()
+    res = harness.Results()
     recurrence_gradient(res)
     if res.check("binary %s is executable" % binary, os.access(binary, os.X_OK)):
         with tempfile.TemporaryDirectory() as tmp:

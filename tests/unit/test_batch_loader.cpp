@@ -18,7 +18,7 @@
 #include "data/batch_loader.h"
 #include "data/synthetic.h"
 #include "data/token_shard.h"
-#include "temp_dir.h"
+#include "core/temp_dir.h"
 #include "test_util.h"
 
 namespace ratplus::test {

@@ -11,7 +11,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
-#include "temp_dir.h"
+#include "core/temp_dir.h"
 
 namespace ratplus::test {
 namespace {

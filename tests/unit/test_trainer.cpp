@@ -12,7 +12,7 @@
 #include "core/config.h"
 #include "data/synthetic.h"
 #include "kernels/optimizer.h"
-#include "temp_dir.h"
+#include "core/temp_dir.h"
 #include "trainer/schedule.h"
 #include "trainer/trainer.h"
 

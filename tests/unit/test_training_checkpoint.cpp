@@ -15,7 +15,7 @@
 #include "checkpoint/training_checkpoint.h"
 #include "checkpoint_test_util.h"
 #include "model/parameters.h"
-#include "temp_dir.h"
+#include "core/temp_dir.h"
 #include "test_util.h"
 
 namespace ratplus::test {

@@ -1,4 +1,5 @@
-// A fresh temporary directory for a test, removed with everything in it when the test ends.
+// A fresh temporary directory, removed with everything in it when the object goes away (benchmark inputs,
+// test files).
 #pragma once
 
 #include <stdlib.h>
@@ -12,12 +13,12 @@
 #include <system_error>
 #include <vector>
 
-namespace ratplus::test {
+namespace ratplus {
 
 class TempDir {
  public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "ratplus_test_XXXXXX").string();
+  explicit TempDir(const std::string& prefix = "ratplus") {
+    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "_XXXXXX")).string();
     if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp " + pattern + ": " + std::strerror(errno));
     path_ = pattern;
   }
@@ -44,4 +45,4 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-}  // namespace ratplus::test
+}  // namespace ratplus
