@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Data-parallel training under mpirun, on one node or on the nodes of a hostfile, restarted after a
+# failure or preemption until the run is finished (each start resumes from the newest good checkpoint).
+#
+#   launch/mpirun.sh -n 8 [-H hostfile] [--tries N] -- --config configs/ratplus-1.5b.yaml [key=value ...]
+#
+# -n: processes in all (one per GPU); -H: an Open MPI hostfile ("node01 slots=8" per line) for several
+# nodes; --tries: how many starts at most (default 20). Everything after "--" goes to `ratplus train`.
+# The run is finished when `ratplus train` exits with 0 without having been stopped early; a stop by
+# SIGTERM (exit 0 with "stopping at step") or a failure starts it again after a short pause.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+procs=1 hostfile="" tries=20
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    -n) procs=$2; shift 2 ;;
+    -H) hostfile=$2; shift 2 ;;
+    --tries) tries=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "mpirun.sh: unknown option $1 (see the header of this script)" >&2; exit 2 ;;
+  esac
+done
+[[ $# -gt 0 ]] || { echo "mpirun.sh: give the train arguments after --" >&2; exit 2; }
+
+mpi=(mpirun -n "$procs" --bind-to none --map-by slot
+  -x LD_LIBRARY_PATH -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+  -x NCCL_NVLS_ENABLE=0 -x NCCL_DEBUG=${NCCL_DEBUG:-WARN})  # NVLink multicast stays off
+[[ -n $hostfile ]] && mpi+=(--hostfile "$hostfile")
+[[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+for ((attempt = 1; attempt <= tries; ++attempt)); do
+  log=$(mktemp)
+  "${mpi[@]}" build/ratplus train "$@" 2> >(tee "$log" >&2)
+  rc=$?
+  sleep 1  # let the tee finish
+  if [[ $rc -eq 2 ]]; then
+    echo "mpirun.sh: bad input (exit 2); not restarting" >&2
+    rm -f "$log"
+    exit 2
+  fi
+  if [[ $rc -eq 0 ]] && ! grep -q "stopping at step" "$log"; then
+    rm -f "$log"
+    exit 0
+  fi
+  rm -f "$log"
+  echo "mpirun.sh: start $attempt ended (exit $rc); starting again from the newest checkpoint" >&2
+  sleep 5
+done
+echo "mpirun.sh: gave up after $tries starts" >&2
+exit 1
