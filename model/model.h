@@ -49,6 +49,8 @@ class Model {
   // The bf16 copy of the parameters under mixed precision (refreshed by the optimizer), else empty.
   Tensor low_precision_parameters() const { return mixed_precision() ? weights_.get(0) : Tensor{}; }
   bool mixed_precision() const { return dtype_ == DType::bf16; }
+  // Recomputes the bf16 copy from the f32 parameters (after they changed other than through AdamW's copy).
+  void refresh_low_precision_parameters();
   Tensor parameter(int index) const;
   Tensor gradient(int index) const;
 

@@ -17,6 +17,11 @@ class Communicator {
   // In place: every rank ends with the element-wise sum over ranks. f32 tensors on any device.
   virtual void allreduce_sum(Tensor t) = 0;
   virtual void allreduce_sum(std::span<double> values) = 0;
+  // Sharded collectives over a flat f32 tensor [1, N] cut at offsets[0] = 0 ≤ … ≤ offsets[size] = N:
+  // reduce_scatter_sum leaves rank r's range [offsets[r], offsets[r+1]) holding the sum over ranks (the rest
+  // is unspecified); allgather gives every rank every rank's range.
+  virtual void reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) = 0;
+  virtual void allgather(Tensor t, std::span<const int64_t> offsets) = 0;
   virtual void barrier() = 0;
 };
 

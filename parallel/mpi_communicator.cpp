@@ -5,6 +5,7 @@
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fmt/format.h>
 #include <memory>
@@ -36,6 +37,8 @@ class SingleRank final : public Communicator {
   int size() const override { return 1; }
   void allreduce_sum(Tensor) override {}
   void allreduce_sum(std::span<double>) override {}
+  void reduce_scatter_sum(Tensor, std::span<const int64_t>) override {}
+  void allgather(Tensor, std::span<const int64_t>) override {}
   void barrier() override {}
 };
 
@@ -73,9 +76,47 @@ class MpiWorld final : public Communicator {
               "MPI_Allreduce");
   }
 
+  void reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) override {
+    std::vector<int> counts = range_counts(offsets);
+    with_host_copy(t, [&](float* data) {
+      // MPI writes rank r's reduced range to the start of the receive buffer; move it into place.
+      std::vector<float> mine(counts[rank_]);
+      check_mpi(MPI_Reduce_scatter(data, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+                "MPI_Reduce_scatter");
+      std::copy(mine.begin(), mine.end(), data + offsets[rank_]);
+    });
+  }
+
+  void allgather(Tensor t, std::span<const int64_t> offsets) override {
+    std::vector<int> counts = range_counts(offsets), displacements(size_);
+    for (int r = 0; r < size_; ++r) displacements[r] = static_cast<int>(offsets[r]);
+    with_host_copy(t, [&](float* data) {
+      check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displacements.data(),
+                               MPI_FLOAT, MPI_COMM_WORLD),
+                "MPI_Allgatherv");
+    });
+  }
+
   void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
 
  private:
+  std::vector<int> range_counts(std::span<const int64_t> offsets) const {
+    check_internal(static_cast<int>(offsets.size()) == size_ + 1, "sharded collective: one range per rank");
+    std::vector<int> counts(size_);
+    for (int r = 0; r < size_; ++r) counts[r] = static_cast<int>(offsets[r + 1] - offsets[r]);
+    return counts;
+  }
+
+  // Runs f on the tensor's elements in host memory (staging device tensors through the host).
+  template <class F>
+  void with_host_copy(Tensor t, F&& f) {
+    check_internal(t.dtype == DType::f32 && t.contiguous(), "sharded collective: flat f32 tensor expected");
+    if (t.device == Device::cpu) return f(t.ptr<float>());
+    std::vector<float> host = to_host_floats(t);
+    f(host.data());
+    from_host_floats(t, host);
+  }
+
   int rank_ = 0, size_ = 1;
 };
 

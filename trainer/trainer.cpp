@@ -95,9 +95,6 @@ Communicator& data_parallel_world(const ExperimentConfig& c) {
                                                 c.source, c.parallel.tp));
   Communicator& comm = world();
   if (comm.rank() != 0) spdlog::set_level(spdlog::level::warn);
-  if (c.parallel.zero1 && comm.size() > 1)
-    spdlog::warn("parallel.zero1: optimizer state sharding is not available in this build; every rank keeps the "
-                 "full AdamW state");
   return comm;
 }
 
@@ -112,8 +109,12 @@ Trainer::Trainer(const ExperimentConfig& config)
       passes_(objective_passes(config)),
       metrics_(comm_.rank() == 0 ? config.metrics.listen : "") {
   const int64_t n = model_.table().total_elements();
-  moments_.reserve("adam/m", 1, n, DType::f32);
-  moments_.reserve("adam/v", 1, n, DType::f32);
+  // ZeRO-1: rank r owns parameters [shard_[r], shard_[r+1]) and keeps AdamW state for those only.
+  const int64_t ranks = comm_.size(), per_rank = (n + ranks - 1) / ranks;
+  for (int64_t r = 0; r <= ranks; ++r) shard_.push_back(std::min(n, r * per_rank));
+  const int64_t own = owned_end() - owned_begin();
+  moments_.reserve("adam/m", 1, own, DType::f32);
+  moments_.reserve("adam/v", 1, own, DType::f32);
   moments_.allocate(model_.device());
 
   const DataConfig& d = config_.data;
@@ -162,8 +163,8 @@ void Trainer::start_from_checkpoint_or_init() {
       try {
         TrainingState loaded = load_training_checkpoint(path, config_.model, params.data(), m.data(), v.data());
         model_.set_parameters(params);
-        from_host_floats(moments_.get(0), m);
-        from_host_floats(moments_.get(1), v);
+        from_host_floats(moments_.get(0), std::vector<float>(m.begin() + owned_begin(), m.begin() + owned_end()));
+        from_host_floats(moments_.get(1), std::vector<float>(v.begin() + owned_begin(), v.begin() + owned_end()));
         loaded.config_yaml = state_.config_yaml;
         state_ = std::move(loaded);
         spdlog::info("resuming from {} at step {} ({} tokens seen)", path, state_.step, state_.tokens);
@@ -201,9 +202,20 @@ double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
                                               batch.seq_len, pass.pattern, weight);
     loss += l.mean() * weight;
   }
-  comm_.allreduce_sum(model_.gradients());
   comm_.allreduce_sum(std::span<double>(&loss, 1));
-  const double norm = std::sqrt(sum_of_squares(model_.gradients()));
+  // Sum the gradients over ranks: all of them, or with ZeRO-1 only the owned range on each rank.
+  const int64_t begin = owned_begin(), count = owned_end() - owned_begin();
+  const Tensor grads = model_.gradients().cols_slice(begin, count);
+  double sum_sq = 0;
+  if (sharded()) {
+    comm_.reduce_scatter_sum(model_.gradients(), shard_);
+    sum_sq = sum_of_squares(grads);
+    comm_.allreduce_sum(std::span<double>(&sum_sq, 1));
+  } else {
+    comm_.allreduce_sum(model_.gradients());
+    sum_sq = sum_of_squares(grads);
+  }
+  const double norm = std::sqrt(sum_sq);
   const bool finite = std::isfinite(loss) && std::isfinite(norm);
   if (finite) {
     nonfinite_in_a_row_ = 0;
@@ -216,8 +228,13 @@ double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
     s.weight_decay = o.weight_decay;
     s.grad_scale = norm > o.grad_clip ? o.grad_clip / (norm + 1e-6) : 1.0;
     s.t = state_.optimizer_updates;
-    adamw_update(model_.parameters(), model_.gradients(), moments_.get(0), moments_.get(1), s,
-                 model_.low_precision_parameters());
+    const Tensor copy = model_.low_precision_parameters();
+    adamw_update(model_.parameters().cols_slice(begin, count), grads, moments_.get(0), moments_.get(1), s,
+                 sharded() || copy.empty() ? Tensor{} : copy);
+    if (sharded()) {
+      comm_.allgather(model_.parameters(), shard_);
+      model_.refresh_low_precision_parameters();
+    }
   } else {
     ++state_.skipped_updates;
     ++nonfinite_in_a_row_;
@@ -259,16 +276,27 @@ void Trainer::step() {
   metrics_.record_step(state_.step, batch_tokens, seconds, batch_tokens / seconds, mfu, waited);
 }
 
+std::vector<float> Trainer::full_moment(int which) {
+  std::vector<float> shard = to_host_floats(moments_.get(which));
+  if (!sharded()) return shard;
+  std::vector<float> full(model_.table().total_elements());
+  std::copy(shard.begin(), shard.end(), full.begin() + owned_begin());
+  comm_.allgather(Tensor{full.data(), 1, static_cast<int64_t>(full.size()), static_cast<int64_t>(full.size()),
+                         DType::f32, Device::cpu},
+                  shard_);
+  return full;
+}
+
 std::string Trainer::save_checkpoint() {
   const auto start = Clock::now();
+  const std::vector<float> m = full_moment(0), v = full_moment(1);  // collective: every rank takes part
   const std::string path = (std::filesystem::path(config_.checkpoint.dir) / checkpoint_file_name(state_.step)).string();
   if (comm_.rank() != 0) {  // every rank holds the same state; rank 0 writes it
     comm_.barrier();
     return path;
   }
   std::filesystem::create_directories(config_.checkpoint.dir);
-  save_training_checkpoint(path, config_.model, model_.get_parameters().data(), to_host_floats(moments_.get(0)).data(),
-                           to_host_floats(moments_.get(1)).data(), state_);
+  save_training_checkpoint(path, config_.model, model_.get_parameters().data(), m.data(), v.data(), state_);
   prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
   const double seconds = seconds_since(start);
   metrics_.record_checkpoint(state_.step, seconds);

@@ -5,7 +5,9 @@
 // Checkpoints, validation, progress lines, the JSONL log and Prometheus metrics are part of the loop.
 // Under an MPI launcher every rank is a data-parallel replica: it takes its share of each batch (SPEC §9),
 // gradients and losses are summed over ranks before the update, and rank 0 alone logs, serves metrics and
-// writes checkpoints.
+// writes checkpoints. With parallel.zero1 the gradients are reduce-scattered instead, each rank applies
+// AdamW to the range of parameters it owns (keeping moments for that range only), and the updated
+// parameters are all-gathered.
 #pragma once
 
 #include <cstdint>
@@ -55,6 +57,10 @@ class Trainer {
  private:
   void start_from_checkpoint_or_init();
   double update(const Pass& pass, const Batch& batch, double lr);  // returns the pass's loss
+  bool sharded() const { return config_.parallel.zero1 && comm_.size() > 1; }
+  int64_t owned_begin() const { return sharded() ? shard_[comm_.rank()] : 0; }
+  int64_t owned_end() const { return sharded() ? shard_[comm_.rank() + 1] : shard_.back(); }
+  std::vector<float> full_moment(int which);  // AdamW m (0) or v (1) over all parameters (collective)
   void validate();
   void log_progress(double elapsed_seconds);
 
@@ -62,7 +68,8 @@ class Trainer {
   Communicator& comm_;      // data-parallel ranks (one rank without an MPI launcher)
   MemoryPlan memory_plan_;  // checked against the device before the model is allocated
   Model model_;
-  Arena moments_;  // AdamW m and v, f32, [1, N] each
+  Arena moments_;  // AdamW m and v, f32, over the parameters this rank owns
+  std::vector<int64_t> shard_;  // ZeRO-1 ranges: rank r owns [shard_[r], shard_[r+1]); shard_.back() = N
   std::vector<Pass> passes_;
   std::shared_ptr<const TokenStream> train_data_, val_data_;
   std::unique_ptr<BatchLoader> loader_;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data parallelism over MPI ranks (SPEC §9): two ranks with half the micro-batch each give the same
-# per-update losses and the same final parameters as one process, to f32 rounding; one file is written; a
-# run saved by two ranks resumes on one. Needs mpiexec (Open MPI); as root it needs
+# per-update losses and the same final parameters as one process, to f32 rounding, with and without
+# ZeRO-1 optimizer sharding; one file with full tensors is written; a run saved by two ranks resumes on one. Needs mpiexec (Open MPI); as root it needs
 # OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 (launch/test.sh sets them).
 # Usage: bash test_data_parallel.sh /path/to/ratplus
 set -uo pipefail
@@ -40,6 +40,27 @@ a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else No
 for n in names:
     x, y = a[n][()], b[n][()]
     assert np.allclose(x, y, rtol=1e-4, atol=1e-6), (n, float(np.abs(x - y).max()))
+PY"
+# ZeRO-1: optimizer state sharded over the two ranks, the same updates.
+"${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.micro_batch=2 parallel.zero1=true checkpoint.dir=zero \
+  train.metrics_jsonl=zero.jsonl 2>zero.log
+check "two ranks with sharded optimizer state (ZeRO-1) train" '[[ -f zero/step_00000012.h5 ]]'
+check "with the same per-update losses and norms as one process" "$PY - <<'PY'
+import json
+a = [json.loads(l) for l in open('one.jsonl')]; b = [json.loads(l) for l in open('zero.jsonl')]
+assert len(a) == len(b) == 24
+for x, y in zip(a, b):
+    for key in ('loss', 'grad_norm'):
+        assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
+PY"
+check "and the same final parameters and (gathered, full) moments" "$PY - <<'PY'
+import h5py, numpy as np
+a = h5py.File('one/step_00000012.h5', 'r'); b = h5py.File('zero/step_00000012.h5', 'r')
+names = []
+a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+assert any(n.startswith('optim/m/') for n in names)
+for n in names:
+    assert np.allclose(a[n][()], b[n][()], rtol=1e-4, atol=1e-6), n
 PY"
 # A run saved by two ranks continues on one: remove the final checkpoint and finish the last 6 steps alone.
 rm two/step_00000012.h5
