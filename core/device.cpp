@@ -4,6 +4,7 @@
 #include "core/error.h"
 
 #include <fstream>
+#include <stdexcept>
 
 #ifdef RATPLUS_HAVE_CUDA
 #include <cuda_runtime.h>
@@ -26,6 +27,16 @@ Device select_device(const std::string& choice) {
   require_input(gpu || choice == "auto",
                 "device cuda: no usable GPU (this build has no CUDA backend, or the machine has no GPU)");
   return gpu ? Device::cuda : Device::cpu;
+}
+
+void use_local_gpu(int local_rank) {
+#ifdef RATPLUS_HAVE_CUDA
+  const int count = cuda_device_count();
+  if (count > 0 && cudaSetDevice(local_rank % count) != cudaSuccess)
+    throw std::runtime_error("cudaSetDevice failed for local rank " + std::to_string(local_rank));
+#else
+  (void)local_rank;
+#endif
 }
 
 size_t available_memory(Device device) {

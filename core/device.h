@@ -15,6 +15,9 @@ int cuda_device_count();
 // "auto" (the GPU when there is one).
 Device select_device(const std::string& choice);
 
+// Makes GPU (local_rank mod the number of GPUs) this process's device; nothing without a GPU.
+void use_local_gpu(int local_rank);
+
 // Bytes that can still be allocated on the device: free GPU memory, or MemAvailable of /proc/meminfo.
 size_t available_memory(Device device);
 

@@ -14,6 +14,7 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  virtual int local_rank() const = 0;  // rank among the processes of this node (picks the GPU)
   // In place: every rank ends with the element-wise sum over ranks. f32 tensors on any device.
   virtual void allreduce_sum(Tensor t) = 0;
   virtual void allreduce_sum(std::span<double> values) = 0;

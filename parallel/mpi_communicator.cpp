@@ -35,6 +35,7 @@ class SingleRank final : public Communicator {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  int local_rank() const override { return 0; }
   void allreduce_sum(Tensor) override {}
   void allreduce_sum(std::span<double>) override {}
   void reduce_scatter_sum(Tensor, std::span<const int64_t>) override {}
@@ -50,11 +51,17 @@ class MpiWorld final : public Communicator {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    MPI_Comm node;
+    check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
+              "MPI_Comm_split_type");
+    MPI_Comm_rank(node, &local_rank_);
+    MPI_Comm_free(&node);
   }
   ~MpiWorld() override { MPI_Finalize(); }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
 
   void allreduce_sum(Tensor t) override {
     check_internal(t.dtype == DType::f32, "allreduce_sum: f32 tensors expected");
@@ -117,7 +124,7 @@ class MpiWorld final : public Communicator {
     from_host_floats(t, host);
   }
 
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, local_rank_ = 0;
 };
 
 }  // namespace

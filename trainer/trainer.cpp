@@ -94,6 +94,7 @@ Communicator& data_parallel_world(const ExperimentConfig& c) {
                                                 "build; use parallel.tp: 1 (data parallel over all ranks)",
                                                 c.source, c.parallel.tp));
   Communicator& comm = world();
+  use_local_gpu(comm.local_rank());
   if (comm.rank() != 0) spdlog::set_level(spdlog::level::warn);
   return comm;
 }
