@@ -32,15 +32,21 @@ for x, y in zip(a, b):
     for key in ('loss', 'grad_norm', 'lr'):
         assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
 PY"
-check "final parameters and moments agree" "$PY - <<'PY'
-import h5py, numpy as np
-a = h5py.File('one/step_00000012.h5', 'r'); b = h5py.File('two/step_00000012.h5', 'r')
+# Final tensors are compared by relative L2 distance: on a GPU, atomics reorder sums between runs, and Adam
+# turns those roundings into small differences for parameters whose gradients are near zero.
+same_tensors() {
+  "$PY" - "$1" "$2" "$3" <<'PY'
+import sys, h5py, numpy as np
+a = h5py.File(sys.argv[1], 'r')[sys.argv[3]]; b = h5py.File(sys.argv[2], 'r')[sys.argv[3]]
 names = []
 a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+assert names
 for n in names:
-    x, y = a[n][()], b[n][()]
-    assert np.allclose(x, y, rtol=1e-4, atol=1e-6), (n, float(np.abs(x - y).max()))
-PY"
+    x, y = a[n][()].astype(np.float64), b[n][()].astype(np.float64)
+    assert np.linalg.norm(x - y) <= 1e-3 * np.linalg.norm(x) + 1e-9, (n, np.linalg.norm(x - y) / np.linalg.norm(x))
+PY
+}
+check "final parameters and moments agree" 'same_tensors one/step_00000012.h5 two/step_00000012.h5 /' 
 # ZeRO-1: optimizer state sharded over the two ranks, the same updates.
 "${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.micro_batch=2 parallel.zero1=true checkpoint.dir=zero \
   train.metrics_jsonl=zero.jsonl 2>zero.log
@@ -53,25 +59,12 @@ for x, y in zip(a, b):
     for key in ('loss', 'grad_norm'):
         assert abs(x[key] - y[key]) <= 1e-5 * max(1.0, abs(x[key])), (key, x, y)
 PY"
-check "and the same final parameters and (gathered, full) moments" "$PY - <<'PY'
-import h5py, numpy as np
-a = h5py.File('one/step_00000012.h5', 'r'); b = h5py.File('zero/step_00000012.h5', 'r')
-names = []
-a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-assert any(n.startswith('optim/m/') for n in names)
-for n in names:
-    assert np.allclose(a[n][()], b[n][()], rtol=1e-4, atol=1e-6), n
-PY"
+check "and the same final parameters and (gathered, full) moments" \
+  'same_tensors one/step_00000012.h5 zero/step_00000012.h5 / && same_tensors one/step_00000012.h5 zero/step_00000012.h5 optim' 
 # A run saved by two ranks continues on one: remove the final checkpoint and finish the last 6 steps alone.
 rm two/step_00000012.h5
 OMP_NUM_THREADS=1 "$BIN" train --config "$config" "${args[@]}" train.micro_batch=4 checkpoint.dir=two \
   train.metrics_jsonl=resumed.jsonl 2>resumed.log
 check "the two-rank checkpoint resumes on one process" 'grep -q "resuming from two/step_00000006.h5" resumed.log'
-check "and ends at the same parameters" "$PY - <<'PY'
-import h5py, numpy as np
-a = h5py.File('one/step_00000012.h5', 'r')['model']; b = h5py.File('two/step_00000012.h5', 'r')['model']
-names = []
-a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-assert all(np.allclose(a[n][()], b[n][()], rtol=1e-4, atol=1e-6) for n in names)
-PY"
+check "and ends at the same parameters" 'same_tensors one/step_00000012.h5 two/step_00000012.h5 model' 
 finish
