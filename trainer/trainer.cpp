@@ -75,7 +75,10 @@ MemoryPlan plan_training_memory(const ExperimentConfig& c) {
   const Device device = select_device(c.runtime.device);
   MemoryPlan plan =
       Model::memory_plan(c.model, activation_type(c.runtime, device), c.train.micro_batch, c.data.seq_len, true);
-  plan.items.emplace_back("AdamW moments (f32 m and v)", 2 * 4 * static_cast<size_t>(c.model.parameter_count()));
+  const int shards = c.parallel.zero1 ? world().size() : 1;  // ZeRO-1 keeps 1/ranks of the moments per rank
+  plan.items.emplace_back(shards > 1 ? fmt::format("AdamW moments (f32 m and v, 1/{} with ZeRO-1)", shards)
+                                     : std::string("AdamW moments (f32 m and v)"),
+                          2 * 4 * static_cast<size_t>((c.model.parameter_count() + shards - 1) / shards));
   std::string text = fmt::format("memory plan on {}:", device_name(device));
   for (const auto& [what, bytes] : plan.items) text += fmt::format("\n  {:>10}  {}", gib(bytes), what);
   const size_t available = available_memory(device);

@@ -11,14 +11,16 @@ mpi=(mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
 
 "$BIN" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
 args=(data.train=train.bin data.val=train.bin train.steps=100000 train.val_every=0 train.log_every=100000
-  train.global_batch=8 train.micro_batch=2 checkpoint.every=5 checkpoint.dir=ckpt train.metrics_jsonl=log.jsonl)
+  train.global_batch=8 train.micro_batch=2 checkpoint.every=5 checkpoint.dir="$WORK/ckpt" train.metrics_jsonl=log.jsonl)
+# This job's processes, and no other test's: its checkpoint directory is unique to this run.
+mine="checkpoint.dir=$WORK/ckpt"
 "${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" >job.out 2>job.err &
 job=$!
 for _ in $(seq 1 600); do
   [[ -f ckpt/step_00000005.h5 ]] && break
   sleep 0.05
 done
-victim=$(pgrep -f "ratplus train --config $config" | grep -v "^$job\$" | tail -n 1)
+victim=$(pgrep -f -- "$mine" | grep -v "^$job\$" | tail -n 1)
 check "the job is running with its ranks" '[[ -n $victim ]]'
 kill -KILL "$victim"
 start=$SECONDS
@@ -28,7 +30,7 @@ for _ in $(seq 1 600); do
 done
 if kill -0 $job 2>/dev/null; then
   bad "the job ends within 30 s of losing a rank"
-  pkill -KILL -f "ratplus train --config $config"
+  pkill -KILL -f -- "$mine"
 else
   ok "the job ends within 30 s of losing a rank ($((SECONDS - start)) s)"
 fi
@@ -36,8 +38,8 @@ wait $job
 rc=$?
 check "with a non-zero exit code (got $rc)" '[[ $rc -ne 0 ]]'
 check "and a message about the lost process" 'grep -qiE "signal|killed|exited|abort" job.err job.out'
-check "no rank is left behind" '! pgrep -f "ratplus train --config $config" >/dev/null'
+check "no rank is left behind" '! pgrep -f -- "$mine" >/dev/null'
 "${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.stop_after=$(( $(ls ckpt | sed -n 's/step_0*\([0-9]*\).h5/\1/p' | sort -n | tail -n 1) + 2 )) \
   >again.out 2>again.err
-check "the job started again resumes from the last checkpoint" 'grep -q "resuming from ckpt/step_" again.err'
+check "the job started again resumes from the last checkpoint" 'grep -q "resuming from $WORK/ckpt/step_" again.err'
 finish
