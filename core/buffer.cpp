@@ -26,10 +26,6 @@ void cuda_check(cudaError_t err, const char* what) {
 
 }  // namespace
 
-std::string describe(const Tensor& t) {
-  return fmt::format("{}[{}x{} ld {}]@{}", dtype_name(t.dtype), t.rows, t.cols, t.ld, device_name(t.device));
-}
-
 Buffer::Buffer(size_t bytes, Device device) : bytes_(bytes), device_(device) {
   if (bytes == 0) return;
   if (device == Device::cpu) {

@@ -1,5 +1,5 @@
-// Owning memory on a device, and an arena that plans a set of named tensors up front, reports the plan
-// (name, shape, bytes) and allocates it in one block. Parameters, gradients and activations are each an
+// Owning memory on a device, and an arena that plans a set of named tensors up front, knows their total
+// size before anything is allocated (Model::memory_plan) and allocates them in one block. Parameters, gradients and activations are each an
 // arena, so a run knows its memory before it starts.
 #pragma once
 
@@ -47,8 +47,6 @@ class Arena {
   void allocate(Device device);
   Tensor get(int handle) const;
   size_t planned_bytes() const { return planned_; }
-  const std::vector<Entry>& entries() const { return entries_; }
-  bool allocated() const { return buffer_.data() != nullptr || planned_ == 0; }
 
  private:
   std::vector<Entry> entries_;

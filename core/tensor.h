@@ -6,7 +6,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 #include "core/error.h"
 
@@ -60,7 +59,5 @@ struct Tensor {
     return t;
   }
 };
-
-std::string describe(const Tensor& t);  // "f32[3x4 ld 5]@cpu", for messages
 
 }  // namespace ratplus

@@ -27,7 +27,6 @@ int64_t logits_chunk_rows(int64_t rows, int64_t vocab) {
 // block; evaluation keeps one layer's state and two residual buffers.
 struct Model::Workspace {
   int64_t batch = 0, seq = 0;
-  bool training = false;
   Arena arena;
   std::vector<Tensor> residual;  // training: 2L + 1 (before, between and after the blocks); eval: 2
   std::vector<TemporalMixingState> temporal;
@@ -40,8 +39,8 @@ struct Model::Workspace {
 
   // With device unset, only plans (for memory_plan); otherwise allocates on the device.
   Workspace(const ModelConfig& c, std::optional<Device> device, DType dtype, DType stat_dtype, int64_t batch_,
-            int64_t seq_, bool training_)
-      : batch(batch_), seq(seq_), training(training_) {
+            int64_t seq_, bool training)
+      : batch(batch_), seq(seq_) {
     const int64_t rows = batch * seq, d = c.d_model, f = c.d_ffn, h = c.n_heads;
     const int64_t layers = training ? c.n_layers : 1;
     std::vector<std::pair<Tensor*, int>> bindings;
