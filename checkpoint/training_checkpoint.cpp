@@ -12,6 +12,7 @@
 
 #include "checkpoint/model_checkpoint.h"
 #include "core/error.h"
+#include "model/parameters.h"
 
 namespace ratplus {
 namespace {
@@ -101,13 +102,19 @@ int64_t step_of_file_name(const std::string& name) {
 
 }  // namespace
 
-void save_training_checkpoint(const std::string& path, const ModelConfig& model, const float* params,
-                              const float* adam_m, const float* adam_v, const TrainingState& state) {
+void save_training_checkpoint(const std::string& path, const ModelConfig& model, const CheckpointValues& values,
+                              const TrainingState& state) {
   check_internal(has_non_negative_counts(state), "save_training_checkpoint: negative step, count or loader position");
+  const auto checked = [&](int group) {
+    std::vector<float> v = values(group);
+    check_internal(static_cast<int64_t>(v.size()) == ParameterTable(model).total_elements(),
+                   "save_training_checkpoint: wrong number of values");
+    return v;
+  };
   write_hdf5_atomically(path, [&](Hdf5File& file) {
-    write_model_group(file, model, params);
-    write_parameter_group(file, kFirstMomentGroup, model, adam_m);
-    write_parameter_group(file, kSecondMomentGroup, model, adam_v);
+    write_model_group(file, model, checked(0).data());
+    write_parameter_group(file, kFirstMomentGroup, model, checked(1).data());
+    write_parameter_group(file, kSecondMomentGroup, model, checked(2).data());
     write_train_group(file, state);
   });
 }
@@ -129,8 +136,7 @@ TrainingState read_training_state(const Hdf5File& file) {
   return state;
 }
 
-TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, float* params, float* adam_m,
-                                       float* adam_v) {
+TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const CheckpointSink& take) {
   const Hdf5File file = Hdf5File::open_read_only(path);
   require_input(file.has_group(kModelGroup), file.path() + ": no " + kModelGroup + " group (not a model checkpoint)");
   require_input(file.has_group(kOptimGroup), not_training_checkpoint(file, kOptimGroup));
@@ -138,9 +144,12 @@ TrainingState load_training_checkpoint(const std::string& path, const ModelConfi
   for (const std::string& group : {kModelGroup, kFirstMomentGroup, kSecondMomentGroup})
     check_parameter_group(file, group, model);
   require_same_model(file, model);
-  read_parameter_group(file, kModelGroup, model, params);
-  read_parameter_group(file, kFirstMomentGroup, model, adam_m);
-  read_parameter_group(file, kSecondMomentGroup, model, adam_v);
+  std::vector<float> values(ParameterTable(model).total_elements());
+  int group = 0;
+  for (const std::string& name : {kModelGroup, kFirstMomentGroup, kSecondMomentGroup}) {
+    read_parameter_group(file, name, model, values.data());
+    take(group++, values);
+  }
   return state;
 }
 

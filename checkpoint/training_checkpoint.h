@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,17 +23,22 @@ struct TrainingState {
   uint64_t seed = 0;                      // train.seed (all randomness of a run derives from it and the step)
 };
 
+// The tensor groups of a training checkpoint travel one at a time — 0 = /model (parameters), 1 = /optim/m,
+// 2 = /optim/v, in that order — as full-model flat arrays laid out by ParameterTable(model), so only one of
+// them needs to be in memory at once.
+using CheckpointValues = std::function<std::vector<float>(int group)>;
+using CheckpointSink = std::function<void(int group, const std::vector<float>& values)>;
+
 // Writes /model, /optim/m, /optim/v (same names and shapes as /model) and /train attributes (step, tokens,
 // optimizer_updates, skipped_updates, config (YAML text), loader_positions (int64 array attribute),
 // seed (uint64), format_version = 1) atomically (temporary name, fsync, rename).
-void save_training_checkpoint(const std::string& path, const ModelConfig& model, const float* params,
-                              const float* adam_m, const float* adam_v, const TrainingState& state);
+void save_training_checkpoint(const std::string& path, const ModelConfig& model, const CheckpointValues& values,
+                              const TrainingState& state);
 // Reads all of it back; InputError naming the file (and dataset/attribute) when it is not a training
 // checkpoint (no /optim or /train), is damaged (checksum), truncated, or does not match `model` (a dataset's
 // shape, or a key of /model@config other than init_std). The layout and the state are checked before any
-// data is read; after a failed read the contents of the buffers are unspecified.
-TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, float* params, float* adam_m,
-                                       float* adam_v);
+// data is read; after a failed read, groups already handed to `take` stay taken.
+TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const CheckpointSink& take);
 // The /train attributes of an open file, without reading any tensor data (InputError as above).
 TrainingState read_training_state(const Hdf5File& file);
 

@@ -304,6 +304,7 @@ const Field<OptimConfig> kOptimFields[] = {
 const Field<ParallelConfig> kParallelFields[] = {
     {"tp", [](const Setting& s, ParallelConfig& p) { p.tp = s.integer_at_least(1); }},
     {"zero1", [](const Setting& s, ParallelConfig& p) { p.zero1 = s.boolean(); }},
+    {"bucket_mb", [](const Setting& s, ParallelConfig& p) { p.bucket_mb = s.number_above(0); }},
 };
 
 const Field<CheckpointConfig> kCheckpointFields[] = {
@@ -637,6 +638,7 @@ std::string experiment_config_to_yaml(const ExperimentConfig& config) {
   out << YAML::Key << "parallel" << YAML::Value << YAML::BeginMap;
   emit(out, "tp", config.parallel.tp);
   emit(out, "zero1", config.parallel.zero1);
+  emit(out, "bucket_mb", config.parallel.bucket_mb);
   out << YAML::EndMap;
 
   const CheckpointConfig& c = config.checkpoint;

@@ -49,8 +49,9 @@ struct OptimConfig {
 };
 
 struct ParallelConfig {
-  int64_t tp = 1;
-  bool zero1 = false;
+  int64_t tp = 1;          // tensor-parallel ranks; data parallel = world size / tp
+  bool zero1 = false;      // shard AdamW state over the data-parallel ranks
+  double bucket_mb = 128;  // data-parallel gradient reduction starts in buckets of this many MiB of f32
 };
 
 struct CheckpointConfig {

@@ -7,6 +7,10 @@
 // Each block's forward saves what its backward needs in a state struct; backward maps the gradient of
 // the block output to the gradient of its input (which may be the same tensor: residual in place) and adds
 // the weight gradients.
+//
+// Under tensor parallelism (Dims::tp) each rank runs its own heads and FFN columns: the inputs of a block are
+// the same on every rank, the row-parallel output projections give partial sums that are summed over the
+// ranks (rank 0 adding the residual), and so are the input gradients of the column-parallel projections.
 #pragma once
 
 #include <cstdint>
@@ -16,18 +20,30 @@
 #include "core/buffer.h"
 #include "core/tensor.h"
 #include "kernels/attention.h"
+#include "model/parameters.h"
+#include "parallel/communicator.h"
 
 namespace ratplus {
 
 struct Dims {
-  int64_t batch, seq, d, heads, head_dim, ffn;
+  int64_t batch, seq, d, heads, head_dim, ffn;  // heads and ffn: this rank's share
   bool recurrence;
   double eps, rope_base;
+  int64_t vocab_begin;  // this rank's first vocabulary row
+  Communicator* tp;     // the tensor-parallel group; nullptr without tensor parallelism
   int64_t rows() const { return batch * seq; }
-  static Dims of(const ModelConfig& c, int64_t batch, int64_t seq) {
-    return {batch, seq, c.d_model, c.n_heads, c.head_dim(), c.d_ffn, c.recurrence, c.norm_eps, c.rope_base};
+  int64_t attn_width() const { return heads * head_dim; }  // columns of each of o, q, k, v, g on this rank
+  static Dims of(const ModelConfig& c, const ParameterTable& t, int64_t batch, int64_t seq, Communicator* tp) {
+    return {batch,        seq,         c.d_model,       t.heads(), c.head_dim(), t.ffn(), c.recurrence,
+            c.norm_eps,   c.rope_base, t.vocab_begin(), tp};
   }
 };
+
+// Sums a tensor of partial values over the tensor-parallel ranks (nothing without tensor parallelism).
+void tensor_parallel_sum(const Dims& dims, Tensor t);
+// y = x + a · wᵀ where w is row-parallel (this rank holds the columns of w matching the columns of a): the
+// ranks' partial products are summed, rank 0 adding x.
+void row_parallel_output(const Dims& dims, Tensor y, const Tensor& x, const Tensor& a, const Tensor& w);
 
 struct TemporalMixingWeights {
   Tensor norm, in_proj, out_proj;
@@ -75,8 +91,9 @@ struct LossSum {
 
 struct OutputHeadState {
   Tensor h, rstd;   // final norm output [rows, d] and its rstd [1, rows]
-  Tensor logits;    // [chunk rows, V] work space
+  Tensor logits;    // [chunk rows, V / tp] work space
   Tensor row_loss;  // [1, chunk rows]
+  Tensor partials;  // [2 · tp, chunk rows]: cross-entropy partials of every vocabulary slice
   Tensor dh;        // [rows, d] gradient of the final norm output (training only)
 };
 

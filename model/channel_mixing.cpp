@@ -11,18 +11,17 @@ void channel_mixing_forward(const Dims& dims, const ChannelMixingWeights& w, con
   rmsnorm_forward(s.h, s.rstd, x, w.norm, dims.eps);
   matmul(s.pre, s.h, false, w.fc1, true);
   gelu_forward(s.act, s.pre);
-  copy_tensor(y, x);
-  matmul(y, s.act, false, w.fc2, true, 1.0, 1.0);
+  row_parallel_output(dims, y, x, s.act, w.fc2);
 }
 
 void channel_mixing_backward(const Dims& dims, const ChannelMixingWeights& w, const ChannelMixingWeights& grad,
                              const Tensor& x, const ChannelMixingState& s, const Tensor& dy, Tensor dx,
                              ChannelMixingScratch& scratch) {
-  (void)dims;
   matmul(scratch.d_act, dy, false, w.fc2, false);
   matmul(grad.fc2, dy, true, s.act, false, 1.0, 1.0);
   gelu_backward(scratch.d_act, scratch.d_act, s.pre);
   matmul(scratch.dh, scratch.d_act, false, w.fc1, false);
+  tensor_parallel_sum(dims, scratch.dh);
   matmul(grad.fc1, scratch.d_act, true, s.h, false, 1.0, 1.0);
   if (dx.data != dy.data) copy_tensor(dx, dy);
   rmsnorm_backward(dx, grad.norm, scratch.dh, x, w.norm, s.rstd, true);

@@ -38,10 +38,12 @@ struct Model::Workspace {
   Tensor tokens;  // [2, rows] i32 on the GPU: inputs and targets (on the CPU the caller's arrays are used)
 
   // With device unset, only plans (for memory_plan); otherwise allocates on the device.
-  Workspace(const ModelConfig& c, std::optional<Device> device, DType dtype, DType stat_dtype, int64_t batch_,
-            int64_t seq_, bool training)
+  Workspace(const ModelConfig& c, const ParameterTable& table, std::optional<Device> device, DType dtype,
+            DType stat_dtype, int64_t batch_, int64_t seq_, bool training)
       : batch(batch_), seq(seq_) {
-    const int64_t rows = batch * seq, d = c.d_model, f = c.d_ffn, h = c.n_heads;
+    // Widths of this rank's share under tensor parallelism: heads (attention width a), FFN and vocabulary.
+    const int64_t rows = batch * seq, d = c.d_model, f = table.ffn(), h = table.heads(), a = h * c.head_dim();
+    const int64_t z_cols = table.entries()[table.layer(0).in_proj].rows, vocab = table.vocab_rows();
     const int64_t layers = training ? c.n_layers : 1;
     std::vector<std::pair<Tensor*, int>> bindings;
     auto plan = [&](Tensor& t, std::string name, int64_t r, int64_t cols, DType type) {
@@ -56,38 +58,39 @@ struct Model::Workspace {
       TemporalMixingState& t = temporal[i];
       plan(t.h, p + "attn/h", rows, d, dtype);
       plan(t.rstd, p + "attn/rstd", 1, rows, stat_dtype);
-      plan(t.z, p + "attn/z", rows, c.in_proj_rows(), dtype);
+      plan(t.z, p + "attn/z", rows, z_cols, dtype);
       if (c.recurrence) {
-        plan(t.k_rec, p + "attn/k_rec", rows, d, dtype);
-        plan(t.v_rec, p + "attn/v_rec", rows, d, dtype);
+        plan(t.k_rec, p + "attn/k_rec", rows, a, dtype);
+        plan(t.v_rec, p + "attn/v_rec", rows, a, dtype);
       }
-      plan(t.q_rot, p + "attn/q_rot", rows, d, dtype);
-      plan(t.k_rot, p + "attn/k_rot", rows, d, dtype);
-      plan(t.att, p + "attn/out", rows, d, dtype);
+      plan(t.q_rot, p + "attn/q_rot", rows, a, dtype);
+      plan(t.k_rot, p + "attn/k_rot", rows, a, dtype);
+      plan(t.att, p + "attn/out", rows, a, dtype);
       plan(t.lse, p + "attn/lse", rows, h, stat_dtype);
-      plan(t.gated, p + "attn/gated", rows, d, dtype);
+      plan(t.gated, p + "attn/gated", rows, a, dtype);
       ChannelMixingState& m = channel[i];
       plan(m.h, p + "ffn/h", rows, d, dtype);
       plan(m.rstd, p + "ffn/rstd", 1, rows, stat_dtype);
       plan(m.pre, p + "ffn/pre", rows, f, dtype);
       plan(m.act, p + "ffn/act", rows, f, dtype);
     }
-    const int64_t chunk = logits_chunk_rows(rows, c.vocab_size);
+    const int64_t chunk = logits_chunk_rows(rows, vocab);
     plan(head.h, "head/h", rows, d, dtype);
     plan(head.rstd, "head/rstd", 1, rows, stat_dtype);
-    plan(head.logits, "head/logits", chunk, c.vocab_size, dtype);
+    plan(head.logits, "head/logits", chunk, vocab, dtype);
     plan(head.row_loss, "head/row_loss", 1, chunk, stat_dtype);
+    plan(head.partials, "head/partials", 2 * table.tp_size(), chunk, stat_dtype);
     if (training) {
       TemporalMixingScratch& s = temporal_scratch;
-      plan(s.d_gated, "grad/attn/gated", rows, d, dtype);
-      plan(s.d_att, "grad/attn/out", rows, d, dtype);
-      plan(s.dq_rot, "grad/attn/q_rot", rows, d, dtype);
-      plan(s.dk_rot, "grad/attn/k_rot", rows, d, dtype);
+      plan(s.d_gated, "grad/attn/gated", rows, a, dtype);
+      plan(s.d_att, "grad/attn/out", rows, a, dtype);
+      plan(s.dq_rot, "grad/attn/q_rot", rows, a, dtype);
+      plan(s.dk_rot, "grad/attn/k_rot", rows, a, dtype);
       if (c.recurrence) {
-        plan(s.dk_rec, "grad/attn/k_rec", rows, d, dtype);
-        plan(s.dv_rec, "grad/attn/v_rec", rows, d, dtype);
+        plan(s.dk_rec, "grad/attn/k_rec", rows, a, dtype);
+        plan(s.dv_rec, "grad/attn/v_rec", rows, a, dtype);
       }
-      plan(s.dz, "grad/attn/z", rows, c.in_proj_rows(), dtype);
+      plan(s.dz, "grad/attn/z", rows, z_cols, dtype);
       plan(s.dh, "grad/attn/h", rows, d, dtype);
       plan(channel_scratch.d_act, "grad/ffn/act", rows, f, dtype);
       plan(channel_scratch.dh, "grad/ffn/h", rows, d, dtype);
@@ -101,9 +104,10 @@ struct Model::Workspace {
   }
 };
 
-Model::Model(const ModelConfig& config, Device device, DType dtype)
+Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp)
     : config_(config),
-      table_(config),
+      table_(config, tp ? tp->rank() : 0, tp ? tp->size() : 1),
+      tp_(tp),
       device_(device),
       dtype_(dtype),
       param_dtype_(dtype == DType::bf16 ? DType::f32 : dtype) {
@@ -121,14 +125,16 @@ Model::Model(const ModelConfig& config, Device device, DType dtype)
 
 Model::~Model() = default;
 
-MemoryPlan Model::memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len, bool training) {
+MemoryPlan Model::memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len, bool training,
+                              int tp_size) {
   const DType param_type = dtype == DType::bf16 ? DType::f32 : dtype;
-  const auto n = static_cast<size_t>(ParameterTable(config).total_elements());
+  const ParameterTable table(config, 0, tp_size);
+  const auto n = static_cast<size_t>(table.total_elements());
   MemoryPlan plan;
   plan.items.emplace_back("parameters", n * dtype_size(param_type));
   plan.items.emplace_back("gradients", n * dtype_size(param_type));
   if (dtype == DType::bf16) plan.items.emplace_back("parameters (bf16 copy)", n * 2);
-  const Workspace ws(config, std::nullopt, dtype, param_type, batch, seq_len, training);
+  const Workspace ws(config, table, std::nullopt, dtype, param_type, batch, seq_len, training);
   plan.items.emplace_back(fmt::format("activations ({} x {} tokens, {})", batch, seq_len,
                                       training ? "all layers kept for the backward" : "one layer at a time"),
                           ws.arena.planned_bytes());
@@ -156,11 +162,13 @@ ChannelMixingWeights Model::channel_weights(const Tensor& flat, int64_t layer) c
 
 void Model::init_parameters(uint64_t seed) {
   std::vector<float> values(table_.total_elements());
+  // Each value depends on its index in the whole model's table, so every tensor-parallel layout starts alike.
   for (const ParameterInfo& p : table_.entries()) {
-    for (int64_t i = 0; i < p.numel(); ++i) {
-      const int64_t k = p.offset + i;
-      values[k] = p.is_vector ? 1.0f : static_cast<float>(config_.init_std * normal(seed, static_cast<uint64_t>(k)));
-    }
+    for (int64_t r = 0; r < p.rows; ++r)
+      for (int64_t c = 0; c < p.cols; ++c) {
+        const auto k = static_cast<uint64_t>(p.full_offset + p.full_index(r, c));
+        values[p.offset + r * p.cols + c] = p.is_vector ? 1.0f : static_cast<float>(config_.init_std * normal(seed, k));
+      }
   }
   set_parameters(values);
 }
@@ -197,30 +205,34 @@ Model::Workspace& Model::workspace(int64_t batch, int64_t seq_len, bool training
   std::unique_ptr<Workspace>& slot = training ? training_workspace_ : evaluation_workspace_;
   if (!slot || slot->batch != batch || slot->seq != seq_len) {
     slot.reset();  // free the old plan before allocating the new one
-    slot = std::make_unique<Workspace>(config_, device_, dtype_, param_dtype_, batch, seq_len, training);
+    slot = std::make_unique<Workspace>(config_, table_, device_, dtype_, param_dtype_, batch, seq_len, training);
   }
   return *slot;
 }
 
 LossSum Model::evaluate(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
                         const Pattern& pattern) {
-  return run(inputs, targets, batch, seq_len, pattern, false, 0.0);
+  return run(inputs, targets, batch, seq_len, pattern, false, 0.0, {});
 }
 
 LossSum Model::forward_backward(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
-                                const Pattern& pattern, double weight) {
-  return run(inputs, targets, batch, seq_len, pattern, true, weight);
+                                const Pattern& pattern, double weight, const GradientsReady& ready) {
+  return run(inputs, targets, batch, seq_len, pattern, true, weight, ready);
 }
 
 LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
-                   const Pattern& pattern, bool training, double weight) {
+                   const Pattern& pattern, bool training, double weight, const GradientsReady& ready) {
   pattern.check_fits(config_.n_layers, config_.n_heads);
   Workspace& ws = workspace(batch, seq_len, training);
-  const Dims dims = Dims::of(config_, batch, seq_len);
+  const Dims dims = Dims::of(config_, table_, batch, seq_len, tp_);
   const int64_t layers = config_.n_layers;
   const Tensor params = compute_weights(), grads = gradients();
   std::vector<std::vector<KeySet>> head_keys(layers);
-  for (int64_t i = 0; i < layers; ++i) head_keys[i] = pattern.head_keys(i, config_.n_heads);
+  const int64_t first_head = table_.tp_rank() * dims.heads;  // this rank's heads under tensor parallelism
+  for (int64_t i = 0; i < layers; ++i) {
+    const std::vector<KeySet> keys = pattern.head_keys(i, config_.n_heads);
+    head_keys[i].assign(keys.begin() + first_head, keys.begin() + first_head + dims.heads);
+  }
 
   // Residual buffer before block b (b = 0 … 2L): all kept in training, alternating in evaluation.
   auto residual = [&](int64_t b) -> Tensor& { return ws.residual[training ? b : b % 2]; };
@@ -233,7 +245,8 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
     device_inputs = ws.tokens.rows_slice(0, 1).ptr<int32_t>();
     device_targets = ws.tokens.rows_slice(1, 1).ptr<int32_t>();
   }
-  embedding_forward(residual(0), device_inputs, view(params, table_.embed()));
+  embedding_forward(residual(0), device_inputs, view(params, table_.embed()), dims.vocab_begin);
+  tensor_parallel_sum(dims, residual(0));
   for (int64_t i = 0; i < layers; ++i) {
     const int64_t s = training ? i : 0;
     temporal_mixing_forward(dims, head_keys[i], temporal_weights(params, i), residual(2 * i), residual(2 * i + 1),
@@ -250,13 +263,19 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
                                    view(grads, table_.final_norm()), view(grads, table_.lm_head()), ws.d_residual);
   if (grad_scale == 0.0) return loss;
 
+  // The table is laid out embedding, layers 0 … L−1, final norm (, head): the backward finishes gradients
+  // from the end of the flat buffer towards its start.
+  const auto& entries = table_.entries();
+  if (ready) ready(entries[table_.final_norm()].offset);
   for (int64_t i = layers - 1; i >= 0; --i) {
     channel_mixing_backward(dims, channel_weights(params, i), channel_weights(grads, i), residual(2 * i + 1),
                             ws.channel[i], ws.d_residual, ws.d_residual, ws.channel_scratch);
     temporal_mixing_backward(dims, head_keys[i], temporal_weights(params, i), temporal_weights(grads, i),
                              residual(2 * i), ws.temporal[i], ws.d_residual, ws.d_residual, ws.temporal_scratch);
+    if (ready) ready(entries[table_.layer(i).attn_norm].offset);
   }
-  embedding_backward(view(grads, table_.embed()), device_inputs, ws.d_residual);
+  embedding_backward(view(grads, table_.embed()), device_inputs, ws.d_residual, dims.vocab_begin);
+  if (ready) ready(0);
   return loss;
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -13,6 +14,7 @@
 #include "model/blocks.h"
 #include "model/parameters.h"
 #include "model/pattern.h"
+#include "parallel/communicator.h"
 
 namespace ratplus {
 
@@ -26,17 +28,24 @@ struct MemoryPlan {
   }
 };
 
+// Called during the backward pass with an offset: the gradients [offset, N) of the flat vector are final
+// (offsets only decrease; the last call passes 0).
+using GradientsReady = std::function<void(int64_t offset)>;
+
 class Model {
  public:
   // dtype is the type of activations: f32, f64 (CPU, for gradient checks) or bf16 (GPU mixed precision:
   // f32 master parameters and gradients, a bf16 copy of the parameters for the forward and backward).
-  Model(const ModelConfig& config, Device device, DType dtype);
+  // With a tensor-parallel group `tp` of more than one rank, this rank holds and runs its slices of the
+  // model (ParameterTable(config, tp->rank(), tp->size())); every rank of the group takes part in each call.
+  Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp = nullptr);
   ~Model();
 
   // What a model with these settings allocates: parameters, gradients, the bf16 copy and the activations
-  // of one micro-batch of `batch` sequences (all layers when training, one layer when evaluating).
+  // of one micro-batch of `batch` sequences (all layers when training, one layer when evaluating), on one
+  // of tp_size tensor-parallel ranks.
   static MemoryPlan memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len,
-                                bool training);
+                                bool training, int tp_size = 1);
 
   const ModelConfig& config() const { return config_; }
   const ParameterTable& table() const { return table_; }
@@ -54,9 +63,10 @@ class Model {
   Tensor parameter(int index) const;
   Tensor gradient(int index) const;
 
-  // Normal(0, init_std) matrices, unit norm weights (SPEC §2); depends only on the seed.
+  // Normal(0, init_std) matrices, unit norm weights (SPEC §2); depends only on the seed (not on the layout).
   void init_parameters(uint64_t seed);
-  // Flat float32 values in table order (the checkpoint layout), converted to the compute type.
+  // Flat float32 values in table order (this rank's table; the checkpoint layout without tensor
+  // parallelism), converted to the compute type.
   void set_parameters(const std::vector<float>& values);
   std::vector<float> get_parameters() const;
 
@@ -68,21 +78,22 @@ class Model {
                    const Pattern& pattern);
 
   // Forward and backward: returns the loss and adds weight · ∂(mean loss)/∂θ to the gradients
-  // (nothing when every label is ignored).
+  // (nothing when every label is ignored), telling `ready` as parts of the gradients become final.
   LossSum forward_backward(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
-                           const Pattern& pattern, double weight);
+                           const Pattern& pattern, double weight, const GradientsReady& ready = {});
 
  private:
   struct Workspace;
   Workspace& workspace(int64_t batch, int64_t seq_len, bool training);
   LossSum run(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len, const Pattern& pattern,
-              bool training, double weight);
+              bool training, double weight, const GradientsReady& ready);
   TemporalMixingWeights temporal_weights(const Tensor& flat, int64_t layer) const;
   ChannelMixingWeights channel_weights(const Tensor& flat, int64_t layer) const;
   Tensor view(const Tensor& flat, int index) const;
 
   ModelConfig config_;
   ParameterTable table_;
+  Communicator* tp_;
   Device device_;
   DType dtype_;        // activations
   DType param_dtype_;  // parameters, gradients and statistics (rstd, log-sum-exp, losses)

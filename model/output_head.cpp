@@ -1,7 +1,9 @@
 // The output head: final RMSNorm, logits = h · Eᵀ (or an untied head), cross-entropy. Rows are processed
 // in chunks of s.logits.rows, so memory for logits is chunk × V whatever the batch; in training each
 // chunk's logits are turned into their gradient in place and consumed at once (dh and the head gradient),
-// so the logits are computed exactly once.
+// so the logits are computed exactly once. Under tensor parallelism the head is vocabulary-parallel: each
+// rank computes the logits of its vocabulary rows, the ranks exchange two numbers per row (their slices'
+// log-sum-exp and target logit), and the gradient of h is summed over them; full logits exist nowhere.
 #include <algorithm>
 #include <vector>
 
@@ -42,7 +44,15 @@ LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w
     Tensor loss = s.row_loss.cols_slice(0, n);
     const Tensor h = s.h.rows_slice(r0, n);
     matmul(logits, h, false, head_w, true);
-    cross_entropy(loss, logits, device_targets + r0, grad_scale);
+    const int32_t* targets = device_targets + r0;
+    const int slice = dims.tp ? dims.tp->rank() : 0, slices = static_cast<int>(s.partials.rows / 2);
+    cross_entropy_partials(s.partials.rows_slice(2 * slice, 2).cols_slice(0, n), logits, targets, dims.vocab_begin);
+    if (slices > 1) {
+      std::vector<int64_t> offsets(slices + 1);
+      for (int i = 0; i <= slices; ++i) offsets[i] = i * 2 * s.partials.cols;
+      dims.tp->allgather(s.partials.reshaped(1, s.partials.numel()), offsets);
+    }
+    cross_entropy_finish(loss, logits, targets, dims.vocab_begin, s.partials.cols_slice(0, n), grad_scale);
     const std::vector<double> losses = host_row_losses(loss);
     for (int64_t i = 0; i < n; ++i) {
       if (host_targets[r0 + i] < 0) continue;
@@ -54,7 +64,9 @@ LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w
       matmul(dhead_w, logits, true, h, false, 1.0, 1.0);
     }
   }
-  if (grad_scale != 0) rmsnorm_backward(dx, dnorm_w, s.dh, x, norm_w, s.rstd, false);
+  if (grad_scale == 0) return total;
+  tensor_parallel_sum(dims, s.dh);
+  rmsnorm_backward(dx, dnorm_w, s.dh, x, norm_w, s.rstd, false);
   return total;
 }
 

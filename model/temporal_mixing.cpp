@@ -30,7 +30,7 @@ void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_k
                              const Tensor& x, Tensor y, TemporalMixingState& s) {
   rmsnorm_forward(s.h, s.rstd, x, w.norm, dims.eps);
   matmul(s.z, s.h, false, w.in_proj, true);
-  const Projections p = split(s.z, dims.d, dims.recurrence);
+  const Projections p = split(s.z, dims.attn_width(), dims.recurrence);
   Tensor keys = p.k, values = p.v;
   if (dims.recurrence) {
     recurrence_forward(s.k_rec, s.v_rec, p.k, p.v, p.g, dims.batch);
@@ -41,16 +41,15 @@ void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_k
   rope(s.k_rot, keys, dims.seq, dims.heads, dims.rope_base, 0, false);
   attention_forward(s.att, s.lse, s.q_rot, s.k_rot, values, dims.batch, head_keys);
   sigmoid_gate_forward(s.gated, s.att, p.o);
-  copy_tensor(y, x);
-  matmul(y, s.gated, false, w.out_proj, true, 1.0, 1.0);
+  row_parallel_output(dims, y, x, s.gated, w.out_proj);
 }
 
 void temporal_mixing_backward(const Dims& dims, const std::vector<KeySet>& head_keys,
                               const TemporalMixingWeights& w, const TemporalMixingWeights& grad, const Tensor& x,
                               const TemporalMixingState& s, const Tensor& dy, Tensor dx,
                               TemporalMixingScratch& scratch) {
-  const Projections p = split(s.z, dims.d, dims.recurrence);
-  const Projections dp = split(scratch.dz, dims.d, dims.recurrence);
+  const Projections p = split(s.z, dims.attn_width(), dims.recurrence);
+  const Projections dp = split(scratch.dz, dims.attn_width(), dims.recurrence);
   // y = x + gated · W_outᵀ
   matmul(scratch.d_gated, dy, false, w.out_proj, false);
   matmul(grad.out_proj, dy, true, s.gated, false, 1.0, 1.0);
@@ -71,6 +70,7 @@ void temporal_mixing_backward(const Dims& dims, const std::vector<KeySet>& head_
   }
   // z = h · W_inᵀ
   matmul(scratch.dh, scratch.dz, false, w.in_proj, false);
+  tensor_parallel_sum(dims, scratch.dh);
   matmul(grad.in_proj, scratch.dz, true, s.h, false, 1.0, 1.0);
   // h = RMSNorm(x); the residual carries dy through
   if (dx.data != dy.data) copy_tensor(dx, dy);

@@ -1,8 +1,11 @@
-// Collectives between the processes of a run. One interface; the MPI implementation works on host buffers
-// (device tensors are staged through the host), and a run without an MPI launcher is a single rank that
-// needs no MPI at all. Data- and tensor-parallel code only ever calls this interface.
+// Collectives between the processes of a run. One interface, two implementations: MPI on host buffers
+// (device tensors are staged through the host; the CPU backend and CI) and NCCL on device buffers (its own
+// stream, ordered after the work already queued on the device). A run without an MPI launcher is a single
+// rank that needs no MPI at all. Data- and tensor-parallel code only ever calls this interface.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <span>
 
 #include "core/tensor.h"
@@ -15,14 +18,28 @@ class Communicator {
   virtual int rank() const = 0;
   virtual int size() const = 0;
   virtual int local_rank() const = 0;  // rank among the processes of this node (picks the GPU)
-  // In place: every rank ends with the element-wise sum over ranks. f32 tensors on any device.
+
+  // The group of ranks that pass the same color, ranked by key; collective over this communicator. With
+  // device == cuda (and a build with NCCL) the group's device tensors travel through NCCL.
+  virtual std::unique_ptr<Communicator> split(int color, int key, Device device) = 0;
+
+  // In place: every rank ends with the element-wise sum over ranks. Contiguous f32 or bf16 tensors on the
+  // communicator's device (f64 as well on the host).
   virtual void allreduce_sum(Tensor t) = 0;
-  virtual void allreduce_sum(std::span<double> values) = 0;
-  // Sharded collectives over a flat f32 tensor [1, N] cut at offsets[0] = 0 ≤ … ≤ offsets[size] = N:
-  // reduce_scatter_sum leaves rank r's range [offsets[r], offsets[r+1]) holding the sum over ranks (the rest
-  // is unspecified); allgather gives every rank every rank's range.
+  virtual void allreduce_sum(std::span<double> values) = 0;  // host values
+  // Sharded collectives over a flat f32 tensor [1, N] cut at offsets[0] = 0 ≤ … ≤ offsets[size] = N (ranges
+  // may be empty): reduce_scatter_sum leaves rank r's range [offsets[r], offsets[r+1]) holding the sum over
+  // ranks (the rest is unspecified); allgather gives every rank every rank's range.
   virtual void reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) = 0;
   virtual void allgather(Tensor t, std::span<const int64_t> offsets) = 0;
+
+  // The same sums started without waiting: they may run while later device work proceeds, and
+  // finish_started() orders all of them before any device work queued after it (the tensors must not be
+  // touched in between). Implementations without overlap complete them at once.
+  virtual void start_allreduce_sum(Tensor t) { allreduce_sum(t); }
+  virtual void start_reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) { reduce_scatter_sum(t, offsets); }
+  virtual void finish_started() {}
+
   virtual void barrier() = 0;
 };
 

@@ -1,23 +1,19 @@
 // The MPI communicator and the choice between it and a single rank. MPI is only initialised when an MPI
 // launcher started the process (it sets OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK), so a plain
-// `ratplus train` needs no MPI runtime. Device tensors are copied to the host, reduced, and copied back.
-// The C API only: Open MPI's deprecated C++ bindings are neither needed nor linked.
-#define OMPI_SKIP_MPICXX 1
-#include <mpi.h>
+// `ratplus train` needs no MPI runtime. Device tensors are copied to the host, reduced, and copied back;
+// bf16 tensors are summed as f32 and rounded once.
+#include "parallel/mpi_communicator.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <fmt/format.h>
-#include <memory>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "core/buffer.h"
-#include "parallel/communicator.h"
 
 namespace ratplus {
-
-namespace {
 
 void check_mpi(int code, const char* what) {
   if (code == MPI_SUCCESS) return;
@@ -26,6 +22,8 @@ void check_mpi(int code, const char* what) {
   MPI_Error_string(code, text, &length);
   throw std::runtime_error(fmt::format("{}: {}", what, std::string(text, length)));
 }
+
+namespace {
 
 bool launched_by_mpi() {
   return std::getenv("OMPI_COMM_WORLD_SIZE") || std::getenv("PMI_SIZE") || std::getenv("PMIX_RANK");
@@ -36,6 +34,7 @@ class SingleRank final : public Communicator {
   int rank() const override { return 0; }
   int size() const override { return 1; }
   int local_rank() const override { return 0; }
+  std::unique_ptr<Communicator> split(int, int, Device) override { return std::make_unique<SingleRank>(); }
   void allreduce_sum(Tensor) override {}
   void allreduce_sum(std::span<double>) override {}
   void reduce_scatter_sum(Tensor, std::span<const int64_t>) override {}
@@ -43,43 +42,49 @@ class SingleRank final : public Communicator {
   void barrier() override {}
 };
 
-class MpiWorld final : public Communicator {
+class MpiCommunicator final : public Communicator {
  public:
-  MpiWorld() {
-    int provided = 0;
-    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
-    MPI_Comm_size(MPI_COMM_WORLD, &size_);
-    MPI_Comm node;
-    check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node),
-              "MPI_Comm_split_type");
-    MPI_Comm_rank(node, &local_rank_);
-    MPI_Comm_free(&node);
+  MpiCommunicator(MPI_Comm comm, int local_rank) : comm_(comm), local_rank_(local_rank) {
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
   }
-  ~MpiWorld() override { MPI_Finalize(); }
+  ~MpiCommunicator() override {
+    if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   int local_rank() const override { return local_rank_; }
 
+  std::unique_ptr<Communicator> split(int color, int key, Device device) override {
+    MPI_Comm group;
+    check_mpi(MPI_Comm_split(comm_, color, key, &group), "MPI_Comm_split");
+#ifdef RATPLUS_HAVE_NCCL
+    if (device == Device::cuda) return make_nccl_communicator(group, local_rank_);
+#else
+    (void)device;
+#endif
+    return make_mpi_communicator(group, local_rank_);
+  }
+
   void allreduce_sum(Tensor t) override {
-    check_internal(t.dtype == DType::f32, "allreduce_sum: f32 tensors expected");
-    if (t.device == Device::cpu && t.contiguous()) {
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, t.data, static_cast<int>(t.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+    check_internal(t.contiguous(), "allreduce_sum: contiguous tensor expected");
+    if (t.device == Device::cpu && (t.dtype == DType::f32 || t.dtype == DType::f64)) {
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, t.data, static_cast<int>(t.numel()),
+                              t.dtype == DType::f32 ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM, comm_),
                 "MPI_Allreduce");
       return;
     }
+    check_internal(t.dtype == DType::f32 || t.dtype == DType::bf16, "allreduce_sum: f32 or bf16 tensors expected");
     std::vector<float> host = to_host_floats(t);
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, host.data(), static_cast<int>(host.size()), MPI_FLOAT, MPI_SUM,
-                            MPI_COMM_WORLD),
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, host.data(), static_cast<int>(host.size()), MPI_FLOAT, MPI_SUM, comm_),
               "MPI_Allreduce");
     from_host_floats(t, host);
   }
 
   void allreduce_sum(std::span<double> values) override {
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM,
-                            MPI_COMM_WORLD),
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, comm_),
               "MPI_Allreduce");
   }
 
@@ -88,7 +93,7 @@ class MpiWorld final : public Communicator {
     with_host_copy(t, [&](float* data) {
       // MPI writes rank r's reduced range to the start of the receive buffer; move it into place.
       std::vector<float> mine(counts[rank_]);
-      check_mpi(MPI_Reduce_scatter(data, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
+      check_mpi(MPI_Reduce_scatter(data, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, comm_),
                 "MPI_Reduce_scatter");
       std::copy(mine.begin(), mine.end(), data + offsets[rank_]);
     });
@@ -99,12 +104,12 @@ class MpiWorld final : public Communicator {
     for (int r = 0; r < size_; ++r) displacements[r] = static_cast<int>(offsets[r]);
     with_host_copy(t, [&](float* data) {
       check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displacements.data(),
-                               MPI_FLOAT, MPI_COMM_WORLD),
+                               MPI_FLOAT, comm_),
                 "MPI_Allgatherv");
     });
   }
 
-  void barrier() override { check_mpi(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
  private:
   std::vector<int> range_counts(std::span<const int64_t> offsets) const {
@@ -124,15 +129,47 @@ class MpiWorld final : public Communicator {
     from_host_floats(t, host);
   }
 
+  MPI_Comm comm_;
   int rank_ = 0, size_ = 1, local_rank_ = 0;
+};
+
+// MPI for the lifetime of the process: initialised with the first world() call, finalised at exit after
+// every communicator built from it is gone.
+class MpiWorld {
+ public:
+  MpiWorld() {
+    int provided = 0;
+    check_mpi(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    int rank = 0, local_rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm node;
+    check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node),
+              "MPI_Comm_split_type");
+    MPI_Comm_rank(node, &local_rank);
+    MPI_Comm_free(&node);
+    comm = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, local_rank);
+  }
+  ~MpiWorld() {
+    comm.reset();
+    MPI_Finalize();
+  }
+  std::unique_ptr<Communicator> comm;
 };
 
 }  // namespace
 
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm group, int local_rank) {
+  return std::make_unique<MpiCommunicator>(group, local_rank);
+}
+
 Communicator& world() {
-  static const std::unique_ptr<Communicator> instance =
-      launched_by_mpi() ? std::unique_ptr<Communicator>(new MpiWorld) : std::unique_ptr<Communicator>(new SingleRank);
-  return *instance;
+  if (!launched_by_mpi()) {
+    static SingleRank single;
+    return single;
+  }
+  static MpiWorld mpi;
+  return *mpi.comm;
 }
 
 }  // namespace ratplus

@@ -14,6 +14,7 @@
 #include "kernels/optimizer.h"
 #include "model/flops.h"
 #include "model/window_loss.h"
+#include "parallel/gradient_reducer.h"
 #include "trainer/schedule.h"
 
 namespace ratplus {
@@ -71,15 +72,18 @@ std::string gib(size_t bytes) { return fmt::format("{:.2f} GiB", static_cast<dou
 
 // The memory a training run needs (model, optimizer moments, one micro-batch of activations), printed, and
 // refused with the numbers when the device cannot hold it.
-MemoryPlan plan_training_memory(const ExperimentConfig& c) {
+MemoryPlan plan_training_memory(const ExperimentConfig& c, const ProcessGrid& grid) {
   const Device device = select_device(c.runtime.device);
-  MemoryPlan plan =
-      Model::memory_plan(c.model, activation_type(c.runtime, device), c.train.micro_batch, c.data.seq_len, true);
-  const int shards = c.parallel.zero1 ? world().size() : 1;  // ZeRO-1 keeps 1/ranks of the moments per rank
+  const int tp = grid.tp->size();
+  MemoryPlan plan = Model::memory_plan(c.model, activation_type(c.runtime, device), c.train.micro_batch,
+                                       c.data.seq_len, true, tp);
+  const int shards = c.parallel.zero1 ? grid.dp->size() : 1;  // ZeRO-1 keeps 1/ranks of the moments per rank
+  const int64_t local = ParameterTable(c.model, 0, tp).total_elements();
   plan.items.emplace_back(shards > 1 ? fmt::format("AdamW moments (f32 m and v, 1/{} with ZeRO-1)", shards)
                                      : std::string("AdamW moments (f32 m and v)"),
-                          2 * 4 * static_cast<size_t>((c.model.parameter_count() + shards - 1) / shards));
-  std::string text = fmt::format("memory plan on {}:", device_name(device));
+                          2 * 4 * static_cast<size_t>((local + shards - 1) / shards));
+  std::string text = fmt::format("memory plan per rank on {}{}:", device_name(device),
+                                 tp > 1 ? fmt::format(" (1/{} of the model's tensors)", tp) : std::string());
   for (const auto& [what, bytes] : plan.items) text += fmt::format("\n  {:>10}  {}", gib(bytes), what);
   const size_t available = available_memory(device);
   text += fmt::format("\n  {:>10}  total, of {} available", gib(plan.total()), gib(available));
@@ -91,30 +95,40 @@ MemoryPlan plan_training_memory(const ExperimentConfig& c) {
   return plan;
 }
 
-// Data parallelism over every rank; the layouts not built yet are refused or named.
-Communicator& data_parallel_world(const ExperimentConfig& c) {
-  require_input(c.parallel.tp == 1, fmt::format("{}: parallel.tp: {}: tensor parallelism is not available in this "
-                                                "build; use parallel.tp: 1 (data parallel over all ranks)",
-                                                c.source, c.parallel.tp));
-  Communicator& comm = world();
-  use_local_gpu(comm.local_rank());
-  if (comm.rank() != 0) spdlog::set_level(spdlog::level::warn);
-  return comm;
+// The dp × tp grid over every rank of the run, each rank on the GPU of its node-local rank.
+ProcessGrid make_grid(const ExperimentConfig& c) {
+  Communicator& all = world();
+  const int tp = static_cast<int>(c.parallel.tp);
+  require_input(all.size() % tp == 0, fmt::format("{}: parallel.tp: {} does not divide the {} ranks of the run",
+                                                  c.source, tp, all.size()));
+  const std::string split_error = tensor_parallel_error(c.model, tp);
+  require_input(split_error.empty(), fmt::format("{}: parallel.tp: {}", c.source, split_error));
+  use_local_gpu(all.local_rank());
+  if (all.rank() != 0) spdlog::set_level(spdlog::level::warn);
+  return ProcessGrid(all, tp, select_device(c.runtime.device));
+}
+
+// Flat float32 host values as a [1, n] tensor.
+Tensor host_tensor(std::vector<float>& values) {
+  const auto n = static_cast<int64_t>(values.size());
+  return Tensor{values.data(), 1, n, n, DType::f32, Device::cpu};
 }
 
 }  // namespace
 
 Trainer::Trainer(const ExperimentConfig& config)
     : config_(config),
-      comm_(data_parallel_world(config)),
-      memory_plan_(plan_training_memory(config)),
+      grid_(make_grid(config)),
+      dp_(*grid_.dp),
+      memory_plan_(plan_training_memory(config, grid_)),
       model_(config.model, select_device(config.runtime.device),
-             activation_type(config.runtime, select_device(config.runtime.device))),
+             activation_type(config.runtime, select_device(config.runtime.device)), grid_.tp.get()),
       passes_(objective_passes(config)),
-      metrics_(comm_.rank() == 0 ? config.metrics.listen : "") {
+      metrics_(grid_.world.rank() == 0 ? config.metrics.listen : "") {
   const int64_t n = model_.table().total_elements();
-  // ZeRO-1: rank r owns parameters [shard_[r], shard_[r+1]) and keeps AdamW state for those only.
-  const int64_t ranks = comm_.size(), per_rank = (n + ranks - 1) / ranks;
+  // ZeRO-1: data-parallel rank r owns parameters [shard_[r], shard_[r+1]) of this tensor-parallel rank's
+  // slices and keeps AdamW state for those only.
+  const int64_t ranks = dp_.size(), per_rank = (n + ranks - 1) / ranks;
   for (int64_t r = 0; r <= ranks; ++r) shard_.push_back(std::min(n, r * per_rank));
   const int64_t own = owned_end() - owned_begin();
   moments_.reserve("adam/m", 1, own, DType::f32);
@@ -138,12 +152,12 @@ Trainer::Trainer(const ExperimentConfig& config)
   options.global_batch = config_.train.global_batch;
   options.micro_batch = config_.train.micro_batch;
   options.random = d.order == "random";
-  options.rank = comm_.rank();
-  options.ranks = comm_.size();
+  options.rank = dp_.rank();
+  options.ranks = dp_.size();
   options.seed = d.seed;
   loader_ = std::make_unique<BatchLoader>(train_data_, options, state_.step);
 
-  if (!config_.train.metrics_jsonl.empty() && comm_.rank() == 0) {
+  if (!config_.train.metrics_jsonl.empty() && grid_.world.rank() == 0) {
     const std::filesystem::path path(config_.train.metrics_jsonl);
     if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
     jsonl_.open(path, std::ios::app);
@@ -157,18 +171,28 @@ Trainer::~Trainer() = default;
 
 void Trainer::request_stop() { g_stop_requested.store(true); }
 
+// This rank's slices of full-model flat values (checkpoints always hold the full tensors).
+std::vector<float> Trainer::local_values(const std::vector<float>& full) const {
+  const ParameterTable& table = model_.table();
+  if (table.tp_size() == 1) return full;
+  std::vector<float> local(table.total_elements());
+  take_from_full(table, full.data(), local.data());
+  return local;
+}
+
 void Trainer::start_from_checkpoint_or_init() {
   state_.config_yaml = experiment_config_to_yaml(config_);
   state_.seed = config_.train.seed;
-  const int64_t n = model_.table().total_elements();
+  const int64_t n = ParameterTable(config_.model).total_elements();
   if (config_.checkpoint.resume == "auto") {
-    std::vector<float> params(n), m(n), v(n);
+    const CheckpointSink take = [&](int group, const std::vector<float>& full) {
+      const std::vector<float> local = local_values(full);
+      if (group == 0) return model_.set_parameters(local);
+      from_host_floats(moments_.get(group - 1), {local.begin() + owned_begin(), local.begin() + owned_end()});
+    };
     for (const std::string& path : list_checkpoints(config_.checkpoint.dir)) {
       try {
-        TrainingState loaded = load_training_checkpoint(path, config_.model, params.data(), m.data(), v.data());
-        model_.set_parameters(params);
-        from_host_floats(moments_.get(0), std::vector<float>(m.begin() + owned_begin(), m.begin() + owned_end()));
-        from_host_floats(moments_.get(1), std::vector<float>(v.begin() + owned_begin(), v.begin() + owned_end()));
+        TrainingState loaded = load_training_checkpoint(path, config_.model, take);
         loaded.config_yaml = state_.config_yaml;
         state_ = std::move(loaded);
         spdlog::info("resuming from {} at step {} ({} tokens seen)", path, state_.step, state_.tokens);
@@ -188,38 +212,58 @@ void Trainer::start_from_checkpoint_or_init() {
                               config_.train.init_from, model_config_to_yaml(stored)));
     std::vector<float> params(n);
     load_model_parameters(config_.train.init_from, config_.model, params.data());
-    model_.set_parameters(params);
+    model_.set_parameters(local_values(params));
     spdlog::info("starting from the model of {}", config_.train.init_from);
   } else {
     model_.init_parameters(config_.train.seed);
   }
 }
 
+int64_t Trainer::bucket_elements() const {
+  return std::max<int64_t>(1, static_cast<int64_t>(config_.parallel.bucket_mb * (1 << 20) / sizeof(float)));
+}
+
+// Σ g² over the whole model from the gradients this rank owns (after the data-parallel reduction): the owned
+// range of its tensor-parallel slices, replicated tensors counted on tensor-parallel rank 0 only.
+double Trainer::global_sum_of_squares() {
+  const Tensor grads = model_.gradients();
+  const int64_t begin = owned_begin(), end = owned_end();
+  Communicator& tp = *grid_.tp;
+  double sum = 0;
+  if (tp.size() == 1) {
+    sum = sum_of_squares(grads.cols_slice(begin, end - begin));
+  } else {
+    for (const ParameterInfo& p : model_.table().entries()) {
+      const int64_t b = std::max(begin, p.offset), e = std::min(end, p.offset + p.numel());
+      if (b < e && (!p.replicated() || tp.rank() == 0)) sum += sum_of_squares(grads.cols_slice(b, e - b));
+    }
+  }
+  if (sharded()) dp_.allreduce_sum(std::span<double>(&sum, 1));
+  tp.allreduce_sum(std::span<double>(&sum, 1));
+  return sum;
+}
+
 double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
   const OptimConfig& o = config_.optim;
   model_.zero_gradients();
   double loss = 0;
-  // Each rank adds 1/(micro-batches · ranks) of its micro-batch means; the sum over ranks is the batch mean.
-  const double weight = 1.0 / static_cast<double>(batch.micro_batches * comm_.size());
+  // Each data-parallel rank adds 1/(micro-batches · ranks) of its micro-batch means; the sum over ranks is
+  // the batch mean. The gradients are summed over the ranks in buckets during the last backward pass: all of
+  // them, or with ZeRO-1 only the owned range on each rank.
+  const double weight = 1.0 / static_cast<double>(batch.micro_batches * dp_.size());
+  GradientReducer reducer(dp_, model_.gradients(), sharded() ? shard_ : std::vector<int64_t>{}, bucket_elements());
+  const GradientsReady ready = [&](int64_t offset) { reducer.ready(offset); };
   for (int64_t i = 0; i < batch.micro_batches; ++i) {
+    const bool last = i + 1 == batch.micro_batches;
     const LossSum l = model_.forward_backward(batch.micro_inputs(i), batch.micro_targets(i), batch.micro_batch,
-                                              batch.seq_len, pass.pattern, weight);
+                                              batch.seq_len, pass.pattern, weight, last ? ready : GradientsReady{});
     loss += l.mean() * weight;
   }
-  comm_.allreduce_sum(std::span<double>(&loss, 1));
-  // Sum the gradients over ranks: all of them, or with ZeRO-1 only the owned range on each rank.
+  reducer.finish();
+  dp_.allreduce_sum(std::span<double>(&loss, 1));
   const int64_t begin = owned_begin(), count = owned_end() - owned_begin();
   const Tensor grads = model_.gradients().cols_slice(begin, count);
-  double sum_sq = 0;
-  if (sharded()) {
-    comm_.reduce_scatter_sum(model_.gradients(), shard_);
-    sum_sq = sum_of_squares(grads);
-    comm_.allreduce_sum(std::span<double>(&sum_sq, 1));
-  } else {
-    comm_.allreduce_sum(model_.gradients());
-    sum_sq = sum_of_squares(grads);
-  }
-  const double norm = std::sqrt(sum_sq);
+  const double norm = std::sqrt(global_sum_of_squares());
   const bool finite = std::isfinite(loss) && std::isfinite(norm);
   if (finite) {
     nonfinite_in_a_row_ = 0;
@@ -236,7 +280,7 @@ double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
     adamw_update(model_.parameters().cols_slice(begin, count), grads, moments_.get(0), moments_.get(1), s,
                  sharded() || copy.empty() ? Tensor{} : copy);
     if (sharded()) {
-      comm_.allgather(model_.parameters(), shard_);
+      dp_.allgather(model_.parameters(), shard_);
       model_.refresh_low_precision_parameters();
     }
   } else {
@@ -280,32 +324,50 @@ void Trainer::step() {
   metrics_.record_step(state_.step, batch_tokens, seconds, batch_tokens / seconds, mfu, waited);
 }
 
-std::vector<float> Trainer::full_moment(int which) {
+std::vector<float> Trainer::local_moment(int which) {
   std::vector<float> shard = to_host_floats(moments_.get(which));
   if (!sharded()) return shard;
-  std::vector<float> full(model_.table().total_elements());
-  std::copy(shard.begin(), shard.end(), full.begin() + owned_begin());
-  comm_.allgather(Tensor{full.data(), 1, static_cast<int64_t>(full.size()), static_cast<int64_t>(full.size()),
-                         DType::f32, Device::cpu},
-                  shard_);
+  std::vector<float> local(model_.table().total_elements());
+  std::copy(shard.begin(), shard.end(), local.begin() + owned_begin());
+  dp_.allgather(host_tensor(local), shard_);
+  return local;
+}
+
+std::vector<float> Trainer::full_values(const std::vector<float>& local) {
+  const ParameterTable& table = model_.table();
+  if (table.tp_size() == 1) return local;
+  std::vector<float> full(ParameterTable(config_.model).total_elements(), 0.0f);
+  place_in_full(table, local.data(), full.data(), table.tp_rank() == 0);
+  grid_.tp->allreduce_sum(host_tensor(full));
   return full;
 }
 
 std::string Trainer::save_checkpoint() {
   const auto start = Clock::now();
-  const std::vector<float> m = full_moment(0), v = full_moment(1);  // collective: every rank takes part
   const std::string path = (std::filesystem::path(config_.checkpoint.dir) / checkpoint_file_name(state_.step)).string();
-  if (comm_.rank() != 0) {  // every rank holds the same state; rank 0 writes it
-    comm_.barrier();
+  // Collective: the data-parallel ranks gather the ZeRO-1 moments, then the first data-parallel group gathers
+  // the tensor-parallel slices into full tensors, which world rank 0 writes.
+  // One group at a time, so that a single full-model array is in memory.
+  const std::vector<float> local_m = local_moment(0), local_v = local_moment(1);
+  const CheckpointValues values = [&](int group) {
+    return full_values(group == 0 ? model_.get_parameters() : group == 1 ? local_m : local_v);
+  };
+  if (dp_.rank() != 0) {
+    grid_.world.barrier();
+    return path;
+  }
+  if (grid_.world.rank() != 0) {  // the other ranks of the first tensor-parallel group send their slices
+    for (int group = 0; group < 3; ++group) values(group);
+    grid_.world.barrier();
     return path;
   }
   std::filesystem::create_directories(config_.checkpoint.dir);
-  save_training_checkpoint(path, config_.model, model_.get_parameters().data(), m.data(), v.data(), state_);
+  save_training_checkpoint(path, config_.model, values, state_);
   prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
   const double seconds = seconds_since(start);
   metrics_.record_checkpoint(state_.step, seconds);
   spdlog::info("checkpoint {} ({:.2f} s)", path, seconds);
-  comm_.barrier();
+  grid_.world.barrier();
   return path;
 }
 
@@ -346,7 +408,7 @@ Trainer::Outcome Trainer::run() {
   const auto start = Clock::now();
   while (state_.step < t.steps) {
     double stop_signal = g_stop_requested.load() ? 1.0 : 0.0;  // a signal to any rank stops them all
-    comm_.allreduce_sum(std::span<double>(&stop_signal, 1));
+    grid_.world.allreduce_sum(std::span<double>(&stop_signal, 1));
     if (stop_signal > 0 || (t.stop_after > 0 && state_.step >= t.stop_after)) {
       spdlog::info("stopping at step {}{}; run the same command again to continue", state_.step,
                    stop_signal > 0 ? " (signal)" : " (train.stop_after)");

@@ -7,7 +7,11 @@
 // gradients and losses are summed over ranks before the update, and rank 0 alone logs, serves metrics and
 // writes checkpoints. With parallel.zero1 the gradients are reduce-scattered instead, each rank applies
 // AdamW to the range of parameters it owns (keeping moments for that range only), and the updated
-// parameters are all-gathered.
+// parameters are all-gathered. The gradient sums run in buckets that start during the backward pass.
+// With parallel.tp > 1 the ranks form a dp × tp grid (ProcessGrid): each tensor-parallel group runs one
+// model split Megatron-style over its ranks (Model with a tp group) on the same data, and the data-parallel
+// groups above work on each slice as described. Checkpoints always hold full tensors, so a run resumes in
+// any layout.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +26,7 @@
 #include "data/batch_loader.h"
 #include "model/model.h"
 #include "parallel/communicator.h"
+#include "parallel/process_grid.h"
 #include "trainer/metrics.h"
 
 namespace ratplus {
@@ -57,15 +62,22 @@ class Trainer {
  private:
   void start_from_checkpoint_or_init();
   double update(const Pass& pass, const Batch& batch, double lr);  // returns the pass's loss
-  bool sharded() const { return config_.parallel.zero1 && comm_.size() > 1; }
-  int64_t owned_begin() const { return sharded() ? shard_[comm_.rank()] : 0; }
-  int64_t owned_end() const { return sharded() ? shard_[comm_.rank() + 1] : shard_.back(); }
-  std::vector<float> full_moment(int which);  // AdamW m (0) or v (1) over all parameters (collective)
+  bool sharded() const { return config_.parallel.zero1 && dp_.size() > 1; }
+  int64_t owned_begin() const { return sharded() ? shard_[dp_.rank()] : 0; }
+  int64_t owned_end() const { return sharded() ? shard_[dp_.rank() + 1] : shard_.back(); }
+  int64_t bucket_elements() const;
+  double global_sum_of_squares();  // collective
+  // AdamW m (0) or v (1) over this rank's slices (collective over the data-parallel group).
+  std::vector<float> local_moment(int which);
+  // Full-model flat values from every tensor-parallel rank's slices (collective over the tp group), and back.
+  std::vector<float> full_values(const std::vector<float>& local);
+  std::vector<float> local_values(const std::vector<float>& full) const;
   void validate();
   void log_progress(double elapsed_seconds);
 
   ExperimentConfig config_;
-  Communicator& comm_;      // data-parallel ranks (one rank without an MPI launcher)
+  ProcessGrid grid_;        // all ranks, and this rank's data- and tensor-parallel groups
+  Communicator& dp_;        // the data-parallel group (one rank without an MPI launcher)
   MemoryPlan memory_plan_;  // checked against the device before the model is allocated
   Model model_;
   Arena moments_;  // AdamW m and v, f32, over the parameters this rank owns

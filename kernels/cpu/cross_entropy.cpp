@@ -1,9 +1,10 @@
-// CPU fused softmax cross-entropy: one pass for the max, one for the sum of exponentials, one to write the
-// gradient in place. Accumulates in double.
+// CPU softmax cross-entropy in two steps (see cross_entropy.h): the partials take one pass for the max and
+// one for the sum of exponentials, the finish one pass to write the gradient in place. Accumulates in double.
 #include "kernels/cross_entropy.h"
 
 #include <cmath>
 
+#include "core/buffer.h"
 #include "kernels/backend.h"
 #ifdef RATPLUS_HAVE_CUDA
 #include "kernels/cuda/cuda_ops.h"
@@ -11,10 +12,32 @@
 
 namespace ratplus {
 
-void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale) {
-  RATPLUS_ROUTE_CUDA(logits, cuda::cross_entropy(row_loss, logits, targets, grad_scale));
+void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin) {
+  RATPLUS_ROUTE_CUDA(logits, cuda::cross_entropy_partials(partials, logits, targets, vocab_begin));
   with_cpu_float(logits.dtype, __func__, [&]<class T>() {
     const int64_t vocab = logits.cols;
+    T* lse = partials.ptr<T>();
+    T* target_logit = partials.ptr<T>() + partials.ld;
+#pragma omp parallel for
+    for (int64_t r = 0; r < logits.rows; ++r) {
+      const T* z = logits.ptr<T>() + r * logits.ld;
+      double mx = z[0];
+      for (int64_t c = 1; c < vocab; ++c) mx = std::max(mx, static_cast<double>(z[c]));
+      double sum = 0;
+      for (int64_t c = 0; c < vocab; ++c) sum += std::exp(z[c] - mx);
+      lse[r] = static_cast<T>(std::log(sum) + mx);
+      const int64_t local = static_cast<int64_t>(targets[r]) - vocab_begin;
+      target_logit[r] = targets[r] >= 0 && local >= 0 && local < vocab ? z[local] : T(0);
+    }
+  });
+}
+
+void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets, int64_t vocab_begin,
+                          const Tensor& partials, double grad_scale) {
+  RATPLUS_ROUTE_CUDA(logits,
+                     cuda::cross_entropy_finish(row_loss, logits, targets, vocab_begin, partials, grad_scale));
+  with_cpu_float(logits.dtype, __func__, [&]<class T>() {
+    const int64_t vocab = logits.cols, slices = partials.rows / 2;
 #pragma omp parallel for
     for (int64_t r = 0; r < logits.rows; ++r) {
       T* z = logits.ptr<T>() + r * logits.ld;
@@ -25,18 +48,29 @@ void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, doubl
           for (int64_t c = 0; c < vocab; ++c) z[c] = T(0);
         continue;
       }
-      double mx = z[0];
-      for (int64_t c = 1; c < vocab; ++c) mx = std::max(mx, static_cast<double>(z[c]));
-      double sum = 0;
-      for (int64_t c = 0; c < vocab; ++c) sum += std::exp(z[c] - mx);
-      const double log_sum = std::log(sum) + mx;
-      row_loss.ptr<T>()[r] = static_cast<T>(log_sum - z[target]);
-      if (grad_scale != 0) {
-        for (int64_t c = 0; c < vocab; ++c) z[c] = static_cast<T>(grad_scale * std::exp(z[c] - log_sum));
-        z[target] -= static_cast<T>(grad_scale);
+      auto partial = [&](int64_t row) { return static_cast<double>(partials.ptr<T>()[row * partials.ld + r]); };
+      double mx = partial(0), target_logit = 0, sum = 0;
+      for (int64_t s = 1; s < slices; ++s) mx = std::max(mx, partial(2 * s));
+      for (int64_t s = 0; s < slices; ++s) {
+        sum += std::exp(partial(2 * s) - mx);
+        target_logit += partial(2 * s + 1);
       }
+      const double log_sum = std::log(sum) + mx;
+      row_loss.ptr<T>()[r] = static_cast<T>(log_sum - target_logit);
+      if (grad_scale == 0) continue;
+      for (int64_t c = 0; c < vocab; ++c) z[c] = static_cast<T>(grad_scale * std::exp(z[c] - log_sum));
+      const int64_t local = target - vocab_begin;
+      if (local >= 0 && local < vocab) z[local] -= static_cast<T>(grad_scale);
     }
   });
+}
+
+void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale) {
+  const DType stat = logits.dtype == DType::f64 ? DType::f64 : DType::f32;
+  Buffer scratch(2 * logits.rows * dtype_size(stat), logits.device);
+  const Tensor partials{scratch.data(), 2, logits.rows, logits.rows, stat, logits.device};
+  cross_entropy_partials(partials, logits, targets, 0);
+  cross_entropy_finish(row_loss, logits, targets, 0, partials, grad_scale);
 }
 
 }  // namespace ratplus

@@ -10,21 +10,27 @@
 
 namespace ratplus {
 
-void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table) {
-  RATPLUS_ROUTE_CUDA(out, cuda::embedding_forward(out, tokens, table));
-  const size_t row_bytes = out.cols * dtype_size(out.dtype);
+void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table, int64_t vocab_begin) {
+  RATPLUS_ROUTE_CUDA(out, cuda::embedding_forward(out, tokens, table, vocab_begin));
+  const size_t element = dtype_size(out.dtype), row_bytes = out.cols * element;
   for (int64_t r = 0; r < out.rows; ++r) {
-    check_internal(tokens[r] >= 0 && tokens[r] < table.rows, "embedding_forward: token out of range");
-    std::memcpy(static_cast<char*>(out.data) + r * out.ld * dtype_size(out.dtype),
-                static_cast<const char*>(table.data) + tokens[r] * table.ld * dtype_size(table.dtype), row_bytes);
+    char* dst = static_cast<char*>(out.data) + r * out.ld * element;
+    const int64_t row = tokens[r] - vocab_begin;
+    if (row >= 0 && row < table.rows) {
+      std::memcpy(dst, static_cast<const char*>(table.data) + row * table.ld * element, row_bytes);
+    } else {
+      std::memset(dst, 0, row_bytes);
+    }
   }
 }
 
-void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout) {
-  RATPLUS_ROUTE_CUDA(dout, cuda::embedding_backward(dtable, tokens, dout));
+void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout, int64_t vocab_begin) {
+  RATPLUS_ROUTE_CUDA(dout, cuda::embedding_backward(dtable, tokens, dout, vocab_begin));
   with_cpu_float(dout.dtype, __func__, [&]<class T>() {
     for (int64_t r = 0; r < dout.rows; ++r) {
-      T* dst = dtable.ptr<T>() + tokens[r] * dtable.ld;
+      const int64_t row = tokens[r] - vocab_begin;
+      if (row < 0 || row >= dtable.rows) continue;
+      T* dst = dtable.ptr<T>() + row * dtable.ld;
       const T* src = dout.ptr<T>() + r * dout.ld;
       for (int64_t c = 0; c < dout.cols; ++c) dst[c] += src[c];
     }

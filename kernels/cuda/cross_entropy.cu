@@ -1,6 +1,7 @@
-// Fused softmax cross-entropy on the GPU (f32 or bf16 logits, f32 math and losses): one block per row
-// makes three passes over the row's logits (max, sum of exponentials, gradient written in place), so a row
-// of V logits is read three times and written once for about 5·V FLOPs: memory-bound.
+// Softmax cross-entropy on the GPU in two steps (see cross_entropy.h; f32 or bf16 logits, f32 statistics
+// and losses), one block per row each: the partials pass reads a row's logits twice (max, then the sum of
+// exponentials), the finish pass reads them once more and writes the gradient in place: 3 reads and 1
+// write of V elements for about 5·V FLOPs per row, so both are memory-bound.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -11,39 +12,68 @@ namespace {
 constexpr int kThreads = 256;
 
 template <class A>
-__global__ void cross_entropy_kernel(float* row_loss, Mat<A> logits, int64_t vocab, const int32_t* targets,
-                                     float grad_scale) {
+__global__ void partials_kernel(Mat<float> partials, Mat<A> logits, int64_t vocab, const int32_t* targets,
+                                int64_t vocab_begin) {
   __shared__ float shared[32];
   const int64_t r = blockIdx.x;
-  const int32_t target = targets[blockIdx.x];
+  float mx = -INFINITY;
+  for (int64_t c = threadIdx.x; c < vocab; c += blockDim.x) mx = fmaxf(mx, logits(r, c));
+  mx = block_max(mx, shared);
+  float sum = 0;
+  for (int64_t c = threadIdx.x; c < vocab; c += blockDim.x) sum += __expf(logits(r, c) - mx);
+  sum = block_sum(sum, shared);
+  if (threadIdx.x != 0) return;
+  partials.set(0, r, logf(sum) + mx);
+  const int64_t local = static_cast<int64_t>(targets[r]) - vocab_begin;
+  partials.set(1, r, targets[r] >= 0 && local >= 0 && local < vocab ? logits(r, local) : 0.0f);
+}
+
+template <class A>
+__global__ void finish_kernel(float* row_loss, Mat<A> logits, int64_t vocab, const int32_t* targets,
+                              int64_t vocab_begin, Mat<float> partials, int slices, float grad_scale) {
+  const int64_t r = blockIdx.x;
+  const int32_t target = targets[r];
   if (target < 0) {
     if (threadIdx.x == 0) row_loss[r] = 0;
     if (grad_scale != 0)
       for (int64_t c = threadIdx.x; c < vocab; c += blockDim.x) logits.set(r, c, 0.0f);
     return;
   }
-  float mx = -INFINITY;
-  for (int64_t c = threadIdx.x; c < vocab; c += blockDim.x) mx = fmaxf(mx, logits(r, c));
-  mx = block_max(mx, shared);
-  float sum = 0;
-  for (int64_t c = threadIdx.x; c < vocab; c += blockDim.x) sum += __expf(logits(r, c) - mx);
-  const float log_sum = logf(block_sum(sum, shared)) + mx;
-  const float z_target = logits(r, target);
-  __syncthreads();  // every thread has read z[target] before it is overwritten
-  if (threadIdx.x == 0) row_loss[r] = log_sum - z_target;
+  float mx = partials(0, r), sum = 0, target_logit = 0;
+  for (int s = 1; s < slices; ++s) mx = fmaxf(mx, partials(2 * s, r));
+  for (int s = 0; s < slices; ++s) {
+    sum += __expf(partials(2 * s, r) - mx);
+    target_logit += partials(2 * s + 1, r);
+  }
+  const float log_sum = logf(sum) + mx;
+  if (threadIdx.x == 0) row_loss[r] = log_sum - target_logit;
   if (grad_scale == 0) return;
+  const int64_t local = target - vocab_begin;
   for (int64_t c = threadIdx.x; c < vocab; c += blockDim.x)
-    logits.set(r, c, grad_scale * (__expf(logits(r, c) - log_sum) - (c == target ? 1.0f : 0.0f)));
+    logits.set(r, c, grad_scale * (__expf(logits(r, c) - log_sum) - (c == local ? 1.0f : 0.0f)));
 }
 
 }  // namespace
 
-void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale) {
-  require_f32(row_loss, __func__);
+void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin) {
+  require_f32(partials, __func__);
   if (logits.rows == 0) return;
   with_activation_type(logits.dtype, __func__, [&]<class A>() {
-    cross_entropy_kernel<A><<<static_cast<unsigned>(logits.rows), kThreads>>>(
-        row_loss.ptr<float>(), mat<A>(logits), logits.cols, targets, static_cast<float>(grad_scale));
+    partials_kernel<A><<<static_cast<unsigned>(logits.rows), kThreads>>>(mat<float>(partials), mat<A>(logits),
+                                                                           logits.cols, targets, vocab_begin);
+  });
+  check_launch(__func__);
+}
+
+void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets, int64_t vocab_begin,
+                          const Tensor& partials, double grad_scale) {
+  require_f32(row_loss, __func__);
+  require_f32(partials, __func__);
+  if (logits.rows == 0) return;
+  with_activation_type(logits.dtype, __func__, [&]<class A>() {
+    finish_kernel<A><<<static_cast<unsigned>(logits.rows), kThreads>>>(
+        row_loss.ptr<float>(), mat<A>(logits), logits.cols, targets, vocab_begin, mat<float>(partials),
+        static_cast<int>(partials.rows / 2), static_cast<float>(grad_scale));
   });
   check_launch(__func__);
 }

@@ -19,8 +19,8 @@ void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, 
 void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& rstd,
                       bool accumulate_dx);
 
-void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table);
-void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout);
+void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table, int64_t vocab_begin);
+void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout, int64_t vocab_begin);
 
 void sigmoid_gate_forward(Tensor y, const Tensor& x, const Tensor& gate);
 void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, const Tensor& gate);
@@ -42,7 +42,9 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
                         const Tensor& v, const Tensor& out, const Tensor& lse, int64_t batch,
                         std::span<const KeySet> head_keys);
 
-void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale);
+void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin);
+void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets, int64_t vocab_begin,
+                          const Tensor& partials, double grad_scale);
 
 void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& step, Tensor params_copy);
 double sum_of_squares(const Tensor& x);

@@ -73,17 +73,21 @@ void add(Tensor y, const Tensor& x) {
 }
 
 template <class A>
-void gather(Tensor out, const int32_t* tokens, const Tensor& table) {
-  launch(out, "embedding_forward", [O = mat<A>(out), T = mat<A>(table), tokens] __device__(int64_t r, int64_t c) {
-    O.set(r, c, T(tokens[r], c));
-  });
+void gather(Tensor out, const int32_t* tokens, const Tensor& table, int64_t vocab_begin) {
+  launch(out, "embedding_forward",
+         [O = mat<A>(out), T = mat<A>(table), tokens, vocab_begin, n = table.rows] __device__(int64_t r, int64_t c) {
+           const int64_t row = tokens[r] - vocab_begin;
+           O.set(r, c, row >= 0 && row < n ? T(row, c) : 0.0f);
+         });
 }
 
 template <class A>
-void scatter_add(Tensor dtable, const int32_t* tokens, const Tensor& dout) {
+void scatter_add(Tensor dtable, const int32_t* tokens, const Tensor& dout, int64_t vocab_begin) {
   launch(dout, "embedding_backward",
-         [DT = mat<float>(dtable), D = mat<A>(dout), tokens] __device__(int64_t r, int64_t c) {
-           atomicAdd(DT.row(tokens[r]) + c, D(r, c));
+         [DT = mat<float>(dtable), D = mat<A>(dout), tokens, vocab_begin, n = dtable.rows] __device__(int64_t r,
+                                                                                                      int64_t c) {
+           const int64_t row = tokens[r] - vocab_begin;
+           if (row >= 0 && row < n) atomicAdd(DT.row(row) + c, D(r, c));
          });
 }
 
@@ -115,13 +119,13 @@ void add_inplace(Tensor y, const Tensor& x) {
   with_activation_type(y.dtype, __func__, [&]<class A>() { add<A>(y, x); });
 }
 
-void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table) {
-  with_activation_type(out.dtype, __func__, [&]<class A>() { gather<A>(out, tokens, table); });
+void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table, int64_t vocab_begin) {
+  with_activation_type(out.dtype, __func__, [&]<class A>() { gather<A>(out, tokens, table, vocab_begin); });
 }
 
-void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout) {
+void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout, int64_t vocab_begin) {
   require_f32(dtable, __func__);
-  with_activation_type(dout.dtype, __func__, [&]<class A>() { scatter_add<A>(dtable, tokens, dout); });
+  with_activation_type(dout.dtype, __func__, [&]<class A>() { scatter_add<A>(dtable, tokens, dout, vocab_begin); });
 }
 
 void convert(Tensor dst, const Tensor& src) {

@@ -33,6 +33,14 @@ struct TrainingBuffers {
         v(random_values(config, seed + 200)) {
     for (float& x : v) x = x * x;
   }
+  // The checkpoint's view of the three groups (0 = parameters, 1 = m, 2 = v).
+  std::vector<float>& group(int g) { return g == 0 ? params : g == 1 ? m : v; }
+  CheckpointValues values() {
+    return [this](int g) { return group(g); };
+  }
+  CheckpointSink sink() {
+    return [this](int g, const std::vector<float>& values) { group(g) = values; };
+  }
   static TrainingBuffers empty_like(const TrainingBuffers& other) {
     TrainingBuffers buffers = other;
     for (auto* values : {&buffers.params, &buffers.m, &buffers.v}) std::fill(values->begin(), values->end(), -7.0f);
@@ -66,7 +74,7 @@ class TrainingCheckpointTest : public ::testing::Test {
  protected:
   TrainingBuffers save(const std::string& path, const ModelConfig& config, const TrainingState& state) {
     TrainingBuffers saved(config);
-    save_training_checkpoint(path, config, saved.params.data(), saved.m.data(), saved.v.data(), state);
+    save_training_checkpoint(path, config, saved.values(), state);
     return saved;
   }
 
@@ -74,7 +82,7 @@ class TrainingCheckpointTest : public ::testing::Test {
                          const std::vector<std::string>& fragments) {
     TrainingBuffers loaded(config);
     expect_input_error(
-        [&] { load_training_checkpoint(path, config, loaded.params.data(), loaded.m.data(), loaded.v.data()); },
+        [&] { load_training_checkpoint(path, config, loaded.sink()); },
         fragments);
   }
 
@@ -90,12 +98,12 @@ TEST_F(TrainingCheckpointTest, RoundTripIsBitwiseExact) {
   saved.m[2] = std::numeric_limits<float>::infinity();
   saved.m[3] = std::numeric_limits<float>::max();
   const TrainingState state = sample_state();
-  save_training_checkpoint(path, config, saved.params.data(), saved.m.data(), saved.v.data(), state);
+  save_training_checkpoint(path, config, saved.values(), state);
   EXPECT_EQ(dir_.entries(), std::vector<std::string>{"step_00000100.h5"});  // no temporary left behind
 
   TrainingBuffers loaded = TrainingBuffers::empty_like(saved);
   const TrainingState read =
-      load_training_checkpoint(path, config, loaded.params.data(), loaded.m.data(), loaded.v.data());
+      load_training_checkpoint(path, config, loaded.sink());
   EXPECT_TRUE(same_bits(saved.params, loaded.params));
   EXPECT_TRUE(same_bits(saved.m, loaded.m));
   EXPECT_TRUE(same_bits(saved.v, loaded.v));
@@ -140,7 +148,7 @@ TEST_F(TrainingCheckpointTest, EmptyStateRoundTrips) {
   const TrainingBuffers saved = save(path, config, TrainingState{});
   TrainingBuffers loaded = TrainingBuffers::empty_like(saved);
   const TrainingState read =
-      load_training_checkpoint(path, config, loaded.params.data(), loaded.m.data(), loaded.v.data());
+      load_training_checkpoint(path, config, loaded.sink());
   expect_same_state(read, TrainingState{});
   EXPECT_TRUE(same_bits(saved.v, loaded.v));
 }
@@ -202,7 +210,7 @@ TEST_F(TrainingCheckpointTest, WrongModelConfigIsRejected) {
   ModelConfig other_init = config;  // init_std does not shape a trained model
   other_init.init_std = 0.5;
   TrainingBuffers loaded(config);
-  EXPECT_NO_THROW(load_training_checkpoint(path, other_init, loaded.params.data(), loaded.m.data(), loaded.v.data()));
+  EXPECT_NO_THROW(load_training_checkpoint(path, other_init, loaded.sink()));
 }
 
 TEST_F(TrainingCheckpointTest, UnsupportedFormatVersionIsRejected) {
