@@ -4,7 +4,9 @@
 // JSONL log and the metrics endpoint are off. After `warmup` untimed steps, each of `steps` calls of
 // Trainer::step() (every pass of the objective on one batch) is timed with the host clock between GPU
 // synchronisations. Reported: parameters, tokens per step, median and fastest step, tokens per second,
-// model FLOP/s and (on the GPU) MFU as SPEC §8 defines them, and the memory the run held.
+// model FLOP/s and (on the GPU) MFU as SPEC §8 defines them, and the memory the run held. Under mpirun every
+// rank runs the benchmark (data and tensor parallel as configured); MFU is per GPU (model FLOP/s over the
+// peak of all ranks' GPUs), memory is rank 0's, and rank 0 alone prints and writes the JSON.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
@@ -33,6 +35,7 @@
 #include "core/rng.h"
 #include "data/synthetic.h"
 #include "model/flops.h"
+#include "parallel/communicator.h"
 #include "trainer/trainer.h"
 
 namespace ratplus::cli {
@@ -134,6 +137,7 @@ struct TrainBenchResult {
   DType activations = DType::f32;
   std::vector<std::string> passes;
   int64_t parameters = 0;
+  int ranks = 1;
   int64_t warmup = 0;
   double train_flops_per_token = 0;  // SPEC §8: 3 × forward, summed over the passes of a step
   std::vector<double> step_seconds;
@@ -145,7 +149,7 @@ struct TrainBenchResult {
   double min_seconds() const { return *std::min_element(step_seconds.begin(), step_seconds.end()); }
   double tokens_per_second() const { return static_cast<double>(tokens_per_step()) / median_seconds(); }
   double flops_per_second() const { return train_flops_per_token * tokens_per_second(); }
-  double mfu() const { return flops_per_second() / kHopperPeakFlops; }
+  double mfu() const { return flops_per_second() / (kHopperPeakFlops * ranks); }
 };
 
 TrainBenchResult run_train_benchmark(const TrainBenchOptions& o) {
@@ -156,7 +160,8 @@ TrainBenchResult run_train_benchmark(const TrainBenchOptions& o) {
   Trainer trainer(r.config);
   r.device = trainer.model().device();
   r.activations = trainer.model().dtype();
-  r.parameters = trainer.model().table().total_elements();
+  r.parameters = r.config.model.parameter_count();
+  r.ranks = world().size();
   for (const Pass& p : trainer.passes()) {
     r.passes.push_back(p.name);
     r.train_flops_per_token += 3 * forward_flops_per_token(r.config.model, p.pattern, r.config.data.seq_len);
@@ -179,6 +184,9 @@ nlohmann::json to_json(const TrainBenchResult& r, const TrainBenchOptions& o) {
                       {"objective", c.train.objective},
                       {"passes", r.passes},
                       {"parameters", r.parameters},
+                      {"ranks", r.ranks},
+                      {"tensor_parallel", c.parallel.tp},
+                      {"zero1", c.parallel.zero1},
                       {"global_batch", c.train.global_batch},
                       {"micro_batch", c.train.micro_batch},
                       {"seq_len", c.data.seq_len},
@@ -220,6 +228,9 @@ void print_result(const TrainBenchResult& r, const TrainBenchOptions& o) {
   fmt::print("config            {} ({} objective: {} per step; {}, {} activations)\n", o.config,
              c.train.objective, join(r.passes, " + "), device_name(r.device), dtype_name(r.activations));
   fmt::print("parameters        {}\n", r.parameters);
+  if (r.ranks > 1)
+    fmt::print("ranks             {} (tensor parallel {}, data parallel {}{})\n", r.ranks, c.parallel.tp,
+               r.ranks / c.parallel.tp, c.parallel.zero1 ? ", ZeRO-1" : "");
   fmt::print("tokens per step   {} ({} sequences x {} tokens, micro-batch {})\n", r.tokens_per_step(),
              c.train.global_batch, c.data.seq_len, c.train.micro_batch);
   fmt::print("step time         median {:.4f} s, min {:.4f} s ({} timed steps after {} warm-up)\n",
@@ -228,7 +239,7 @@ void print_result(const TrainBenchResult& r, const TrainBenchOptions& o) {
   fmt::print("model FLOP/s      {} ({} per token through every pass, SPEC §8)\n", si(r.flops_per_second(), "FLOP/s"),
              si(r.train_flops_per_token, "FLOP"));
   if (r.on_gpu())
-    fmt::print("MFU               {:.2f}% of {:.0f} TFLOP/s ({})\n", 100 * r.mfu(), kHopperPeakFlops / 1e12,
+    fmt::print("MFU               {:.2f}% of {:.0f} TFLOP/s ({}) per GPU\n", 100 * r.mfu(), kHopperPeakFlops / 1e12,
                kPeakName);
   fmt::print("memory            {:.3f} GiB: {}\n", static_cast<double>(r.memory.bytes) / (1 << 30), r.memory.measure);
 }
@@ -251,6 +262,7 @@ Action add_bench_command(CLI::App& app) {
   train->add_option("--json", o->json, "also write the results to this file as one JSON object");
   return [o] {
     const TrainBenchResult result = run_train_benchmark(*o);
+    if (world().rank() != 0) return;
     print_result(result, *o);
     if (!o->json.empty()) write_text_file_atomically(o->json, to_json(result, *o).dump(2) + "\n");
   };

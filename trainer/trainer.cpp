@@ -320,7 +320,9 @@ void Trainer::step() {
   const double seconds = seconds_since(start);
   window_seconds_ += seconds;
   window_tokens_ += batch_tokens;
-  const double mfu = model_.device() == Device::cuda ? flops_per_token_ * batch_tokens / seconds / kHopperPeakFlops : -1;
+  const double mfu = model_.device() == Device::cuda
+                         ? flops_per_token_ * batch_tokens / seconds / (kHopperPeakFlops * grid_.world.size())
+                         : -1;
   metrics_.record_step(state_.step, batch_tokens, seconds, batch_tokens / seconds, mfu, waited);
 }
 
