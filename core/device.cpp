@@ -4,6 +4,7 @@
 #include "core/error.h"
 
 #include <fstream>
+#include <unistd.h>
 #include <stdexcept>
 
 #ifdef RATPLUS_HAVE_CUDA
@@ -36,6 +37,21 @@ void use_local_gpu(int local_rank) {
     throw std::runtime_error("cudaSetDevice failed for local rank " + std::to_string(local_rank));
 #else
   (void)local_rank;
+#endif
+}
+
+std::string current_gpu_identity() {
+#ifdef RATPLUS_HAVE_CUDA
+  int device = 0;
+  char bus[64] = {};
+  char host[256] = {};
+  if (cuda_device_count() == 0 || cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetPCIBusId(bus, sizeof bus, device) != cudaSuccess)
+    return "";
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + "/" + bus;
+#else
+  return "";
 #endif
 }
 

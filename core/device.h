@@ -18,6 +18,9 @@ Device select_device(const std::string& choice);
 // Makes GPU (local_rank mod the number of GPUs) this process's device; nothing without a GPU.
 void use_local_gpu(int local_rank);
 
+// The current GPU as "host/PCI bus id" (unique over the machines of a run); "" without a GPU.
+std::string current_gpu_identity();
+
 // Bytes that can still be allocated on the device: free GPU memory, or MemAvailable of /proc/meminfo.
 size_t available_memory(Device device);
 

@@ -7,11 +7,13 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/device.h"
 
 namespace ratplus {
 
@@ -61,7 +63,11 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm group;
     check_mpi(MPI_Comm_split(comm_, color, key, &group), "MPI_Comm_split");
 #ifdef RATPLUS_HAVE_NCCL
-    if (device == Device::cuda) return make_nccl_communicator(group, local_rank_);
+    // NCCL wants one rank per GPU; a group with ranks sharing a GPU (more ranks than GPUs) stays on MPI.
+    if (device == Device::cuda) {
+      if (gpus_distinct(group)) return make_nccl_communicator(group, local_rank_);
+      if (rank_ == 0) spdlog::warn("ranks share GPUs: their collectives go through MPI and host memory, not NCCL");
+    }
 #else
     (void)device;
 #endif
@@ -112,6 +118,21 @@ class MpiCommunicator final : public Communicator {
   void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
 
  private:
+  // Whether every rank of `group` uses a different GPU (collective over the group).
+  static bool gpus_distinct(MPI_Comm group) {
+    constexpr int kLength = 320;
+    std::string mine = current_gpu_identity();
+    mine.resize(kLength, '\0');
+    int size = 0;
+    MPI_Comm_size(group, &size);
+    std::vector<char> all(static_cast<size_t>(size) * kLength);
+    check_mpi(MPI_Allgather(mine.data(), kLength, MPI_CHAR, all.data(), kLength, MPI_CHAR, group), "MPI_Allgather");
+    std::vector<std::string> ids;
+    for (int r = 0; r < size; ++r) ids.emplace_back(all.data() + static_cast<size_t>(r) * kLength, kLength);
+    std::sort(ids.begin(), ids.end());
+    return std::adjacent_find(ids.begin(), ids.end()) == ids.end();
+  }
+
   std::vector<int> range_counts(std::span<const int64_t> offsets) const {
     check_internal(static_cast<int>(offsets.size()) == size_ + 1, "sharded collective: one range per rank");
     std::vector<int> counts(size_);

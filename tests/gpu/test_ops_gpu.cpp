@@ -135,6 +135,47 @@ TEST(GpuOps, CrossEntropyWithIgnoredRows) {
   logits.expect_matches(1e-6, "dlogits");
 }
 
+// The vocabulary-parallel steps on a slice of an odd vocabulary: partials of two slices, then the finish
+// with both, the second slice a strided column view.
+TEST(GpuOps, CrossEntropyOverVocabularySlices) {
+  RATPLUS_REQUIRE_GPU();
+  const int64_t rows = 33, vocab = 16001, cut = 7919;
+  Pair logits(rows, vocab, 28, 3), loss(1, rows, 29), partials(4, rows, 30);
+  std::vector<int32_t> targets(rows);
+  for (int64_t i = 0; i < rows; ++i) targets[i] = i % 5 == 1 ? -1 : static_cast<int32_t>(splitmix64(i + 7) % vocab);
+  Buffer device_targets(rows * 4, Device::cuda);
+  copy_tensor(Tensor{device_targets.data(), 1, rows, rows, DType::i32, Device::cuda},
+              Tensor{targets.data(), 1, rows, rows, DType::i32, Device::cpu});
+  const int64_t begin[2] = {0, cut}, width[2] = {cut, vocab - cut};
+  for (bool gpu : {false, true}) {
+    Tensor z = gpu ? logits.d : logits.h, p = gpu ? partials.d : partials.h, l = gpu ? loss.d : loss.h;
+    const int32_t* t = gpu ? static_cast<int32_t*>(device_targets.data()) : targets.data();
+    for (int s = 0; s < 2; ++s)
+      cross_entropy_partials(p.rows_slice(2 * s, 2), z.cols_slice(begin[s], width[s]), t, begin[s]);
+    for (int s = 0; s < 2; ++s) cross_entropy_finish(l, z.cols_slice(begin[s], width[s]), t, begin[s], p, 0.25);
+  }
+  partials.expect_matches(1e-4, "partials");
+  loss.expect_matches(1e-5, "loss");
+  logits.expect_matches(1e-6, "dlogits");
+}
+
+TEST(GpuOps, EmbeddingOfAVocabularySlice) {
+  RATPLUS_REQUIRE_GPU();
+  const int64_t rows = 41, vocab = 301, width = 77, first = 100;
+  Pair table(width, 65, 31), out(rows, 65, 32), dtable(width, 65, 33), dout(rows, 65, 34);
+  std::vector<int32_t> tokens(rows);
+  for (int64_t i = 0; i < rows; ++i) tokens[i] = static_cast<int32_t>(splitmix64(i + 3) % vocab);
+  Buffer device_tokens(rows * 4, Device::cuda);
+  copy_tensor(Tensor{device_tokens.data(), 1, rows, rows, DType::i32, Device::cuda},
+              Tensor{tokens.data(), 1, rows, rows, DType::i32, Device::cpu});
+  embedding_forward(out.h, tokens.data(), table.h, first);
+  embedding_forward(out.d, static_cast<int32_t*>(device_tokens.data()), table.d, first);
+  out.expect_matches(0, "embedding slice");
+  embedding_backward(dtable.h, tokens.data(), dout.h, first);
+  embedding_backward(dtable.d, static_cast<int32_t*>(device_tokens.data()), dout.d, first);
+  dtable.expect_matches(1e-5, "embedding slice gradient");
+}
+
 TEST(GpuOps, AdamWAndSumOfSquares) {
   RATPLUS_REQUIRE_GPU();
   const int64_t n = 100003;

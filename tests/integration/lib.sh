@@ -18,6 +18,20 @@ start_test() {
     cd "$WORK" || exit 1
 }
 
+# use_test_device GPUS: sets DEVICE to the device the runs use, RATPLUS_TEST_DEVICE (default cpu); with cuda,
+# exits 77 (ctest: skipped) unless the machine has at least GPUS GPUs.
+use_test_device() {
+    DEVICE=${RATPLUS_TEST_DEVICE:-cpu}
+    if [[ $DEVICE == cuda ]]; then
+        local gpus
+        gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+        if (( gpus < $1 )); then
+            echo "SKIP: needs $1 GPUs, this machine has $gpus"
+            exit 77
+        fi
+    fi
+}
+
 passed=0
 failed=0
 

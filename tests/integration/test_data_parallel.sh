@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # Data parallelism over MPI ranks (SPEC §9): two ranks with half the micro-batch each give the same
 # per-update losses and the same final parameters as one process, to f32 rounding, with and without
-# ZeRO-1 optimizer sharding; one file with full tensors is written; a run saved by two ranks resumes on one. Needs mpiexec (Open MPI); as root it needs
-# OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 (launch/test.sh sets them).
+# ZeRO-1 optimizer sharding; one file with full tensors is written; a run saved by two ranks resumes on one.
+# Needs mpiexec (Open MPI); as root it needs OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# (launch/test.sh sets them). RATPLUS_TEST_DEVICE=cuda runs it on two GPUs (NCCL).
 # Usage: bash test_data_parallel.sh /path/to/ratplus
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 start_test "$@"
+use_test_device 2
 config=$REPO/configs/tiny.yaml
-mpi=(mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
+mpi=(mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x NCCL_NVLS_ENABLE=0)
 
 "$BIN" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
 # No end-of-document token: every micro-batch then has the same number of labels, so a mean of
 # micro-batch means is the same whatever the cut.
 args=(data.train=train.bin data.val=train.bin data.eos_id=-1 train.steps=12 train.val_every=0 train.log_every=1000
-  train.global_batch=8 data.order=random checkpoint.every=6)
+  train.global_batch=8 data.order=random checkpoint.every=6 runtime.device="$DEVICE")
 OMP_NUM_THREADS=1 "$BIN" train --config "$config" "${args[@]}" train.micro_batch=4 checkpoint.dir=one \
   train.metrics_jsonl=one.jsonl 2>one.log
 check "one process trains" '[[ -f one/step_00000012.h5 ]]'

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # A rank killed in the middle of a data-parallel run ends the whole job, with a non-zero exit and a message,
 # within a bounded time (no rank is left waiting in a collective), and the job started again resumes from
-# the last checkpoint.
+# the last checkpoint. RATPLUS_TEST_DEVICE=cuda runs it on two GPUs (NCCL).
 # Usage: bash test_killed_rank.sh /path/to/ratplus
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
 start_test "$@"
+use_test_device 2
 config=$REPO/configs/tiny.yaml
-mpi=(mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
+mpi=(mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x NCCL_NVLS_ENABLE=0)
 
 "$BIN" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
 args=(data.train=train.bin data.val=train.bin train.steps=100000 train.val_every=0 train.log_every=100000
-  train.global_batch=8 train.micro_batch=2 checkpoint.every=5 checkpoint.dir="$WORK/ckpt" train.metrics_jsonl=log.jsonl)
+  train.global_batch=8 train.micro_batch=2 checkpoint.every=5 checkpoint.dir="$WORK/ckpt" train.metrics_jsonl=log.jsonl
+  runtime.device="$DEVICE")
 # This job's processes, and no other test's: its checkpoint directory is unique to this run.
 mine="checkpoint.dir=$WORK/ckpt"
 "${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" >job.out 2>job.err &

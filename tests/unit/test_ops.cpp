@@ -120,6 +120,25 @@ TEST_P(OpTest, CrossEntropyAndItsGradient) {
   }
 }
 
+// Splitting the vocabulary into column slices (vocabulary parallelism) and exchanging the partials gives
+// the losses and gradients of the whole vocabulary in one slice.
+TEST_P(OpTest, CrossEntropyOverVocabularySlicesEqualsWhole) {
+  const int64_t rows = 7, vocab = 30, cut = 11;  // slices [0, 11) and [11, 30)
+  Owned whole = random(rows, vocab, 14, 3, dt()), sliced(rows, vocab, dt());
+  copy_tensor(sliced, whole);
+  const std::vector<int32_t> targets = {3, -1, 29, 0, 11, 10, 25};
+  Owned loss_whole(1, rows, dt()), loss_sliced(1, rows, dt()), partials(4, rows, dt());
+  cross_entropy(loss_whole, whole, targets.data(), 0.5);
+  const Tensor slice[2] = {Tensor(sliced).cols_slice(0, cut), Tensor(sliced).cols_slice(cut, vocab - cut)};
+  const int64_t begin[2] = {0, cut};
+  for (int s = 0; s < 2; ++s)
+    cross_entropy_partials(Tensor(partials).rows_slice(2 * s, 2), slice[s], targets.data(), begin[s]);
+  for (int s = 0; s < 2; ++s)
+    cross_entropy_finish(loss_sliced, slice[s], targets.data(), begin[s], partials, 0.5);
+  expect_close(loss_sliced, loss_whole, tol(), "loss");
+  expect_close(sliced, whole, tol(), "gradient");
+}
+
 TEST_P(OpTest, EmbeddingLookupAndScatterAdd) {
   Owned table = random(11, 6, 12, 1, dt(), 2), out(5, 6, dt(), 1), dtable(11, 6, dt());
   const std::vector<int32_t> tokens = {3, 0, 10, 3, 7};
@@ -132,6 +151,27 @@ TEST_P(OpTest, EmbeddingLookupAndScatterAdd) {
     for (int64_t c = 0; c < 6; ++c) {
       double want = 0;
       for (int64_t r = 0; r < 5; ++r) want += tokens[r] == v ? get(dout, r, c) : 0.0;
+      EXPECT_NEAR(get(dtable, v, c), want, tol());
+    }
+}
+
+// A table holding vocabulary rows [4, 9) reads zeros for other tokens and adds only into its rows.
+TEST_P(OpTest, EmbeddingOfAVocabularySlice) {
+  Owned table = random(11, 6, 15, 1, dt()), out(5, 6, dt(), 1), dtable(11, 6, dt());
+  const Tensor rows = Tensor(table).rows_slice(4, 5), drows = Tensor(dtable).rows_slice(4, 5);
+  const std::vector<int32_t> tokens = {3, 4, 10, 8, 6};
+  embedding_forward(out, tokens.data(), rows, 4);
+  for (int64_t r = 0; r < 5; ++r)
+    for (int64_t c = 0; c < 6; ++c) {
+      const bool held = tokens[r] >= 4 && tokens[r] < 9;
+      EXPECT_EQ(get(out, r, c), held ? get(table, tokens[r], c) : 0.0);
+    }
+  Owned dout = random(5, 6, 16, 1, dt());
+  embedding_backward(drows, tokens.data(), dout, 4);
+  for (int64_t v = 0; v < 11; ++v)
+    for (int64_t c = 0; c < 6; ++c) {
+      double want = 0;
+      for (int64_t r = 0; r < 5; ++r) want += tokens[r] == v && v >= 4 && v < 9 ? get(dout, r, c) : 0.0;
       EXPECT_NEAR(get(dtable, v, c), want, tol());
     }
 }
