@@ -230,7 +230,7 @@ void print_result(const TrainBenchResult& r, const TrainBenchOptions& o) {
   fmt::print("parameters        {}\n", r.parameters);
   if (r.ranks > 1)
     fmt::print("ranks             {} (tensor parallel {}, data parallel {}{})\n", r.ranks, c.parallel.tp,
-               r.ranks / c.parallel.tp, c.parallel.zero1 ? ", ZeRO-1" : "");
+               r.ranks / c.parallel.tp, c.parallel.zero1 && r.ranks > c.parallel.tp ? ", ZeRO-1" : "");
   fmt::print("tokens per step   {} ({} sequences x {} tokens, micro-batch {})\n", r.tokens_per_step(),
              c.train.global_batch, c.data.seq_len, c.train.micro_batch);
   fmt::print("step time         median {:.4f} s, min {:.4f} s ({} timed steps after {} warm-up)\n",

@@ -164,6 +164,7 @@ void Model::init_parameters(uint64_t seed) {
   std::vector<float> values(table_.total_elements());
   // Each value depends on its index in the whole model's table, so every tensor-parallel layout starts alike.
   for (const ParameterInfo& p : table_.entries()) {
+#pragma omp parallel for
     for (int64_t r = 0; r < p.rows; ++r)
       for (int64_t c = 0; c < p.cols; ++c) {
         const auto k = static_cast<uint64_t>(p.full_offset + p.full_index(r, c));
