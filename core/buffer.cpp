@@ -126,17 +126,50 @@ void zero_tensor(Tensor t) {
 #endif
 }
 
+namespace {
+
+// bf16 is the top half of an f32: widening is exact; narrowing rounds to nearest, ties to even, as the GPU's
+// __float2bfloat16 does (NaNs stay NaNs).
+float widen_bf16(uint16_t x) {
+  const uint32_t bits = static_cast<uint32_t>(x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+uint16_t narrow_to_bf16(float f) {
+  uint32_t bits;
+  std::memcpy(&bits, &f, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // quiet NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+}  // namespace
+
 std::vector<float> to_host_floats(const Tensor& t) {
-  check_internal(t.dtype == DType::f32, "to_host_floats: f32 tensor expected");
+  check_internal(t.dtype == DType::f32 || t.dtype == DType::bf16, "to_host_floats: f32 or bf16 tensor expected");
   std::vector<float> values(t.numel());
-  copy_tensor(Tensor{values.data(), t.rows, t.cols, t.cols, DType::f32, Device::cpu}, t);
+  if (t.dtype == DType::f32) {
+    copy_tensor(Tensor{values.data(), t.rows, t.cols, t.cols, DType::f32, Device::cpu}, t);
+    return values;
+  }
+  std::vector<uint16_t> raw(t.numel());
+  copy_tensor(Tensor{raw.data(), t.rows, t.cols, t.cols, DType::bf16, Device::cpu}, t);
+  for (size_t i = 0; i < raw.size(); ++i) values[i] = widen_bf16(raw[i]);
   return values;
 }
 
 void from_host_floats(Tensor t, const std::vector<float>& values) {
-  check_internal(t.dtype == DType::f32 && static_cast<int64_t>(values.size()) == t.numel(),
-                 "from_host_floats: f32 tensor of the same size expected");
-  copy_tensor(t, Tensor{const_cast<float*>(values.data()), t.rows, t.cols, t.cols, DType::f32, Device::cpu});
+  check_internal((t.dtype == DType::f32 || t.dtype == DType::bf16) && static_cast<int64_t>(values.size()) == t.numel(),
+                 "from_host_floats: f32 or bf16 tensor of the same size expected");
+  if (t.dtype == DType::f32) {
+    copy_tensor(t, Tensor{const_cast<float*>(values.data()), t.rows, t.cols, t.cols, DType::f32, Device::cpu});
+    return;
+  }
+  std::vector<uint16_t> raw(values.size());
+  for (size_t i = 0; i < raw.size(); ++i) raw[i] = narrow_to_bf16(values[i]);
+  copy_tensor(t, Tensor{raw.data(), t.rows, t.cols, t.cols, DType::bf16, Device::cpu});
 }
 
 }  // namespace ratplus

@@ -60,7 +60,8 @@ void copy_tensor(Tensor dst, const Tensor& src);
 // Sets every element to zero.
 void zero_tensor(Tensor t);
 
-// The elements of an f32 tensor on any device, as a host vector (row by row), and back.
+// The elements of an f32 or bf16 tensor on any device, as a host f32 vector (row by row), and back (bf16
+// widens exactly and narrows by rounding to nearest even, as the GPU converts).
 std::vector<float> to_host_floats(const Tensor& t);
 void from_host_floats(Tensor t, const std::vector<float>& values);
 

@@ -104,16 +104,21 @@ struct Model::Workspace {
   }
 };
 
-Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp)
+Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp,
+             std::optional<MasterShard> master)
     : config_(config),
       table_(config, tp ? tp->rank() : 0, tp ? tp->size() : 1),
       tp_(tp),
+      master_(master.value_or(MasterShard{0, table_.total_elements()})),
       device_(device),
       dtype_(dtype),
       param_dtype_(dtype == DType::bf16 ? DType::f32 : dtype) {
   check_internal(dtype != DType::bf16 || device == Device::cuda, "Model: bf16 activations need the GPU backend");
   const int64_t n = table_.total_elements();
-  params_.reserve("parameters", 1, n, param_dtype_);
+  check_internal(0 <= master_.begin && master_.begin <= master_.end && master_.end <= n &&
+                     (!master_sharded() || mixed_precision()),
+                 "Model: a master shard is a range of the parameters under mixed precision");
+  params_.reserve("parameters", 1, master_.end - master_.begin, param_dtype_);
   grads_.reserve("gradients", 1, n, param_dtype_);
   params_.allocate(device);
   grads_.allocate(device);
@@ -126,12 +131,16 @@ Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator
 Model::~Model() = default;
 
 MemoryPlan Model::memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len, bool training,
-                              int tp_size) {
+                              int tp_size, int master_shards) {
   const DType param_type = dtype == DType::bf16 ? DType::f32 : dtype;
   const ParameterTable table(config, 0, tp_size);
   const auto n = static_cast<size_t>(table.total_elements());
   MemoryPlan plan;
-  plan.items.emplace_back("parameters", n * dtype_size(param_type));
+  if (master_shards > 1)
+    plan.items.emplace_back(fmt::format("parameters (f32 master, 1/{} with ZeRO-1)", master_shards),
+                            (n + master_shards - 1) / master_shards * dtype_size(param_type));
+  else
+    plan.items.emplace_back("parameters", n * dtype_size(param_type));
   plan.items.emplace_back("gradients", n * dtype_size(param_type));
   if (dtype == DType::bf16) plan.items.emplace_back("parameters (bf16 copy)", n * 2);
   const Workspace ws(config, table, std::nullopt, dtype, param_type, batch, seq_len, training);
@@ -147,7 +156,10 @@ Tensor Model::view(const Tensor& flat, int index) const {
   return t.reshaped(p.rows, p.cols);
 }
 
-Tensor Model::parameter(int index) const { return view(parameters(), index); }
+Tensor Model::parameter(int index) const {
+  check_internal(!master_sharded(), "Model::parameter: the master parameters are sharded");
+  return view(parameters(), index);
+}
 Tensor Model::gradient(int index) const { return view(gradients(), index); }
 
 TemporalMixingWeights Model::temporal_weights(const Tensor& flat, int64_t layer) const {
@@ -176,6 +188,11 @@ void Model::init_parameters(uint64_t seed) {
 
 void Model::set_parameters(const std::vector<float>& values) {
   check_internal(static_cast<int64_t>(values.size()) == table_.total_elements(), "set_parameters: wrong size");
+  if (master_sharded()) {
+    from_host_floats(parameters(), {values.begin() + master_.begin, values.begin() + master_.end});
+    from_host_floats(weights_.get(0), values);  // rounds as the GPU's conversion does
+    return;
+  }
   Buffer host(values.size() * dtype_size(param_dtype_), Device::cpu);
   Tensor staged{host.data(), 1, table_.total_elements(), table_.total_elements(), param_dtype_, Device::cpu};
   if (param_dtype_ == DType::f32) {
@@ -188,7 +205,7 @@ void Model::set_parameters(const std::vector<float>& values) {
 }
 
 std::vector<float> Model::get_parameters() const {
-  const int64_t n = table_.total_elements();
+  const int64_t n = master_.end - master_.begin;
   if (param_dtype_ == DType::f32) return to_host_floats(parameters());
   Buffer host(n * dtype_size(param_dtype_), Device::cpu);
   Tensor staged{host.data(), 1, n, n, param_dtype_, Device::cpu};
@@ -199,7 +216,8 @@ std::vector<float> Model::get_parameters() const {
 void Model::zero_gradients() { zero_tensor(gradients()); }
 
 void Model::refresh_low_precision_parameters() {
-  if (mixed_precision()) convert_tensor(weights_.get(0), parameters());
+  if (mixed_precision())
+    convert_tensor(weights_.get(0).cols_slice(master_.begin, master_.end - master_.begin), parameters());
 }
 
 Model::Workspace& Model::workspace(int64_t batch, int64_t seq_len, bool training) {

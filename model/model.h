@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -28,6 +29,12 @@ struct MemoryPlan {
   }
 };
 
+// The f32 master parameters a rank keeps under ZeRO-1 with mixed precision: the range [begin, end) of its
+// flat parameter vector (the bf16 copy stays whole).
+struct MasterShard {
+  int64_t begin = 0, end = 0;
+};
+
 // Called during the backward pass with an offset: the gradients [offset, N) of the flat vector are final
 // (offsets only decrease; the last call passes 0).
 using GradientsReady = std::function<void(int64_t offset)>;
@@ -38,35 +45,42 @@ class Model {
   // f32 master parameters and gradients, a bf16 copy of the parameters for the forward and backward).
   // With a tensor-parallel group `tp` of more than one rank, this rank holds and runs its slices of the
   // model (ParameterTable(config, tp->rank(), tp->size())); every rank of the group takes part in each call.
-  Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp = nullptr);
+  // With a master shard (bf16 only), f32 master parameters exist for that range only.
+  Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp = nullptr,
+        std::optional<MasterShard> master = std::nullopt);
   ~Model();
 
   // What a model with these settings allocates: parameters, gradients, the bf16 copy and the activations
   // of one micro-batch of `batch` sequences (all layers when training, one layer when evaluating), on one
-  // of tp_size tensor-parallel ranks.
+  // of tp_size tensor-parallel ranks, whose f32 master parameters are spread over master_shards ranks.
   static MemoryPlan memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len,
-                                bool training, int tp_size = 1);
+                                bool training, int tp_size = 1, int master_shards = 1);
 
   const ModelConfig& config() const { return config_; }
   const ParameterTable& table() const { return table_; }
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
 
-  // The flat parameter and gradient vectors ([1, N]) and per-tensor views into them.
+  // The flat f32 master parameters of [master_begin(), master_end()) (all N unless sharded), the flat
+  // gradient vector ([1, N]) and per-tensor views into them.
   Tensor parameters() const { return params_.get(0); }
+  int64_t master_begin() const { return master_.begin; }
+  int64_t master_end() const { return master_.end; }
+  bool master_sharded() const { return master_.end - master_.begin < table_.total_elements(); }
   Tensor gradients() const { return grads_.get(0); }
   // The bf16 copy of the parameters under mixed precision (refreshed by the optimizer), else empty.
   Tensor low_precision_parameters() const { return mixed_precision() ? weights_.get(0) : Tensor{}; }
   bool mixed_precision() const { return dtype_ == DType::bf16; }
   // Recomputes the bf16 copy from the f32 parameters (after they changed other than through AdamW's copy).
   void refresh_low_precision_parameters();
-  Tensor parameter(int index) const;
+  Tensor parameter(int index) const;  // not with a master shard
   Tensor gradient(int index) const;
 
   // Normal(0, init_std) matrices, unit norm weights (SPEC §2); depends only on the seed (not on the layout).
   void init_parameters(uint64_t seed);
   // Flat float32 values in table order (this rank's table; the checkpoint layout without tensor
-  // parallelism), converted to the compute type.
+  // parallelism), converted to the compute type. With a master shard, set keeps the f32 values of the shard
+  // (and the bf16 copy of all), and get returns the shard's values only.
   void set_parameters(const std::vector<float>& values);
   std::vector<float> get_parameters() const;
 
@@ -94,6 +108,7 @@ class Model {
   ModelConfig config_;
   ParameterTable table_;
   Communicator* tp_;
+  MasterShard master_;
   Device device_;
   DType dtype_;        // activations
   DType param_dtype_;  // parameters, gradients and statistics (rstd, log-sum-exp, losses)

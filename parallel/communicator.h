@@ -27,9 +27,9 @@ class Communicator {
   // communicator's device (f64 as well on the host).
   virtual void allreduce_sum(Tensor t) = 0;
   virtual void allreduce_sum(std::span<double> values) = 0;  // host values
-  // Sharded collectives over a flat f32 tensor [1, N] cut at offsets[0] = 0 ≤ … ≤ offsets[size] = N (ranges
-  // may be empty): reduce_scatter_sum leaves rank r's range [offsets[r], offsets[r+1]) holding the sum over
-  // ranks (the rest is unspecified); allgather gives every rank every rank's range.
+  // Sharded collectives over a flat tensor [1, N] cut at offsets[0] = 0 ≤ … ≤ offsets[size] = N (ranges may
+  // be empty): reduce_scatter_sum (f32) leaves rank r's range [offsets[r], offsets[r+1]) holding the sum over
+  // ranks (the rest is unspecified); allgather (f32 or bf16) gives every rank every rank's range.
   virtual void reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) = 0;
   virtual void allgather(Tensor t, std::span<const int64_t> offsets) = 0;
 

@@ -140,11 +140,13 @@ class MpiCommunicator final : public Communicator {
     return counts;
   }
 
-  // Runs f on the tensor's elements in host memory (staging device tensors through the host).
+  // Runs f on the tensor's elements as f32 in host memory (staging device tensors through the host; bf16
+  // widens exactly, so values that only move come back unchanged).
   template <class F>
   void with_host_copy(Tensor t, F&& f) {
-    check_internal(t.dtype == DType::f32 && t.contiguous(), "sharded collective: flat f32 tensor expected");
-    if (t.device == Device::cpu) return f(t.ptr<float>());
+    check_internal((t.dtype == DType::f32 || t.dtype == DType::bf16) && t.contiguous(),
+                   "sharded collective: flat f32 or bf16 tensor expected");
+    if (t.device == Device::cpu && t.dtype == DType::f32) return f(t.ptr<float>());
     std::vector<float> host = to_host_floats(t);
     f(host.data());
     from_host_floats(t, host);

@@ -74,10 +74,11 @@ std::string gib(size_t bytes) { return fmt::format("{:.2f} GiB", static_cast<dou
 // refused with the numbers when the device cannot hold it.
 MemoryPlan plan_training_memory(const ExperimentConfig& c, const ProcessGrid& grid) {
   const Device device = select_device(c.runtime.device);
+  const DType dtype = activation_type(c.runtime, device);
   const int tp = grid.tp->size();
-  MemoryPlan plan = Model::memory_plan(c.model, activation_type(c.runtime, device), c.train.micro_batch,
-                                       c.data.seq_len, true, tp);
   const int shards = c.parallel.zero1 ? grid.dp->size() : 1;  // ZeRO-1 keeps 1/ranks of the moments per rank
+  MemoryPlan plan = Model::memory_plan(c.model, dtype, c.train.micro_batch, c.data.seq_len, true, tp,
+                                       dtype == DType::bf16 ? shards : 1);
   const int64_t local = ParameterTable(c.model, 0, tp).total_elements();
   plan.items.emplace_back(shards > 1 ? fmt::format("AdamW moments (f32 m and v, 1/{} with ZeRO-1)", shards)
                                      : std::string("AdamW moments (f32 m and v)"),
@@ -108,6 +109,14 @@ ProcessGrid make_grid(const ExperimentConfig& c) {
   return ProcessGrid(all, tp, select_device(c.runtime.device));
 }
 
+// ZeRO-1 ranges of n parameters over `ranks` data-parallel ranks: rank r owns [r·⌈n/ranks⌉, …) (clipped).
+std::vector<int64_t> zero1_ranges(int64_t n, int64_t ranks) {
+  const int64_t per_rank = (n + ranks - 1) / ranks;
+  std::vector<int64_t> ranges;
+  for (int64_t r = 0; r <= ranks; ++r) ranges.push_back(std::min(n, r * per_rank));
+  return ranges;
+}
+
 // Flat float32 host values as a [1, n] tensor.
 Tensor host_tensor(std::vector<float>& values) {
   const auto n = static_cast<int64_t>(values.size());
@@ -120,16 +129,16 @@ Trainer::Trainer(const ExperimentConfig& config)
     : config_(config),
       grid_(make_grid(config)),
       dp_(*grid_.dp),
+      shard_(zero1_ranges(ParameterTable(config.model, grid_.tp->rank(), grid_.tp->size()).total_elements(),
+                          dp_.size())),
       memory_plan_(plan_training_memory(config, grid_)),
       model_(config.model, select_device(config.runtime.device),
-             activation_type(config.runtime, select_device(config.runtime.device)), grid_.tp.get()),
+             activation_type(config.runtime, select_device(config.runtime.device)), grid_.tp.get(),
+             sharded() && activation_type(config.runtime, select_device(config.runtime.device)) == DType::bf16
+                 ? std::optional<MasterShard>(MasterShard{owned_begin(), owned_end()})
+                 : std::nullopt),
       passes_(objective_passes(config)),
       metrics_(grid_.world.rank() == 0 ? config.metrics.listen : "") {
-  const int64_t n = model_.table().total_elements();
-  // ZeRO-1: data-parallel rank r owns parameters [shard_[r], shard_[r+1]) of this tensor-parallel rank's
-  // slices and keeps AdamW state for those only.
-  const int64_t ranks = dp_.size(), per_rank = (n + ranks - 1) / ranks;
-  for (int64_t r = 0; r <= ranks; ++r) shard_.push_back(std::min(n, r * per_rank));
   const int64_t own = owned_end() - owned_begin();
   moments_.reserve("adam/m", 1, own, DType::f32);
   moments_.reserve("adam/v", 1, own, DType::f32);
@@ -276,13 +285,14 @@ double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
     s.weight_decay = o.weight_decay;
     s.grad_scale = norm > o.grad_clip ? o.grad_clip / (norm + 1e-6) : 1.0;
     s.t = state_.optimizer_updates;
+    // AdamW updates the owned range and, under mixed precision, writes its bf16 copy; with ZeRO-1 the updated
+    // bf16 weights (or, computing in f32, the f32 parameters) are then all-gathered.
     const Tensor copy = model_.low_precision_parameters();
-    adamw_update(model_.parameters().cols_slice(begin, count), grads, moments_.get(0), moments_.get(1), s,
-                 sharded() || copy.empty() ? Tensor{} : copy);
-    if (sharded()) {
-      dp_.allgather(model_.parameters(), shard_);
-      model_.refresh_low_precision_parameters();
-    }
+    const Tensor params =
+        model_.master_sharded() ? model_.parameters() : model_.parameters().cols_slice(begin, count);
+    adamw_update(params, grads, moments_.get(0), moments_.get(1), s,
+                 copy.empty() ? Tensor{} : copy.cols_slice(begin, count));
+    if (sharded()) dp_.allgather(copy.empty() ? model_.parameters() : copy, shard_);
   } else {
     ++state_.skipped_updates;
     ++nonfinite_in_a_row_;
@@ -326,11 +336,10 @@ void Trainer::step() {
   metrics_.record_step(state_.step, batch_tokens, seconds, batch_tokens / seconds, mfu, waited);
 }
 
-std::vector<float> Trainer::local_moment(int which) {
-  std::vector<float> shard = to_host_floats(moments_.get(which));
-  if (!sharded()) return shard;
+std::vector<float> Trainer::gather_shards(std::vector<float> owned) {
+  if (!sharded()) return owned;
   std::vector<float> local(model_.table().total_elements());
-  std::copy(shard.begin(), shard.end(), local.begin() + owned_begin());
+  std::copy(owned.begin(), owned.end(), local.begin() + owned_begin());
   dp_.allgather(host_tensor(local), shard_);
   return local;
 }
@@ -350,9 +359,12 @@ std::string Trainer::save_checkpoint() {
   // Collective: the data-parallel ranks gather the ZeRO-1 moments, then the first data-parallel group gathers
   // the tensor-parallel slices into full tensors, which world rank 0 writes.
   // One group at a time, so that a single full-model array is in memory.
-  const std::vector<float> local_m = local_moment(0), local_v = local_moment(1);
+  const std::vector<float> local_params = model_.master_sharded() ? gather_shards(model_.get_parameters())
+                                                                  : model_.get_parameters();
+  const std::vector<float> local_m = gather_shards(to_host_floats(moments_.get(0))),
+                           local_v = gather_shards(to_host_floats(moments_.get(1)));
   const CheckpointValues values = [&](int group) {
-    return full_values(group == 0 ? model_.get_parameters() : group == 1 ? local_m : local_v);
+    return full_values(group == 0 ? local_params : group == 1 ? local_m : local_v);
   };
   if (dp_.rank() != 0) {
     grid_.world.barrier();

@@ -67,8 +67,9 @@ class Trainer {
   int64_t owned_end() const { return sharded() ? shard_[dp_.rank() + 1] : shard_.back(); }
   int64_t bucket_elements() const;
   double global_sum_of_squares();  // collective
-  // AdamW m (0) or v (1) over this rank's slices (collective over the data-parallel group).
-  std::vector<float> local_moment(int which);
+  // Values over all of this rank's slices from the ZeRO-1 range each data-parallel rank owns (collective over
+  // the data-parallel group; nothing to gather without ZeRO-1).
+  std::vector<float> gather_shards(std::vector<float> owned);
   // Full-model flat values from every tensor-parallel rank's slices (collective over the tp group), and back.
   std::vector<float> full_values(const std::vector<float>& local);
   std::vector<float> local_values(const std::vector<float>& full) const;
@@ -78,10 +79,12 @@ class Trainer {
   ExperimentConfig config_;
   ProcessGrid grid_;        // all ranks, and this rank's data- and tensor-parallel groups
   Communicator& dp_;        // the data-parallel group (one rank without an MPI launcher)
+  // ZeRO-1 ranges of this rank's flat parameter vector: data-parallel rank r owns [shard_[r], shard_[r+1]),
+  // keeps AdamW moments (and under mixed precision f32 master weights) for it; shard_.back() = N.
+  std::vector<int64_t> shard_;
   MemoryPlan memory_plan_;  // checked against the device before the model is allocated
   Model model_;
   Arena moments_;  // AdamW m and v, f32, over the parameters this rank owns
-  std::vector<int64_t> shard_;  // ZeRO-1 ranges: rank r owns [shard_[r], shard_[r+1]); shard_.back() = N
   std::vector<Pass> passes_;
   std::shared_ptr<const TokenStream> train_data_, val_data_;
   std::unique_ptr<BatchLoader> loader_;

@@ -109,16 +109,20 @@ class NcclCommunicator final : public Communicator {
 
   void allgather(Tensor t, std::span<const int64_t> offsets) override {
     if (t.device == Device::cpu) return mpi_->allgather(t, offsets);
-    float* data = flat_data(t, offsets);
+    check_internal(t.contiguous(), "allgather: flat tensor expected");
+    check_offsets(t, offsets);
+    const ncclDataType_t type = nccl_type(t.dtype);
+    char* data = static_cast<char*>(t.data);
+    const size_t element = dtype_size(t.dtype);
     join(enqueue("allgather", [&] {
       if (const size_t count = equal_range(offsets))
-        return check_nccl(ncclAllGather(data + offsets[rank_], data, count, ncclFloat32, comm_, stream_),
+        return check_nccl(ncclAllGather(data + offsets[rank_] * element, data, count, type, comm_, stream_),
                           "ncclAllGather");
       check_nccl(ncclGroupStart(), "ncclGroupStart");
       for (int r = 0; r < size_; ++r) {
-        float* range = data + offsets[r];
+        char* range = data + offsets[r] * element;
         if (offsets[r + 1] > offsets[r])
-          check_nccl(ncclBroadcast(range, range, offsets[r + 1] - offsets[r], ncclFloat32, r, comm_, stream_),
+          check_nccl(ncclBroadcast(range, range, offsets[r + 1] - offsets[r], type, r, comm_, stream_),
                      "ncclBroadcast");
       }
       check_nccl(ncclGroupEnd(), "ncclGroupEnd");
@@ -172,11 +176,15 @@ class NcclCommunicator final : public Communicator {
 
   float* flat_data(const Tensor& t, std::span<const int64_t> offsets) const {
     check_internal(t.dtype == DType::f32 && t.contiguous(), "sharded collective: flat f32 tensor expected");
+    check_offsets(t, offsets);
+    return t.ptr<float>();
+  }
+
+  void check_offsets(const Tensor& t, std::span<const int64_t> offsets) const {
     check_internal(static_cast<int>(offsets.size()) == size_ + 1 && offsets.front() == 0 && offsets.back() <= t.numel(),
                    "sharded collective: one range per rank within the tensor");
     for (int r = 0; r < size_; ++r)
       check_internal(offsets[r] <= offsets[r + 1], "sharded collective: ranges out of order");
-    return t.ptr<float>();
   }
 
   // The common length of the ranges when all are equal and non-empty (NCCL's own in-place reduce-scatter

@@ -63,6 +63,31 @@ for x, y in zip(a, b):
 PY"
 check "and the same final parameters and (gathered, full) moments" \
   'same_tensors one/step_00000012.h5 zero/step_00000012.h5 / && same_tensors one/step_00000012.h5 zero/step_00000012.h5 optim' 
+# On GPUs in bf16, ZeRO-1 also shards the f32 master weights (AdamW writes the bf16 copy of each rank's range,
+# which is then all-gathered): the same updates as plain data parallelism, to bf16 rounding.
+if [[ $DEVICE == cuda ]]; then
+  for zero1 in false true; do
+    "${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.micro_batch=2 runtime.precision=bf16 \
+      parallel.zero1=$zero1 checkpoint.dir=bf16_$zero1 train.metrics_jsonl=bf16_$zero1.jsonl 2>bf16_$zero1.log
+  done
+  check "bf16 ZeRO-1 plans 1/2 of the f32 master weights per rank" 'grep -q "f32 master, 1/2 with ZeRO-1" bf16_true.log'
+  check "and follows plain bf16 data parallelism" "$PY - <<'PY'
+import json
+a = [json.loads(l) for l in open('bf16_false.jsonl')]; b = [json.loads(l) for l in open('bf16_true.jsonl')]
+assert len(a) == len(b) == 24, (len(a), len(b))
+for x, y in zip(a, b):
+    assert abs(x['loss'] - y['loss']) <= 2e-3 * abs(x['loss']), (x, y)
+PY"
+  check "to the same final parameters (gathered from the shards)" "$PY - <<'PY'
+import h5py, numpy as np
+a = h5py.File('bf16_false/step_00000012.h5', 'r')['model']; b = h5py.File('bf16_true/step_00000012.h5', 'r')['model']
+names = []
+a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+for n in names:
+    x, y = a[n][()].astype(np.float64), b[n][()].astype(np.float64)
+    assert np.linalg.norm(x - y) <= 1e-2 * np.linalg.norm(x), (n, np.linalg.norm(x - y) / np.linalg.norm(x))
+PY"
+fi
 # A run saved by two ranks continues on one: remove the final checkpoint and finish the last 6 steps alone.
 rm two/step_00000012.h5
 OMP_NUM_THREADS=1 "$BIN" train --config "$config" "${args[@]}" train.micro_batch=4 checkpoint.dir=two \
