@@ -81,6 +81,21 @@ check "both end where one process does" \
 check "and log the updates one process logs" \
   '[[ $(wc -l <grid_resumed.jsonl) -eq 12 ]] && tail -12 tp2.jsonl >tail.jsonl && same_updates tail.jsonl grid_resumed.jsonl'
 
+# On GPUs in bf16 the activation sums of tensor parallelism run in bf16 too: the same updates to bf16 rounding.
+if [[ $DEVICE == cuda ]]; then
+  extra=(train.micro_batch=4 runtime.precision=bf16)
+  train bf16_one env
+  extra=(train.micro_batch=4 runtime.precision=bf16 parallel.tp=2)
+  train bf16_tp2 mpi 2
+  check "bf16: tp=2 follows one process (first updates to 2e-3, all to 1e-2)" "$PY - <<'PY'
+import json
+a = [json.loads(l) for l in open('bf16_one.jsonl')]; b = [json.loads(l) for l in open('bf16_tp2.jsonl')]
+assert len(a) == len(b) == 24, (len(a), len(b))
+for i, (x, y) in enumerate(zip(a, b)):
+    assert abs(x['loss'] - y['loss']) <= (2e-3 if i < 2 else 1e-2) * abs(x['loss']), (i, x, y)
+PY"
+fi
+
 # Other shapes of the model split the same way: untied head, attention-only W_in (4 blocks), and an adapt
 # pass under a per-head hybrid pattern (each rank runs its own heads' patterns).
 args+=(train.steps=4 checkpoint.every=0 model.tie_embeddings=false train.objective=adapt
