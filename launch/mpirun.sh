@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Data-parallel training under mpirun, on one node or on the nodes of a hostfile, restarted after a
-# failure or preemption until the run is finished (each start resumes from the newest good checkpoint).
+# Training under mpirun (data parallel, and tensor parallel with parallel.tp), on one node or on the nodes of a
+# hostfile, restarted after a failure or preemption until the run is finished (each start resumes from the
+# newest good checkpoint, whatever the layout it was saved in).
 #
 #   launch/mpirun.sh -n 8 [-H hostfile] [--tries N] -- --config configs/ratplus-1.5b.yaml [key=value ...]
+#   launch/mpirun.sh -n 16 -H hosts.txt -- --config configs/ratplus-7.6b.yaml parallel.tp=4
 #
+# Ranks fill each host's slots in order (--map-by slot), so the parallel.tp consecutive ranks of a tensor-
+# parallel group share a node and its NVLink. RATPLUS_NCCL_TIMEOUT (seconds, default 600) bounds how long a
+# collective may wait for a peer; it is passed on with the NCCL settings. RATPLUS_BIN names the program
+# (default build/ratplus); relative paths in the arguments are taken from the repository root.
 # -n: processes in all (one per GPU); -H: an Open MPI hostfile ("node01 slots=8" per line) for several
 # nodes; --tries: how many starts at most (default 20). Everything after "--" goes to `ratplus train`.
 # The run is finished when `ratplus train` exits with 0 without having been stopped early; a stop by
@@ -24,13 +30,14 @@ done
 
 mpi=(mpirun -n "$procs" --bind-to none --map-by slot
   -x LD_LIBRARY_PATH -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
-  -x NCCL_NVLS_ENABLE=0 -x NCCL_DEBUG=${NCCL_DEBUG:-WARN})  # NVLink multicast stays off
+  -x NCCL_NVLS_ENABLE=0 -x NCCL_DEBUG=${NCCL_DEBUG:-WARN}  # NVLink multicast stays off
+  -x RATPLUS_NCCL_TIMEOUT=${RATPLUS_NCCL_TIMEOUT:-600})
 [[ -n $hostfile ]] && mpi+=(--hostfile "$hostfile")
 [[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 for ((attempt = 1; attempt <= tries; ++attempt)); do
   log=$(mktemp)
-  "${mpi[@]}" build/ratplus train "$@" 2> >(tee "$log" >&2)
+  "${mpi[@]}" "${RATPLUS_BIN:-build/ratplus}" train "$@" 2> >(tee "$log" >&2)
   rc=$?
   sleep 1  # let the tee finish
   if [[ $rc -eq 2 ]]; then
