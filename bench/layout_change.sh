@@ -3,13 +3,17 @@
 # is trained at tp=2 and stopped with a checkpoint at step 10; from that checkpoint it is continued to step 20
 # once as dp=2 with ZeRO-1 (a different layout) and once at tp=2 (the same layout). The per-update losses of
 # the two continuations should agree to bf16 rounding. Token shards (LLaMA-2 tokens, llm.c format) come from
-# $DATA (default runs/text: text-llama2-train.bin, text-llama2-val.bin); checkpoints go to $CKPT (default
-# /dev/shm/ratplus-layout). Logs and the JSONL losses go to $OUT (or ./bench-out).
+# $DATA (default runs/text: text-llama2-train.bin, text-llama2-val.bin); checkpoints (18 GB each) go to $CKPT
+# (default /dev/shm/ratplus-layout when it has 60 GB free, else /tmp/ratplus-layout). Logs and the JSONL
+# losses go to $OUT (or ./bench-out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT:-bench-out}
 data=${DATA:-runs/text}
-ckpt=${CKPT:-/dev/shm/ratplus-layout}
+shm_free_gb=$(df --output=avail -BG /dev/shm 2>/dev/null | tail -n 1 | tr -dc 0-9)
+default_ckpt=/tmp/ratplus-layout
+(( ${shm_free_gb:-0} >= 60 )) && default_ckpt=/dev/shm/ratplus-layout
+ckpt=${CKPT:-$default_ckpt}
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$PWD/.devdeps/usr/lib/x86_64-linux-gnu:${LD_LIBRARY_PATH:-}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0 OMP_NUM_THREADS=8
@@ -25,9 +29,11 @@ args=(--config configs/ratplus-1.5b.yaml data.train="$data/text-llama2-train.bin
 train() {
   local name=$1 dir=$2
   shift 2
-  /usr/bin/time -f "$name: %e s wall" mpirun -np 2 --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE \
-    -x OMP_NUM_THREADS build-gpu/ratplus train "${args[@]}" checkpoint.dir="$dir" \
-    train.metrics_jsonl="$out/$name.jsonl" "$@" >"$out/$name.log" 2>&1
+  local start=$SECONDS
+  mpirun -np 2 --bind-to none -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -x OMP_NUM_THREADS \
+    build-gpu/ratplus train "${args[@]}" checkpoint.dir="$dir" train.metrics_jsonl="$out/$name.jsonl" "$@" \
+    >"$out/$name.log" 2>&1
+  echo "$name: exit $?, $((SECONDS - start)) s (checkpoints in $ckpt)"
 }
 train first "$ckpt/first" parallel.tp=2 train.stop_after=10
 mkdir -p "$ckpt/dp2" "$ckpt/tp2"
