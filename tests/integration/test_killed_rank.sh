@@ -44,4 +44,35 @@ check "no rank is left behind" '! pgrep -f -- "$mine" >/dev/null'
 "${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.stop_after=$(( $(ls ckpt | sed -n 's/step_0*\([0-9]*\).h5/\1/p' | sort -n | tail -n 1) + 2 )) \
   >again.out 2>again.err
 check "the job started again resumes from the last checkpoint" 'grep -q "resuming from $WORK/ckpt/step_" again.err'
+
+# With NCCL, a rank that hangs (stopped, not dead: the launcher sees nothing wrong) leaves the other waiting in
+# a collective; the communicator's watchdog ends it after RATPLUS_NCCL_TIMEOUT seconds with a message.
+if [[ $DEVICE == cuda ]]; then
+  rm -rf ckpt
+  mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x NCCL_NVLS_ENABLE=0 -x RATPLUS_NCCL_TIMEOUT=5 \
+    "$BIN" train --config "$config" "${args[@]}" >hung.out 2>hung.err &
+  job=$!
+  for _ in $(seq 1 600); do
+    [[ -f ckpt/step_00000005.h5 ]] && break
+    sleep 0.05
+  done
+  victim=$(pgrep -f -- "$mine" | grep -v "^$job\$" | tail -n 1)
+  kill -STOP "$victim"
+  start=$SECONDS
+  for _ in $(seq 1 1200); do
+    kill -0 $job 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 $job 2>/dev/null; then
+    bad "a job with a hung rank ends within 60 s"
+    pkill -KILL -f -- "$mine"
+  else
+    ok "a job with a hung rank ends within 60 s ($((SECONDS - start)) s)"
+  fi
+  wait $job
+  rc=$?
+  check "with a non-zero exit (got $rc) and the watchdog's message" \
+    '[[ $rc -ne 0 ]] && grep -q "NCCL timeout" hung.err hung.out'
+  pkill -KILL -f -- "$mine"
+fi
 finish
