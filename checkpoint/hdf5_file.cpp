@@ -187,6 +187,34 @@ void Hdf5File::read_floats(const std::string& dataset_path, float* out, int64_t 
              [&] { dataset.read(out, H5::PredType::NATIVE_FLOAT); });
 }
 
+void Hdf5File::read_floats(const std::string& dataset_path, float* out, const Part& part) const {
+  require_input(dataset_is_float(dataset_path), describe(dataset_path, "does not hold floating-point numbers"));
+  const H5::DataSet dataset = open_dataset(dataset_path);
+  hdf5_guard(describe(dataset_path, "cannot read data: the file is damaged"), [&] {
+    H5::DataSpace space = dataset.getSpace();
+    const int rank = space.getSimpleExtentNdims();
+    std::vector<hsize_t> dims(rank);
+    space.getSimpleExtentDims(dims.data());
+    const hsize_t rows = rank == 2 ? dims[0] : 1, block_rows = static_cast<hsize_t>(part.rows / part.row_blocks);
+    check_internal(rank >= 1 && rank <= 2 && rows % part.row_blocks == 0 &&
+                       part.row_begin + block_rows <= rows / part.row_blocks &&
+                       static_cast<hsize_t>(part.col_begin + part.cols) <= dims[rank - 1],
+                   "read_floats: part outside the dataset");
+    // Row blocks are strided: one hyperslab block per row block, in the file's row-major order.
+    const hsize_t start[2] = {static_cast<hsize_t>(part.row_begin), static_cast<hsize_t>(part.col_begin)};
+    const hsize_t stride[2] = {rows / part.row_blocks, 1};
+    const hsize_t count[2] = {static_cast<hsize_t>(part.row_blocks), 1};
+    const hsize_t block[2] = {block_rows, static_cast<hsize_t>(part.cols)};
+    if (rank == 2) {
+      space.selectHyperslab(H5S_SELECT_SET, count, start, stride, block);
+    } else {
+      space.selectHyperslab(H5S_SELECT_SET, count + 1, start + 1, stride + 1, block + 1);
+    }
+    const hsize_t memory_dims[1] = {static_cast<hsize_t>(part.rows * part.cols)};
+    dataset.read(out, H5::PredType::NATIVE_FLOAT, H5::DataSpace(1, memory_dims), space);
+  });
+}
+
 std::string Hdf5File::read_string_attribute(const std::string& object_path, const std::string& name) const {
   const std::string label = attribute_label(object_path, name);
   const H5::Attribute attribute = open_single_value_attribute(object_path, name);

@@ -46,6 +46,13 @@ class Hdf5File {
   // The dataset must hold floating-point numbers of any width. A checksum mismatch or any other read
   // failure is an InputError saying the file is damaged.
   void read_floats(const std::string& dataset_path, float* out, int64_t count) const;
+  // Part of a float dataset of shape [rows, cols] (a 1-D dataset of n elements is [1, n]): `row_blocks` equal
+  // row blocks, from each the rows [row_begin, row_begin + rows / row_blocks) of the block, and the columns
+  // [col_begin, col_begin + cols). Only that part is read (and its chunks' checksums verified).
+  struct Part {
+    int64_t row_blocks = 1, row_begin = 0, rows = 0, col_begin = 0, cols = 0;
+  };
+  void read_floats(const std::string& dataset_path, float* out, const Part& part) const;
   // Reads a string attribute, fixed- or variable-length.
   std::string read_string_attribute(const std::string& object_path, const std::string& name) const;
   int64_t read_int64_attribute(const std::string& object_path, const std::string& name) const;

@@ -65,11 +65,12 @@ void check_parameter_group(const Hdf5File& file, const std::string& group, const
   reject_unknown_datasets(file, group, table);
 }
 
-void read_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config, float* values) {
+void read_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config,
+                          const ParameterTable& slices, float* values) {
   check_parameter_group(file, group, config);
-  const ParameterTable table(config);
-  for (const ParameterInfo& p : table.entries())
-    file.read_floats(dataset_path(group, p.name), values + p.offset, p.numel());
+  for (const ParameterInfo& p : slices.entries())
+    file.read_floats(dataset_path(group, p.name), values + p.offset,
+                     Hdf5File::Part{p.row_blocks, p.row_begin, p.rows, p.col_begin, p.cols});
 }
 
 void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params) {
@@ -83,9 +84,9 @@ ModelConfig read_model_group_config(const Hdf5File& file) {
                                 file.path() + ":" + kModelGroup + "@" + kConfigAttribute);
 }
 
-void read_model_group(const Hdf5File& file, const ModelConfig& config, float* params) {
+void read_model_group(const Hdf5File& file, const ModelConfig& config, const ParameterTable& slices, float* params) {
   require_model_group(file);
-  read_parameter_group(file, kModelGroup, config, params);
+  read_parameter_group(file, kModelGroup, config, slices, params);
 }
 
 void save_model_checkpoint(const std::string& path, const ModelConfig& config, const float* params) {
@@ -96,8 +97,13 @@ ModelConfig read_checkpoint_model_config(const std::string& path) {
   return read_model_group_config(Hdf5File::open_read_only(path));
 }
 
+void load_model_parameters(const std::string& path, const ModelConfig& config, const ParameterTable& slices,
+                           float* params) {
+  read_model_group(Hdf5File::open_read_only(path), config, slices, params);
+}
+
 void load_model_parameters(const std::string& path, const ModelConfig& config, float* params) {
-  read_model_group(Hdf5File::open_read_only(path), config, params);
+  load_model_parameters(path, config, ParameterTable(config), params);
 }
 
 }  // namespace ratplus

@@ -8,6 +8,7 @@
 
 #include "checkpoint/hdf5_file.h"
 #include "core/model_config.h"
+#include "model/parameters.h"
 
 namespace ratplus {
 
@@ -24,17 +25,22 @@ ModelConfig read_checkpoint_model_config(const std::string& path);
 // the dataset. The whole layout is checked before any data is read; after a read error the contents of
 // `params` are unspecified.
 void load_model_parameters(const std::string& path, const ModelConfig& config, float* params);
+// The same for the slices a tensor-parallel rank holds (`slices`, a ParameterTable of `config`): only they
+// are read, into `params` laid out by `slices`.
+void load_model_parameters(const std::string& path, const ModelConfig& config, const ParameterTable& slices,
+                           float* params);
 
 // The same, on an open file.
 void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params);
 ModelConfig read_model_group_config(const Hdf5File& file);
-void read_model_group(const Hdf5File& file, const ModelConfig& config, float* params);
+void read_model_group(const Hdf5File& file, const ModelConfig& config, const ParameterTable& slices, float* params);
 
 // Any group laid out like /model (one float32 dataset per parameter, e.g. the AdamW moments /optim/m):
 // write `values`; check that the group holds exactly the table's datasets with their shapes (InputError
 // naming the dataset otherwise); check and then read it into `values`.
 void write_parameter_group(Hdf5File& file, const std::string& group, const ModelConfig& config, const float* values);
 void check_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config);
-void read_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config, float* values);
+void read_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config,
+                          const ParameterTable& slices, float* values);
 
 }  // namespace ratplus

@@ -136,7 +136,8 @@ TrainingState read_training_state(const Hdf5File& file) {
   return state;
 }
 
-TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const CheckpointSink& take) {
+TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const ParameterTable& slices,
+                                       const CheckpointSink& take) {
   const Hdf5File file = Hdf5File::open_read_only(path);
   require_input(file.has_group(kModelGroup), file.path() + ": no " + kModelGroup + " group (not a model checkpoint)");
   require_input(file.has_group(kOptimGroup), not_training_checkpoint(file, kOptimGroup));
@@ -144,10 +145,10 @@ TrainingState load_training_checkpoint(const std::string& path, const ModelConfi
   for (const std::string& group : {kModelGroup, kFirstMomentGroup, kSecondMomentGroup})
     check_parameter_group(file, group, model);
   require_same_model(file, model);
-  std::vector<float> values(ParameterTable(model).total_elements());
+  std::vector<float> values(slices.total_elements());
   int group = 0;
   for (const std::string& name : {kModelGroup, kFirstMomentGroup, kSecondMomentGroup}) {
-    read_parameter_group(file, name, model, values.data());
+    read_parameter_group(file, name, model, slices, values.data());
     take(group++, values);
   }
   return state;

@@ -10,6 +10,7 @@
 
 #include "checkpoint/hdf5_file.h"
 #include "core/model_config.h"
+#include "model/parameters.h"
 
 namespace ratplus {
 
@@ -24,8 +25,8 @@ struct TrainingState {
 };
 
 // The tensor groups of a training checkpoint travel one at a time — 0 = /model (parameters), 1 = /optim/m,
-// 2 = /optim/v, in that order — as full-model flat arrays laid out by ParameterTable(model), so only one of
-// them needs to be in memory at once.
+// 2 = /optim/v, in that order — as flat arrays (written: of the whole model, laid out by
+// ParameterTable(model); read: laid out by the table given), so only one of them needs to be in memory at once.
 using CheckpointValues = std::function<std::vector<float>(int group)>;
 using CheckpointSink = std::function<void(int group, const std::vector<float>& values)>;
 
@@ -38,7 +39,10 @@ void save_training_checkpoint(const std::string& path, const ModelConfig& model,
 // checkpoint (no /optim or /train), is damaged (checksum), truncated, or does not match `model` (a dataset's
 // shape, or a key of /model@config other than init_std). The layout and the state are checked before any
 // data is read; after a failed read, groups already handed to `take` stay taken.
-TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const CheckpointSink& take);
+// The groups reach `take` laid out by `slices` (ParameterTable(model) for the whole model, or a tensor-parallel
+// rank's slices, of which only that part of the file is read).
+TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const ParameterTable& slices,
+                                       const CheckpointSink& take);
 // The /train attributes of an open file, without reading any tensor data (InputError as above).
 TrainingState read_training_state(const Hdf5File& file);
 

@@ -86,8 +86,4 @@ void place_in_full(const ParameterTable& local, const float* values, float* full
   for_each_element(local, with_replicated, [&](int64_t i, int64_t k) { full[k] = values[i]; });
 }
 
-void take_from_full(const ParameterTable& local, const float* full, float* values) {
-  for_each_element(local, true, [&](int64_t i, int64_t k) { values[i] = full[k]; });
-}
-
 }  // namespace ratplus

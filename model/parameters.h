@@ -82,10 +82,8 @@ class ParameterTable {
 // Why a model cannot be split over tp ranks ("" when it can): tp must divide n_heads, d_ffn and vocab_size.
 std::string tensor_parallel_error(const ModelConfig& config, int tp);
 
-// Copies between a rank's flat values (laid out by `local`) and full-model flat values (ParameterTable of
-// the whole model): place_in_full writes the slices into their places in `full` (replicated tensors only when
-// with_replicated); take_from_full reads them out of `full`.
+// Writes a rank's flat values (laid out by `local`) into their places in full-model flat values (laid out by
+// the whole model's ParameterTable); replicated tensors only when with_replicated.
 void place_in_full(const ParameterTable& local, const float* values, float* full, bool with_replicated);
-void take_from_full(const ParameterTable& local, const float* full, float* values);
 
 }  // namespace ratplus

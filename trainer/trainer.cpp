@@ -180,28 +180,18 @@ Trainer::~Trainer() = default;
 
 void Trainer::request_stop() { g_stop_requested.store(true); }
 
-// This rank's slices of full-model flat values (checkpoints always hold the full tensors).
-std::vector<float> Trainer::local_values(const std::vector<float>& full) const {
-  const ParameterTable& table = model_.table();
-  if (table.tp_size() == 1) return full;
-  std::vector<float> local(table.total_elements());
-  take_from_full(table, full.data(), local.data());
-  return local;
-}
-
 void Trainer::start_from_checkpoint_or_init() {
   state_.config_yaml = experiment_config_to_yaml(config_);
   state_.seed = config_.train.seed;
-  const int64_t n = ParameterTable(config_.model).total_elements();
   if (config_.checkpoint.resume == "auto") {
-    const CheckpointSink take = [&](int group, const std::vector<float>& full) {
-      const std::vector<float> local = local_values(full);
+    // Checkpoints hold full tensors; each rank reads the slices it holds.
+    const CheckpointSink take = [&](int group, const std::vector<float>& local) {
       if (group == 0) return model_.set_parameters(local);
       from_host_floats(moments_.get(group - 1), {local.begin() + owned_begin(), local.begin() + owned_end()});
     };
     for (const std::string& path : list_checkpoints(config_.checkpoint.dir)) {
       try {
-        TrainingState loaded = load_training_checkpoint(path, config_.model, take);
+        TrainingState loaded = load_training_checkpoint(path, config_.model, model_.table(), take);
         loaded.config_yaml = state_.config_yaml;
         state_ = std::move(loaded);
         spdlog::info("resuming from {} at step {} ({} tokens seen)", path, state_.step, state_.tokens);
@@ -219,9 +209,9 @@ void Trainer::start_from_checkpoint_or_init() {
     require_input(stored == config_.model,
                   fmt::format("train.init_from: '{}' holds a model whose config differs from the model section:\n{}",
                               config_.train.init_from, model_config_to_yaml(stored)));
-    std::vector<float> params(n);
-    load_model_parameters(config_.train.init_from, config_.model, params.data());
-    model_.set_parameters(local_values(params));
+    std::vector<float> params(model_.table().total_elements());
+    load_model_parameters(config_.train.init_from, config_.model, model_.table(), params.data());
+    model_.set_parameters(params);
     spdlog::info("starting from the model of {}", config_.train.init_from);
   } else {
     model_.init_parameters(config_.train.seed);

@@ -70,9 +70,8 @@ class Trainer {
   // Values over all of this rank's slices from the ZeRO-1 range each data-parallel rank owns (collective over
   // the data-parallel group; nothing to gather without ZeRO-1).
   std::vector<float> gather_shards(std::vector<float> owned);
-  // Full-model flat values from every tensor-parallel rank's slices (collective over the tp group), and back.
+  // Full-model flat values from every tensor-parallel rank's slices (collective over the tp group).
   std::vector<float> full_values(const std::vector<float>& local);
-  std::vector<float> local_values(const std::vector<float>& full) const;
   void validate();
   void log_progress(double elapsed_seconds);
 

@@ -3,6 +3,7 @@
 #include <H5Cpp.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -116,6 +117,43 @@ TEST_F(CheckpointTest, UntiedEmbeddingsWithoutRecurrence) {
   const Hdf5File file = Hdf5File::open_read_only(path);
   EXPECT_EQ(file.dataset_shape("/model/lm_head/weight"), (std::vector<int64_t>{37, 8}));
   EXPECT_EQ(file.dataset_shape("/model/layers/1/attn/in_proj/weight"), (std::vector<int64_t>{32, 8}));
+}
+
+// A tensor-parallel rank reads only its slices (HDF5 hyperslabs), and they are the Megatron slices: written
+// out here element by element from SPEC §7's full tensors, independently of the parameter table.
+TEST_F(CheckpointTest, TensorParallelRanksReadTheirSlices) {
+  for (const bool tied : {true, false})
+    for (const bool recurrence : {true, false}) {
+      ModelConfig config = small_config(tied, recurrence);
+      config.vocab_size = 38;
+      const std::string path = dir_.file("tp.h5");
+      const std::vector<float> full = save_small(path, config, 5);
+      const ParameterTable whole(config);
+      const int64_t d = config.d_model, f = config.d_ffn, v = config.vocab_size, h = d / 2;
+      std::vector<float> rebuilt(full.size(), NAN);
+      for (int rank = 0; rank < 2; ++rank) {
+        const ParameterTable slices(config, rank, 2);
+        std::vector<float> local(slices.total_elements());
+        load_model_parameters(path, config, slices, local.data());
+        place_in_full(slices, local.data(), rebuilt.data(), rank == 0);
+        // Element (r, c) of this rank's slice of a tensor, read from the full tensor by the Megatron rules.
+        auto full_at = [&](const std::string& name, int64_t r, int64_t c) {
+          const ParameterInfo& p = whole.entries()[whole.find(name)];
+          int64_t row = r, col = c;
+          if (name.ends_with("in_proj/weight")) row = r / h * d + rank * h + r % h;  // each block by heads
+          if (name.ends_with("out_proj/weight")) col = rank * h + c;
+          if (name.ends_with("fc1/weight")) row = rank * f / 2 + r;
+          if (name.ends_with("fc2/weight")) col = rank * f / 2 + c;
+          if (name == "embed/weight" || name == "lm_head/weight") row = rank * v / 2 + r;
+          return full[p.offset + row * p.cols + col];
+        };
+        for (const ParameterInfo& p : slices.entries())
+          for (int64_t r = 0; r < p.rows; ++r)
+            for (int64_t c = 0; c < p.cols; ++c)
+              ASSERT_EQ(local[p.offset + r * p.cols + c], full_at(p.name, r, c)) << p.name << " rank " << rank;
+      }
+      EXPECT_TRUE(same_bits(rebuilt, full)) << "the two ranks' slices cover every element once";
+    }
 }
 
 TEST_F(CheckpointTest, DatasetsAreChecksummed) {

@@ -82,7 +82,7 @@ class TrainingCheckpointTest : public ::testing::Test {
                          const std::vector<std::string>& fragments) {
     TrainingBuffers loaded(config);
     expect_input_error(
-        [&] { load_training_checkpoint(path, config, loaded.sink()); },
+        [&] { load_training_checkpoint(path, config, ParameterTable(config), loaded.sink()); },
         fragments);
   }
 
@@ -103,7 +103,7 @@ TEST_F(TrainingCheckpointTest, RoundTripIsBitwiseExact) {
 
   TrainingBuffers loaded = TrainingBuffers::empty_like(saved);
   const TrainingState read =
-      load_training_checkpoint(path, config, loaded.sink());
+      load_training_checkpoint(path, config, ParameterTable(config), loaded.sink());
   EXPECT_TRUE(same_bits(saved.params, loaded.params));
   EXPECT_TRUE(same_bits(saved.m, loaded.m));
   EXPECT_TRUE(same_bits(saved.v, loaded.v));
@@ -148,7 +148,7 @@ TEST_F(TrainingCheckpointTest, EmptyStateRoundTrips) {
   const TrainingBuffers saved = save(path, config, TrainingState{});
   TrainingBuffers loaded = TrainingBuffers::empty_like(saved);
   const TrainingState read =
-      load_training_checkpoint(path, config, loaded.sink());
+      load_training_checkpoint(path, config, ParameterTable(config), loaded.sink());
   expect_same_state(read, TrainingState{});
   EXPECT_TRUE(same_bits(saved.v, loaded.v));
 }
@@ -210,7 +210,7 @@ TEST_F(TrainingCheckpointTest, WrongModelConfigIsRejected) {
   ModelConfig other_init = config;  // init_std does not shape a trained model
   other_init.init_std = 0.5;
   TrainingBuffers loaded(config);
-  EXPECT_NO_THROW(load_training_checkpoint(path, other_init, loaded.sink()));
+  EXPECT_NO_THROW(load_training_checkpoint(path, other_init, ParameterTable(other_init), loaded.sink()));
 }
 
 TEST_F(TrainingCheckpointTest, UnsupportedFormatVersionIsRejected) {
