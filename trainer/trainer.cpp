@@ -68,6 +68,10 @@ DType activation_type(const RuntimeConfig& runtime, Device device) {
   return device == Device::cuda && runtime.precision == "bf16" ? DType::bf16 : DType::f32;
 }
 
+DType training_activations(const ExperimentConfig& c) {
+  return activation_type(c.runtime, select_device(c.runtime.device));
+}
+
 std::string gib(size_t bytes) { return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1 << 30)); }
 
 // The memory a training run needs (model, optimizer moments, one micro-batch of activations), printed, and
@@ -132,9 +136,8 @@ Trainer::Trainer(const ExperimentConfig& config)
       shard_(zero1_ranges(ParameterTable(config.model, grid_.tp->rank(), grid_.tp->size()).total_elements(),
                           dp_.size())),
       memory_plan_(plan_training_memory(config, grid_)),
-      model_(config.model, select_device(config.runtime.device),
-             activation_type(config.runtime, select_device(config.runtime.device)), grid_.tp.get(),
-             sharded() && activation_type(config.runtime, select_device(config.runtime.device)) == DType::bf16
+      model_(config.model, select_device(config.runtime.device), training_activations(config), grid_.tp.get(),
+             sharded() && training_activations(config) == DType::bf16
                  ? std::optional<MasterShard>(MasterShard{owned_begin(), owned_end()})
                  : std::nullopt),
       passes_(objective_passes(config)),
