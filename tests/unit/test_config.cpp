@@ -79,6 +79,7 @@ void expect_same_experiment(const ExperimentConfig& a, const ExperimentConfig& b
   EXPECT_EQ(a.optim.grad_clip, b.optim.grad_clip);
   EXPECT_EQ(a.parallel.tp, b.parallel.tp);
   EXPECT_EQ(a.parallel.zero1, b.parallel.zero1);
+  EXPECT_EQ(a.parallel.bucket_mb, b.parallel.bucket_mb);
   EXPECT_EQ(a.checkpoint.dir, b.checkpoint.dir);
   EXPECT_EQ(a.checkpoint.every, b.checkpoint.every);
   EXPECT_EQ(a.checkpoint.keep, b.checkpoint.keep);
@@ -170,6 +171,7 @@ TEST_F(ConfigTest, WrongTypesNameFileLineAndKey) {
   expect_error("model:\n  d_model:\n", 2, "model.d_model", "expected an integer, got nothing");
   expect_error("model:\n  recurrence: yes\n", 2, "model.recurrence", "expected true or false, got 'yes'");
   expect_error("parallel:\n  zero1: 1\n", 2, "parallel.zero1", "expected true or false");
+  expect_error("parallel:\n  bucket_mb: 0\n", 2, "parallel.bucket_mb", "must be > 0, got 0");
   expect_error("optim:\n  lr: fast\n", 2, "optim.lr", "expected a number, got 'fast'");
   expect_error("optim:\n  betas: 0.9\n", 2, "optim.betas", "expected a list");
   expect_error("optim:\n  betas: [0.9]\n", 2, "optim.betas", "expected a list of two numbers");
@@ -326,7 +328,7 @@ TEST_F(ConfigTest, ExperimentConfigRoundTripsThroughYaml) {
                         .eps = 1e-12,
                         .weight_decay = 0.0,
                         .grad_clip = 123.456};
-  c.parallel = ParallelConfig{.tp = 8, .zero1 = true};
+  c.parallel = ParallelConfig{.tp = 8, .zero1 = true, .bucket_mb = 0.25};
   c.checkpoint = CheckpointConfig{.dir = "ckpt: \"quoted\" #x", .every = 0, .keep = 1, .resume = "never"};
   c.metrics.listen = "0.0.0.0:9100";
   c.runtime = RuntimeConfig{.device = "cuda", .precision = "bf16"};
