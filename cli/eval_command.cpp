@@ -1,5 +1,7 @@
 // `ratplus eval --checkpoint FILE --data FILE... --seq-len T --batches N --pattern P [--pattern P ...]
-//  [--eos-id ID] [--json FILE]`: loss and perplexity of a checkpoint under each pattern (SPEC §10).
+//  [--eos-id ID] [--json FILE] [--device D] [--precision fp32|bf16]`: loss and perplexity of a checkpoint under
+//  each pattern (SPEC §10). On the GPU, bf16 runs the mixed-precision path that training validates with (tensor
+//  cores, flash attention); fp32, the default, is exact to f32 everywhere. The CPU always computes in f32.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -26,7 +28,7 @@ void print_table(const std::vector<EvalResult>& results) {
 Action add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "loss of a checkpoint on token data under attention patterns");
   struct Options {
-    std::string checkpoint, json, format = "auto", device = "auto";
+    std::string checkpoint, json, format = "auto", device = "auto", precision = "fp32";
     std::vector<std::string> data, patterns;
     int64_t seq_len = 0, batches = 0, eos_id = -1, micro_batch = 4;
   };
@@ -43,6 +45,9 @@ Action add_eval_command(CLI::App& app) {
   cmd->add_option("--micro-batch", o->micro_batch, "windows per forward pass");
   cmd->add_option("--device", o->device, "auto (the GPU when there is one), cpu or cuda")
       ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--precision", o->precision, "fp32, or bf16 (mixed precision, on the GPU only)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   return [o] {
     std::vector<Pattern> patterns;
     for (const std::string& text : o->patterns) patterns.push_back(Pattern::parse(text));
@@ -51,7 +56,8 @@ Action add_eval_command(CLI::App& app) {
                   fmt::format("--eos-id {} is outside the vocabulary of {}", o->eos_id, config.vocab_size));
     require_input(o->micro_batch >= 1, "--micro-batch must be at least 1");
     const TokenStream data(o->data, parse_shard_format(o->format), config.vocab_size);
-    Model model(config, select_device(o->device), DType::f32);
+    const Device device = select_device(o->device);
+    Model model(config, device, device == Device::cuda && o->precision == "bf16" ? DType::bf16 : DType::f32);
     std::vector<float> values(model.table().total_elements());
     load_model_parameters(o->checkpoint, config, values.data());
     model.set_parameters(values);

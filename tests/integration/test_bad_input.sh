@@ -142,6 +142,8 @@ expect_bad "more batches than the data holds" 'E:batches|windows|tokens' -- \
     "$BIN" eval --checkpoint ck.h5 --data shard.bin --seq-len 8 --batches 13 --pattern dense --json out.json
 expect_bad "seq-len 0" F:seq-len -- \
     "$BIN" eval --checkpoint ck.h5 --data shard.bin --seq-len 0 --batches 2 --pattern dense --json out.json
+expect_bad "an unknown precision" F:--precision -- \
+    "$BIN" eval --checkpoint ck.h5 --data shard.bin --seq-len 8 --batches 2 --pattern dense --precision fp16 --json out.json
 
 # --- checkpoints -----------------------------------------------------------------------
 expect_bad "checkpoint that is not HDF5" F:noth5.h5 -- \
