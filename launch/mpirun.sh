@@ -7,8 +7,8 @@
 #   launch/mpirun.sh -n 16 -H hosts.txt -- --config configs/ratplus-7.6b.yaml parallel.tp=4
 #
 # Ranks fill each host's slots in order (--map-by slot), so the parallel.tp consecutive ranks of a tensor-
-# parallel group share a node and its NVLink. RATPLUS_NCCL_TIMEOUT (seconds, default 600) bounds how long a
-# collective may wait for a peer; it is passed on with the NCCL settings. RATPLUS_BIN names the program
+# parallel group share a node and its NVLink. RATPLUS_COLLECTIVE_TIMEOUT (seconds, default 1800) bounds how
+# long a collective may wait for a peer; it is passed on with the NCCL settings. RATPLUS_BIN names the program
 # (default build/ratplus); relative paths in the arguments are taken from the repository root.
 # -n: processes in all (one per GPU); -H: an Open MPI hostfile ("node01 slots=8" per line) for several
 # nodes; --tries: how many starts at most (default 20). Everything after "--" goes to `ratplus train`.
@@ -31,7 +31,7 @@ done
 mpi=(mpirun -n "$procs" --bind-to none --map-by slot
   -x LD_LIBRARY_PATH -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
   -x NCCL_NVLS_ENABLE=0 -x NCCL_DEBUG=${NCCL_DEBUG:-WARN}  # NVLink multicast stays off
-  -x RATPLUS_NCCL_TIMEOUT=${RATPLUS_NCCL_TIMEOUT:-600})
+  -x RATPLUS_COLLECTIVE_TIMEOUT=${RATPLUS_COLLECTIVE_TIMEOUT:-1800})
 [[ -n $hostfile ]] && mpi+=(--hostfile "$hostfile")
 [[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 

@@ -1,7 +1,7 @@
 // The MPI communicator and the choice between it and a single rank. MPI is only initialised when an MPI
 // launcher started the process (it sets OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK), so a plain
 // `ratplus train` needs no MPI runtime. Device tensors are copied to the host, reduced, and copied back;
-// bf16 tensors are summed as f32 and rounded once.
+// bf16 tensors are summed as f32 and rounded once. Every blocking call is timed by the collective watchdog.
 #include "parallel/mpi_communicator.h"
 
 #include <algorithm>
@@ -14,6 +14,7 @@
 
 #include "core/buffer.h"
 #include "core/device.h"
+#include "parallel/collective_watchdog.h"
 
 namespace ratplus {
 
@@ -50,6 +51,7 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank_);
   }
   ~MpiCommunicator() override {
     if (comm_ != MPI_COMM_WORLD) MPI_Comm_free(&comm_);
@@ -61,7 +63,10 @@ class MpiCommunicator final : public Communicator {
 
   std::unique_ptr<Communicator> split(int color, int key, Device device) override {
     MPI_Comm group;
-    check_mpi(MPI_Comm_split(comm_, color, key, &group), "MPI_Comm_split");
+    {
+      const CollectiveWait wait(world_rank_, "MPI_Comm_split");
+      check_mpi(MPI_Comm_split(comm_, color, key, &group), "MPI_Comm_split");
+    }
 #ifdef RATPLUS_HAVE_NCCL
     // NCCL wants one rank per GPU; a group with ranks sharing a GPU (more ranks than GPUs) stays on MPI.
     if (device == Device::cuda) {
@@ -76,6 +81,7 @@ class MpiCommunicator final : public Communicator {
 
   void allreduce_sum(Tensor t) override {
     check_internal(t.contiguous(), "allreduce_sum: contiguous tensor expected");
+    const CollectiveWait wait(world_rank_, "MPI_Allreduce");
     if (t.device == Device::cpu && (t.dtype == DType::f32 || t.dtype == DType::f64)) {
       check_mpi(MPI_Allreduce(MPI_IN_PLACE, t.data, static_cast<int>(t.numel()),
                               t.dtype == DType::f32 ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM, comm_),
@@ -90,11 +96,13 @@ class MpiCommunicator final : public Communicator {
   }
 
   void allreduce_sum(std::span<double> values) override {
+    const CollectiveWait wait(world_rank_, "MPI_Allreduce");
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, comm_),
               "MPI_Allreduce");
   }
 
   void reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) override {
+    const CollectiveWait wait(world_rank_, "MPI_Reduce_scatter");
     std::vector<int> counts = range_counts(offsets);
     with_host_copy(t, [&](float* data) {
       // MPI writes rank r's reduced range to the start of the receive buffer; move it into place.
@@ -106,6 +114,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   void allgather(Tensor t, std::span<const int64_t> offsets) override {
+    const CollectiveWait wait(world_rank_, "MPI_Allgatherv");
     std::vector<int> counts = range_counts(offsets), displacements(size_);
     for (int r = 0; r < size_; ++r) displacements[r] = static_cast<int>(offsets[r]);
     with_host_copy(t, [&](float* data) {
@@ -115,11 +124,15 @@ class MpiCommunicator final : public Communicator {
     });
   }
 
-  void barrier() override { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+  void barrier() override {
+    const CollectiveWait wait(world_rank_, "MPI_Barrier");
+    check_mpi(MPI_Barrier(comm_), "MPI_Barrier");
+  }
 
  private:
   // Whether every rank of `group` uses a different GPU (collective over the group).
-  static bool gpus_distinct(MPI_Comm group) {
+  bool gpus_distinct(MPI_Comm group) const {
+    const CollectiveWait wait(world_rank_, "MPI_Allgather of the GPUs");
     constexpr int kLength = 320;
     std::string mine = current_gpu_identity();
     mine.resize(kLength, '\0');
@@ -153,7 +166,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   MPI_Comm comm_;
-  int rank_ = 0, size_ = 1, local_rank_ = 0;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, world_rank_ = 0;
 };
 
 // MPI for the lifetime of the process: initialised with the first world() call, finalised at exit after

@@ -2,18 +2,17 @@
 // group. Collectives run on a non-blocking stream of their own: each waits for an event recorded on the
 // legacy default stream (where the kernels run), and the default stream waits for an event recorded after
 // it, so nothing blocks the host. A watchdog thread follows those events and NCCL's asynchronous error: a
-// failed or overdue collective (a dead peer) aborts the communicator and ends the process with a message
-// instead of hanging the job.
+// failed collective, or one overdue by RATPLUS_COLLECTIVE_TIMEOUT (a dead or hung peer), aborts the
+// communicator and ends the process with a message instead of hanging the job.
 #include "parallel/mpi_communicator.h"
+#include "parallel/collective_watchdog.h"
 
 #include <cuda_runtime.h>
 #include <nccl.h>
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <cmath>
 #include <condition_variable>
-#include <cstdlib>
 #include <deque>
 #include <fmt/format.h>
 #include <future>
@@ -29,25 +28,10 @@ namespace ratplus {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Seconds = std::chrono::duration<double>;
 
 constexpr cudaStream_t kComputeStream = nullptr;  // the legacy default stream of the kernels and cuBLASLt
 constexpr auto kWatchInterval = std::chrono::milliseconds(200);
 constexpr int kInitialEvents = 8;
-
-// How long a collective may stay incomplete: RATPLUS_NCCL_TIMEOUT seconds, 600 unless set to a positive number.
-Seconds collective_timeout() {
-  const Seconds fallback(600);
-  const char* text = std::getenv("RATPLUS_NCCL_TIMEOUT");
-  if (!text) return fallback;
-  char* end = nullptr;
-  const double seconds = std::strtod(text, &end);
-  if (end == text || *end != '\0' || !std::isfinite(seconds) || seconds <= 0) {
-    spdlog::warn("RATPLUS_NCCL_TIMEOUT='{}' is not a positive number of seconds; using {} s", text, fallback.count());
-    return fallback;
-  }
-  return Seconds(seconds);
-}
 
 ncclDataType_t nccl_type(DType dtype) {
   check_internal(dtype == DType::f32 || dtype == DType::bf16, "NCCL collective: f32 or bf16 tensors expected");
@@ -255,7 +239,7 @@ class NcclCommunicator final : public Communicator {
       if (error != ncclSuccess && error != ncclInProgress)
         abort_job(fmt::format("error: {} ({}); {}", ncclGetErrorString(error), ncclGetLastError(comm_), waiting));
       if (waited > timeout_)
-        abort_job(fmt::format("timeout: {} (limit {} s, RATPLUS_NCCL_TIMEOUT)", waiting, timeout_.count()));
+        abort_job(fmt::format("timeout: {} (limit {} s, RATPLUS_COLLECTIVE_TIMEOUT)", waiting, timeout_.count()));
       lock.lock();
     }
   }
@@ -263,11 +247,9 @@ class NcclCommunicator final : public Communicator {
   // Ends the process: the main thread may be blocked behind the failed collective. The abort gets a few
   // seconds to free the device, in case it blocks as well.
   [[noreturn]] void abort_job(const std::string& problem) {
-    spdlog::error("rank {}: NCCL {}; a peer may have died — aborting", rank_, problem);
-    spdlog::default_logger()->flush();
     auto aborted = std::async(std::launch::async, [comm = comm_] { ncclCommAbort(comm); });
     aborted.wait_for(std::chrono::seconds(10));
-    std::_Exit(1);
+    abort_collective(rank_, "NCCL " + problem);
   }
 
   void check_cuda(cudaError_t err, const char* what) const {
