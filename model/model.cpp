@@ -201,7 +201,7 @@ void Model::set_parameters(const std::vector<float>& values) {
     std::copy(values.begin(), values.end(), staged.ptr<double>());
   }
   copy_tensor(parameters(), staged);
-  refresh_low_precision_parameters();
+  if (mixed_precision()) convert_tensor(weights_.get(0), parameters());
 }
 
 std::vector<float> Model::get_parameters() const {
@@ -214,11 +214,6 @@ std::vector<float> Model::get_parameters() const {
 }
 
 void Model::zero_gradients() { zero_tensor(gradients()); }
-
-void Model::refresh_low_precision_parameters() {
-  if (mixed_precision())
-    convert_tensor(weights_.get(0).cols_slice(master_.begin, master_.end - master_.begin), parameters());
-}
 
 Model::Workspace& Model::workspace(int64_t batch, int64_t seq_len, bool training) {
   std::unique_ptr<Workspace>& slot = training ? training_workspace_ : evaluation_workspace_;

@@ -61,18 +61,14 @@ class Model {
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
 
-  // The flat f32 master parameters of [master_begin(), master_end()) (all N unless sharded), the flat
-  // gradient vector ([1, N]) and per-tensor views into them.
+  // The flat f32 master parameters (all N, or the master shard's range), the flat gradient vector ([1, N])
+  // and per-tensor views into them.
   Tensor parameters() const { return params_.get(0); }
-  int64_t master_begin() const { return master_.begin; }
-  int64_t master_end() const { return master_.end; }
   bool master_sharded() const { return master_.end - master_.begin < table_.total_elements(); }
   Tensor gradients() const { return grads_.get(0); }
   // The bf16 copy of the parameters under mixed precision (refreshed by the optimizer), else empty.
   Tensor low_precision_parameters() const { return mixed_precision() ? weights_.get(0) : Tensor{}; }
   bool mixed_precision() const { return dtype_ == DType::bf16; }
-  // Recomputes the bf16 copy from the f32 parameters (after they changed other than through AdamW's copy).
-  void refresh_low_precision_parameters();
   Tensor parameter(int index) const;  // not with a master shard
   Tensor gradient(int index) const;
 
