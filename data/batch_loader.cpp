@@ -58,8 +58,9 @@ int64_t checked_num_windows(const TokenStream* data, const LoaderOptions& o, int
                 "rank " + text(o.rank) + " is outside [0, " + text(o.ranks) + ")");
   require_input(o.global_batch > 0, "global_batch must be positive, got " + text(o.global_batch));
   require_input(o.global_batch % (o.ranks * o.micro_batch) == 0,
-                "global_batch " + text(o.global_batch) + " is not a multiple of ranks " + text(o.ranks) +
-                    " x micro_batch " + text(o.micro_batch) + " = " + text(o.ranks * o.micro_batch));
+                "train.global_batch " + text(o.global_batch) + " is not a multiple of the data-parallel ranks " +
+                    text(o.ranks) + " x train.micro_batch " + text(o.micro_batch) + " = " +
+                    text(o.ranks * o.micro_batch));
   require_input(o.eos_id < data->vocab_size(), "eos_id " + text(o.eos_id) + " is not below the vocabulary size " +
                                                    text(data->vocab_size()));
   require_input(o.prefetch >= 0, "prefetch must not be negative, got " + text(o.prefetch));
