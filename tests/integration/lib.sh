@@ -32,6 +32,39 @@ use_test_device() {
     fi
 }
 
+# same_updates A.jsonl B.jsonl [TOL]: two training logs hold the same updates (step, pass, tokens) with losses and
+# gradient norms equal to TOL relative (default 1e-5, f32 rounding).
+same_updates() {
+    "$PY" - "$1" "$2" "${3:-1e-5}" <<'PY'
+import json, sys
+a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+tol = float(sys.argv[3])
+assert len(a) == len(b) > 0, (len(a), len(b))
+for x, y in zip(a, b):
+    assert (x['step'], x['pass'], x['tokens']) == (y['step'], y['pass'], y['tokens']), (x, y)
+    for key in ('loss', 'grad_norm'):
+        assert abs(x[key] - y[key]) <= tol * max(1.0, abs(x[key])), (key, x, y)
+PY
+}
+
+# same_tensors A.h5 B.h5 GROUP [TOL]: every dataset below GROUP has the same shape and agrees to TOL relative L2
+# (default 1e-3: on a GPU, atomics reorder sums, and Adam turns those roundings into small differences for
+# parameters whose gradients are near zero).
+same_tensors() {
+    "$PY" - "$1" "$2" "$3" "${4:-1e-3}" <<'PY'
+import sys, h5py, numpy as np
+a = h5py.File(sys.argv[1], 'r')[sys.argv[3]]; b = h5py.File(sys.argv[2], 'r')[sys.argv[3]]
+tol = float(sys.argv[4])
+names = []
+a.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+assert names
+for n in names:
+    x, y = a[n][()].astype(np.float64), b[n][()].astype(np.float64)
+    assert x.shape == y.shape, (n, x.shape, y.shape)
+    assert np.linalg.norm(x - y) <= tol * np.linalg.norm(x) + 1e-9, (n, np.linalg.norm(x - y) / np.linalg.norm(x))
+PY
+}
+
 passed=0
 failed=0
 
