@@ -17,29 +17,43 @@ args=(data.train=train.bin data.val=train.bin train.steps=100000 train.val_every
   runtime.device="$DEVICE")
 # This job's processes, and no other test's: its checkpoint directory is unique to this run.
 mine="checkpoint.dir=$WORK/ckpt"
-"${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" >job.out 2>job.err &
-job=$!
-for _ in $(seq 1 600); do
-  [[ -f ckpt/step_00000005.h5 ]] && break
-  sleep 0.05
-done
-victim=$(pgrep -f -- "$mine" | grep -v "^$job\$" | tail -n 1)
-check "the job is running with its ranks" '[[ -n $victim ]]'
-kill -KILL "$victim"
-start=$SECONDS
-for _ in $(seq 1 600); do
-  kill -0 $job 2>/dev/null || break
-  sleep 0.05
-done
-if kill -0 $job 2>/dev/null; then
-  bad "the job ends within 30 s of losing a rank"
-  pkill -KILL -f -- "$mine"
-else
-  ok "the job ends within 30 s of losing a rank ($((SECONDS - start)) s)"
-fi
-wait $job
-rc=$?
-check "with a non-zero exit code (got $rc)" '[[ $rc -ne 0 ]]'
+
+# start_job LOG ENV...: starts the two-rank job in the background (ENV: extra "-x NAME=value" for mpiexec)
+# and sets JOB; once the job has written its step-5 checkpoint, sets VICTIM to one of its ranks.
+start_job() {
+  local log=$1
+  shift
+  "${mpi[@]}" "$@" "$BIN" train --config "$config" "${args[@]}" >"$log.out" 2>"$log.err" &
+  JOB=$!
+  for _ in $(seq 1 600); do
+    [[ -f ckpt/step_00000005.h5 ]] && break
+    sleep 0.05
+  done
+  VICTIM=$(pgrep -f -- "$mine" | grep -v "^$JOB\$" | tail -n 1)
+}
+
+# job_ends_within SECONDS WHAT: checks that JOB ends within SECONDS (else kills what is left) and sets RC.
+job_ends_within() {
+  local start=$SECONDS
+  for _ in $(seq 1 $(($1 * 20))); do
+    kill -0 "$JOB" 2>/dev/null || break
+    sleep 0.05
+  done
+  if kill -0 "$JOB" 2>/dev/null; then
+    bad "$2 within $1 s"
+    pkill -KILL -f -- "$mine"
+  else
+    ok "$2 within $1 s ($((SECONDS - start)) s)"
+  fi
+  wait "$JOB"
+  RC=$?
+}
+
+start_job job
+check "the job is running with its ranks" '[[ -n $VICTIM ]]'
+kill -KILL "$VICTIM"
+job_ends_within 30 "the job ends after losing a rank"
+check "with a non-zero exit code (got $RC)" '[[ $RC -ne 0 ]]'
 check "and a message about the lost process" 'grep -qiE "signal|killed|exited|abort" job.err job.out'
 check "no rank is left behind" '! pgrep -f -- "$mine" >/dev/null'
 "${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.stop_after=$(( $(ls ckpt | sed -n 's/step_0*\([0-9]*\).h5/\1/p' | sort -n | tail -n 1) + 2 )) \
@@ -49,29 +63,10 @@ check "the job started again resumes from the last checkpoint" 'grep -q "resumin
 # A rank that hangs (stopped, not dead: the launcher sees nothing wrong) leaves the other waiting in a
 # collective (MPI, or NCCL on GPUs); the collective watchdog ends it after RATPLUS_COLLECTIVE_TIMEOUT seconds.
 rm -rf ckpt
-mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x NCCL_NVLS_ENABLE=0 \
-  -x RATPLUS_COLLECTIVE_TIMEOUT=5 "$BIN" train --config "$config" "${args[@]}" >hung.out 2>hung.err &
-job=$!
-for _ in $(seq 1 600); do
-  [[ -f ckpt/step_00000005.h5 ]] && break
-  sleep 0.05
-done
-victim=$(pgrep -f -- "$mine" | grep -v "^$job\$" | tail -n 1)
-kill -STOP "$victim"
-start=$SECONDS
-for _ in $(seq 1 1200); do
-  kill -0 $job 2>/dev/null || break
-  sleep 0.05
-done
-if kill -0 $job 2>/dev/null; then
-  bad "a job with a hung rank ends within 60 s"
-  pkill -KILL -f -- "$mine"
-else
-  ok "a job with a hung rank ends within 60 s ($((SECONDS - start)) s)"
-fi
-wait $job
-rc=$?
-check "with a non-zero exit (got $rc) and the watchdog's message" \
-  '[[ $rc -ne 0 ]] && grep -q "timeout: .* waiting for .*a peer may have died or hung" hung.err hung.out'
+start_job hung -x RATPLUS_COLLECTIVE_TIMEOUT=5
+kill -STOP "$VICTIM"
+job_ends_within 60 "a job with a hung rank ends"
+check "with a non-zero exit (got $RC) and the watchdog's message" \
+  '[[ $RC -ne 0 ]] && grep -q "timeout: .* waiting for .*a peer may have died or hung" hung.err hung.out'
 pkill -KILL -f -- "$mine"
 finish
