@@ -18,6 +18,31 @@ start_test() {
     cd "$WORK" || exit 1
 }
 
+# start_multirank_test "$@": start_test, then use_test_device 2, CONFIG (the tiny config) and train.bin, 300k
+# generated tokens of its vocabulary, for the tests that train on several MPI ranks.
+start_multirank_test() {
+    start_test "$@"
+    use_test_device 2
+    CONFIG=$REPO/configs/tiny.yaml
+    "$BIN" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
+}
+
+# mpi N ARGS...: mpiexec with N ranks (oversubscribed, unbound, one OpenMP thread each, NVLink multicast off)
+# running ARGS (mpiexec options may come first).
+mpi() {
+    local n=$1
+    shift
+    mpiexec -n "$n" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x NCCL_NVLS_ENABLE=0 "$@"
+}
+
+# ratplus_ranks TEXT: the PIDs of the ratplus processes whose command line contains TEXT (not their launchers).
+ratplus_ranks() {
+    local pid
+    for pid in $(pgrep -f -- "$1"); do
+        [[ $(ps -o comm= -p "$pid") == ratplus ]] && echo "$pid"
+    done
+}
+
 # use_test_device GPUS: sets DEVICE to the device the runs use, RATPLUS_TEST_DEVICE (default cpu); with cuda,
 # exits 77 (ctest: skipped) unless the machine has at least GPUS GPUs.
 use_test_device() {

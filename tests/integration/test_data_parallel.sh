@@ -7,20 +7,15 @@
 # Usage: bash test_data_parallel.sh /path/to/ratplus
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
-start_test "$@"
-use_test_device 2
-config=$REPO/configs/tiny.yaml
-mpi=(mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x NCCL_NVLS_ENABLE=0)
-
-"$BIN" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
+start_multirank_test "$@"
 # No end-of-document token: every micro-batch then has the same number of labels, so a mean of
 # micro-batch means is the same whatever the cut.
 args=(data.train=train.bin data.val=train.bin data.eos_id=-1 train.steps=12 train.val_every=0 train.log_every=1000
   train.global_batch=8 data.order=random checkpoint.every=6 runtime.device="$DEVICE")
-OMP_NUM_THREADS=1 "$BIN" train --config "$config" "${args[@]}" train.micro_batch=4 checkpoint.dir=one \
+OMP_NUM_THREADS=1 "$BIN" train --config "$CONFIG" "${args[@]}" train.micro_batch=4 checkpoint.dir=one \
   train.metrics_jsonl=one.jsonl 2>one.log
 check "one process trains" '[[ -f one/step_00000012.h5 ]]'
-"${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.micro_batch=2 checkpoint.dir=two \
+mpi 2 "$BIN" train --config "$CONFIG" "${args[@]}" train.micro_batch=2 checkpoint.dir=two \
   train.metrics_jsonl=two.jsonl 2>two.log
 rc=$?
 check "two ranks train (exit $rc)" '[[ $rc -eq 0 && -f two/step_00000012.h5 ]]'
@@ -28,7 +23,7 @@ check "one log line per update, written once" '[[ $(wc -l <two.jsonl) -eq 24 ]]'
 check "per-update losses and gradient norms agree with one process" 'same_updates one.jsonl two.jsonl'
 check "final parameters and moments agree" 'same_tensors one/step_00000012.h5 two/step_00000012.h5 /' 
 # ZeRO-1: optimizer state sharded over the two ranks, the same updates.
-"${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.micro_batch=2 parallel.zero1=true checkpoint.dir=zero \
+mpi 2 "$BIN" train --config "$CONFIG" "${args[@]}" train.micro_batch=2 parallel.zero1=true checkpoint.dir=zero \
   train.metrics_jsonl=zero.jsonl 2>zero.log
 check "two ranks with sharded optimizer state (ZeRO-1) train" '[[ -f zero/step_00000012.h5 ]]'
 check "with the same per-update losses and norms as one process" 'same_updates one.jsonl zero.jsonl'
@@ -38,7 +33,7 @@ check "and the same final parameters and (gathered, full) moments" \
 # which is then all-gathered): the same updates as plain data parallelism, to bf16 rounding.
 if [[ $DEVICE == cuda ]]; then
   for zero1 in false true; do
-    "${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.micro_batch=2 runtime.precision=bf16 \
+    mpi 2 "$BIN" train --config "$CONFIG" "${args[@]}" train.micro_batch=2 runtime.precision=bf16 \
       parallel.zero1=$zero1 checkpoint.dir=bf16_$zero1 train.metrics_jsonl=bf16_$zero1.jsonl 2>bf16_$zero1.log
   done
   check "bf16 ZeRO-1 plans 1/2 of the f32 master weights per rank" 'grep -q "f32 master, 1/2 with ZeRO-1" bf16_true.log'
@@ -54,7 +49,7 @@ PY"
 fi
 # A run saved by two ranks continues on one: remove the final checkpoint and finish the last 6 steps alone.
 rm two/step_00000012.h5
-OMP_NUM_THREADS=1 "$BIN" train --config "$config" "${args[@]}" train.micro_batch=4 checkpoint.dir=two \
+OMP_NUM_THREADS=1 "$BIN" train --config "$CONFIG" "${args[@]}" train.micro_batch=4 checkpoint.dir=two \
   train.metrics_jsonl=resumed.jsonl 2>resumed.log
 check "the two-rank checkpoint resumes on one process" 'grep -q "resuming from two/step_00000006.h5" resumed.log'
 check "and ends at the same parameters" 'same_tensors one/step_00000012.h5 two/step_00000012.h5 model' 

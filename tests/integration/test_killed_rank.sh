@@ -6,12 +6,7 @@
 # Usage: bash test_killed_rank.sh /path/to/ratplus
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
-start_test "$@"
-use_test_device 2
-config=$REPO/configs/tiny.yaml
-mpi=(mpiexec -n 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x NCCL_NVLS_ENABLE=0)
-
-"$BIN" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
+start_multirank_test "$@"
 args=(data.train=train.bin data.val=train.bin train.steps=100000 train.val_every=0 train.log_every=100000
   train.global_batch=8 train.micro_batch=2 checkpoint.every=5 checkpoint.dir="$WORK/ckpt" train.metrics_jsonl=log.jsonl
   runtime.device="$DEVICE")
@@ -23,13 +18,13 @@ mine="checkpoint.dir=$WORK/ckpt"
 start_job() {
   local log=$1
   shift
-  "${mpi[@]}" "$@" "$BIN" train --config "$config" "${args[@]}" >"$log.out" 2>"$log.err" &
+  mpi 2 "$@" "$BIN" train --config "$CONFIG" "${args[@]}" >"$log.out" 2>"$log.err" &
   JOB=$!
   for _ in $(seq 1 600); do
     [[ -f ckpt/step_00000005.h5 ]] && break
     sleep 0.05
   done
-  VICTIM=$(pgrep -f -- "$mine" | grep -v "^$JOB\$" | tail -n 1)
+  VICTIM=$(ratplus_ranks "$mine" | tail -n 1)
 }
 
 # job_ends_within SECONDS WHAT: checks that JOB ends within SECONDS (else kills what is left) and sets RC.
@@ -56,7 +51,7 @@ job_ends_within 30 "the job ends after losing a rank"
 check "with a non-zero exit code (got $RC)" '[[ $RC -ne 0 ]]'
 check "and a message about the lost process" 'grep -qiE "signal|killed|exited|abort" job.err job.out'
 check "no rank is left behind" '! pgrep -f -- "$mine" >/dev/null'
-"${mpi[@]}" "$BIN" train --config "$config" "${args[@]}" train.stop_after=$(( $(ls ckpt | sed -n 's/step_0*\([0-9]*\).h5/\1/p' | sort -n | tail -n 1) + 2 )) \
+mpi 2 "$BIN" train --config "$CONFIG" "${args[@]}" train.stop_after=$(( $(ls ckpt | sed -n 's/step_0*\([0-9]*\).h5/\1/p' | sort -n | tail -n 1) + 2 )) \
   >again.out 2>again.err
 check "the job started again resumes from the last checkpoint" 'grep -q "resuming from $WORK/ckpt/step_" again.err'
 

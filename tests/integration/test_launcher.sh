@@ -18,8 +18,7 @@ for _ in $(seq 1 600); do
   [[ -f ckpt/step_00000020.h5 ]] && break
   sleep 0.05
 done
-victim=$(pgrep -f -- "$mine" | grep -v "^$launcher\$" | while read -r pid; do
-  [[ $(ps -o comm= -p "$pid") == ratplus ]] && echo "$pid"; done | tail -n 1)
+victim=$(ratplus_ranks "$mine" | tail -n 1)
 check "the job is running" '[[ -n $victim ]]'
 kill -KILL "$victim"
 for _ in $(seq 1 1200); do

@@ -9,18 +9,13 @@
 # Usage: bash test_tensor_parallel.sh /path/to/ratplus
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
-start_test "$@"
-use_test_device 2
-config=$REPO/configs/tiny.yaml
-mpi() { local n=$1; shift; mpiexec -n "$n" --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 -x NCCL_NVLS_ENABLE=0 "$@"; }
-
-"$BIN" data synth --out train.bin --tokens 300000 --vocab 256 --seed 1 2>/dev/null
+start_multirank_test "$@"
 # No end-of-document token: every micro-batch then has the same number of labels, so a mean of
 # micro-batch means is the same whatever the cut.
 args=(data.train=train.bin data.val=train.bin data.eos_id=-1 train.steps=12 train.val_every=0 train.log_every=1000
   train.global_batch=8 data.order=random checkpoint.every=6 checkpoint.keep=5 runtime.device="$DEVICE"
   runtime.precision=fp32)
-train() { local dir=$1; shift; "$@" "$BIN" train --config "$config" "${args[@]}" checkpoint.dir="$dir" \
+train() { local dir=$1; shift; "$@" "$BIN" train --config "$CONFIG" "${args[@]}" checkpoint.dir="$dir" \
   train.metrics_jsonl="$dir.jsonl" "${extra[@]}" 2>"$dir.log"; }
 
 extra=(train.micro_batch=4)
