@@ -2,6 +2,7 @@
 //  [--eos-id ID] [--json FILE] [--device D] [--precision fp32|bf16]`: loss and perplexity of a checkpoint under
 //  each pattern (SPEC §10). On the GPU, bf16 runs the mixed-precision path that training validates with (tensor
 //  cores, flash attention); fp32, the default, is exact to f32 everywhere. The CPU always computes in f32.
+#include <algorithm>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -57,7 +58,11 @@ Action add_eval_command(CLI::App& app) {
     require_input(o->micro_batch >= 1, "--micro-batch must be at least 1");
     const TokenStream data(o->data, parse_shard_format(o->format), config.vocab_size);
     const Device device = select_device(o->device);
-    Model model(config, device, device == Device::cuda && o->precision == "bf16" ? DType::bf16 : DType::f32);
+    const DType dtype = device == Device::cuda && o->precision == "bf16" ? DType::bf16 : DType::f32;
+    Model::memory_plan(config, dtype, std::min(o->micro_batch, o->batches), o->seq_len, false)
+        .check_fits(device, fmt::format("memory plan on {}", device_name(device)),
+                    "lower --micro-batch or --seq-len, or use --precision bf16");
+    Model model(config, device, dtype);
     std::vector<float> values(model.table().total_elements());
     load_model_parameters(o->checkpoint, config, values.data());
     model.set_parameters(values);

@@ -5,7 +5,7 @@
 #include "checkpoint/model_checkpoint.h"
 #include "cli/commands.h"
 #include "core/config.h"
-#include "model/model.h"
+#include "model/parameters.h"
 
 namespace ratplus::cli {
 
@@ -21,10 +21,9 @@ Action add_init_command(CLI::App& app) {
   cmd->add_option("overrides", o->overrides, "section.key=value overrides");
   return [o] {
     const ExperimentConfig config = load_experiment_config(o->config, o->overrides);
-    Model model(config.model, Device::cpu, DType::f32);
-    model.init_parameters(config.train.seed);
-    save_model_checkpoint(o->out, config.model, model.get_parameters().data());
-    spdlog::info("wrote {} ({} parameters, seed {})", o->out, model.table().total_elements(), config.train.seed);
+    const ParameterTable table(config.model);
+    save_model_checkpoint(o->out, config.model, initial_parameters(config.model, table, config.train.seed).data());
+    spdlog::info("wrote {} ({} parameters, seed {})", o->out, table.total_elements(), config.train.seed);
   };
 }
 

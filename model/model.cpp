@@ -1,152 +1,51 @@
-// Model orchestration: parameter views, the activation plan for a batch shape, and the forward/backward
-// sequence embedding → L × (temporal mixing, channel mixing) → output head, and back.
+// Model orchestration: weight views, the activation plan of a batch shape, and the sequence
+// embedding → L × (temporal mixing, channel mixing) → output head, and back.
 #include "model/model.h"
 
 #include <algorithm>
 #include <cstring>
-#include <optional>
 #include <fmt/format.h>
+#include <optional>
 #include <utility>
 
-#include "core/rng.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/norm.h"
+#include "model/activations.h"
 
 namespace ratplus {
 
 namespace {
 
-// Rows of logits computed at once: about 8M elements, so memory stays bounded for a 32k vocabulary.
-int64_t logits_chunk_rows(int64_t rows, int64_t vocab) {
-  return std::clamp<int64_t>((int64_t{8} << 20) / vocab, 1, rows);
-}
+DType statistics_type(DType dtype) { return dtype == DType::f64 ? DType::f64 : DType::f32; }
 
 }  // namespace
 
-// Activations of one batch shape. Training keeps every layer's state and the residual stream after every
-// block; evaluation keeps one layer's state and two residual buffers.
-struct Model::Workspace {
-  int64_t batch = 0, seq = 0;
-  Arena arena;
-  std::vector<Tensor> residual;  // training: 2L + 1 (before, between and after the blocks); eval: 2
-  std::vector<TemporalMixingState> temporal;
-  std::vector<ChannelMixingState> channel;
-  TemporalMixingScratch temporal_scratch;
-  ChannelMixingScratch channel_scratch;
-  OutputHeadState head;
-  Tensor d_residual;
-  Tensor tokens;  // [2, rows] i32 on the GPU: inputs and targets (on the CPU the caller's arrays are used)
-
-  // With device unset, only plans (for memory_plan); otherwise allocates on the device.
-  Workspace(const ModelConfig& c, const ParameterTable& table, std::optional<Device> device, DType dtype,
-            DType stat_dtype, int64_t batch_, int64_t seq_, bool training)
-      : batch(batch_), seq(seq_) {
-    // Widths of this rank's share under tensor parallelism: heads (attention width a), FFN and vocabulary.
-    const int64_t rows = batch * seq, d = c.d_model, f = table.ffn(), h = table.heads(), a = h * c.head_dim();
-    const int64_t z_cols = table.entries()[table.layer(0).in_proj].rows, vocab = table.vocab_rows();
-    const int64_t layers = training ? c.n_layers : 1;
-    std::vector<std::pair<Tensor*, int>> bindings;
-    auto plan = [&](Tensor& t, std::string name, int64_t r, int64_t cols, DType type) {
-      bindings.emplace_back(&t, arena.reserve(std::move(name), r, cols, type));
-    };
-    residual.resize(training ? 2 * c.n_layers + 1 : 2);
-    for (size_t i = 0; i < residual.size(); ++i) plan(residual[i], fmt::format("residual/{}", i), rows, d, dtype);
-    temporal.resize(layers);
-    channel.resize(layers);
-    for (int64_t i = 0; i < layers; ++i) {
-      const std::string p = fmt::format("layers/{}/", i);
-      TemporalMixingState& t = temporal[i];
-      plan(t.h, p + "attn/h", rows, d, dtype);
-      plan(t.rstd, p + "attn/rstd", 1, rows, stat_dtype);
-      plan(t.z, p + "attn/z", rows, z_cols, dtype);
-      if (c.recurrence) {
-        plan(t.k_rec, p + "attn/k_rec", rows, a, dtype);
-        plan(t.v_rec, p + "attn/v_rec", rows, a, dtype);
-      }
-      plan(t.q_rot, p + "attn/q_rot", rows, a, dtype);
-      plan(t.k_rot, p + "attn/k_rot", rows, a, dtype);
-      plan(t.att, p + "attn/out", rows, a, dtype);
-      plan(t.lse, p + "attn/lse", rows, h, stat_dtype);
-      plan(t.gated, p + "attn/gated", rows, a, dtype);
-      ChannelMixingState& m = channel[i];
-      plan(m.h, p + "ffn/h", rows, d, dtype);
-      plan(m.rstd, p + "ffn/rstd", 1, rows, stat_dtype);
-      plan(m.pre, p + "ffn/pre", rows, f, dtype);
-      plan(m.act, p + "ffn/act", rows, f, dtype);
-    }
-    const int64_t chunk = logits_chunk_rows(rows, vocab);
-    plan(head.h, "head/h", rows, d, dtype);
-    plan(head.rstd, "head/rstd", 1, rows, stat_dtype);
-    plan(head.logits, "head/logits", chunk, vocab, dtype);
-    plan(head.row_loss, "head/row_loss", 1, chunk, stat_dtype);
-    plan(head.partials, "head/partials", 2 * table.tp_size(), chunk, stat_dtype);
-    if (training) {
-      TemporalMixingScratch& s = temporal_scratch;
-      plan(s.d_gated, "grad/attn/gated", rows, a, dtype);
-      plan(s.d_att, "grad/attn/out", rows, a, dtype);
-      plan(s.dq_rot, "grad/attn/q_rot", rows, a, dtype);
-      plan(s.dk_rot, "grad/attn/k_rot", rows, a, dtype);
-      if (c.recurrence) {
-        plan(s.dk_rec, "grad/attn/k_rec", rows, a, dtype);
-        plan(s.dv_rec, "grad/attn/v_rec", rows, a, dtype);
-      }
-      plan(s.dz, "grad/attn/z", rows, z_cols, dtype);
-      plan(s.dh, "grad/attn/h", rows, d, dtype);
-      plan(channel_scratch.d_act, "grad/ffn/act", rows, f, dtype);
-      plan(channel_scratch.dh, "grad/ffn/h", rows, d, dtype);
-      plan(head.dh, "grad/head/h", rows, d, dtype);
-      plan(d_residual, "grad/residual", rows, d, dtype);
-    }
-    if (device == Device::cuda) plan(tokens, "tokens", 2, rows, DType::i32);
-    if (!device) return;
-    arena.allocate(*device);
-    for (auto& [tensor, handle] : bindings) *tensor = arena.get(handle);
-  }
-};
-
-Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp,
-             std::optional<MasterShard> master)
+Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp)
     : config_(config),
       table_(config, tp ? tp->rank() : 0, tp ? tp->size() : 1),
       tp_(tp),
-      master_(master.value_or(MasterShard{0, table_.total_elements()})),
       device_(device),
       dtype_(dtype),
-      param_dtype_(dtype == DType::bf16 ? DType::f32 : dtype) {
+      stat_dtype_(statistics_type(dtype)) {
   check_internal(dtype != DType::bf16 || device == Device::cuda, "Model: bf16 activations need the GPU backend");
-  const int64_t n = table_.total_elements();
-  check_internal(0 <= master_.begin && master_.begin <= master_.end && master_.end <= n &&
-                     (!master_sharded() || mixed_precision()),
-                 "Model: a master shard is a range of the parameters under mixed precision");
-  params_.reserve("parameters", 1, master_.end - master_.begin, param_dtype_);
-  grads_.reserve("gradients", 1, n, param_dtype_);
-  params_.allocate(device);
-  grads_.allocate(device);
-  if (mixed_precision()) {
-    weights_.reserve("parameters/bf16", 1, n, DType::bf16);
-    weights_.allocate(device);
-  }
+  weights_.reserve(dtype == DType::bf16 ? "weights (bf16)" : "weights", 1, table_.total_elements(), dtype_);
+  weights_.allocate(device);
 }
 
 Model::~Model() = default;
 
 MemoryPlan Model::memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len, bool training,
-                              int tp_size, int master_shards) {
-  const DType param_type = dtype == DType::bf16 ? DType::f32 : dtype;
+                              int tp_size) {
   const ParameterTable table(config, 0, tp_size);
-  const auto n = static_cast<size_t>(table.total_elements());
   MemoryPlan plan;
-  if (master_shards > 1)
-    plan.items.emplace_back(fmt::format("parameters (f32 master, 1/{} with ZeRO-1)", master_shards),
-                            (n + master_shards - 1) / master_shards * dtype_size(param_type));
-  else
-    plan.items.emplace_back("parameters", n * dtype_size(param_type));
-  plan.items.emplace_back("gradients", n * dtype_size(param_type));
-  if (dtype == DType::bf16) plan.items.emplace_back("parameters (bf16 copy)", n * 2);
-  const Workspace ws(config, table, std::nullopt, dtype, param_type, batch, seq_len, training);
+  plan.items.emplace_back(fmt::format("weights ({})", dtype_name(dtype)),
+                          static_cast<size_t>(table.total_elements()) * dtype_size(dtype));
+  const Activations a(config, table, std::nullopt, dtype, statistics_type(dtype), batch, seq_len, training);
   plan.items.emplace_back(fmt::format("activations ({} x {} tokens, {})", batch, seq_len,
                                       training ? "all layers kept for the backward" : "one layer at a time"),
-                          ws.arena.planned_bytes());
+                          a.arena.planned_bytes());
   return plan;
 }
 
@@ -155,12 +54,6 @@ Tensor Model::view(const Tensor& flat, int index) const {
   Tensor t = flat.cols_slice(p.offset, p.numel());
   return t.reshaped(p.rows, p.cols);
 }
-
-Tensor Model::parameter(int index) const {
-  check_internal(!master_sharded(), "Model::parameter: the master parameters are sharded");
-  return view(parameters(), index);
-}
-Tensor Model::gradient(int index) const { return view(gradients(), index); }
 
 TemporalMixingWeights Model::temporal_weights(const Tensor& flat, int64_t layer) const {
   const LayerParameterIndex& l = table_.layer(layer);
@@ -172,125 +65,125 @@ ChannelMixingWeights Model::channel_weights(const Tensor& flat, int64_t layer) c
   return {view(flat, l.ffn_norm), view(flat, l.fc1), view(flat, l.fc2)};
 }
 
-void Model::init_parameters(uint64_t seed) {
-  std::vector<float> values(table_.total_elements());
-  // Each value depends on its index in the whole model's table, so every tensor-parallel layout starts alike.
-  for (const ParameterInfo& p : table_.entries()) {
-#pragma omp parallel for
-    for (int64_t r = 0; r < p.rows; ++r)
-      for (int64_t c = 0; c < p.cols; ++c) {
-        const auto k = static_cast<uint64_t>(p.full_offset + p.full_index(r, c));
-        values[p.offset + r * p.cols + c] = p.is_vector ? 1.0f : static_cast<float>(config_.init_std * normal(seed, k));
-      }
-  }
-  set_parameters(values);
-}
-
 void Model::set_parameters(const std::vector<float>& values) {
   check_internal(static_cast<int64_t>(values.size()) == table_.total_elements(), "set_parameters: wrong size");
-  if (master_sharded()) {
-    from_host_floats(parameters(), {values.begin() + master_.begin, values.begin() + master_.end});
-    from_host_floats(weights_.get(0), values);  // rounds as the GPU's conversion does
-    return;
-  }
-  Buffer host(values.size() * dtype_size(param_dtype_), Device::cpu);
-  Tensor staged{host.data(), 1, table_.total_elements(), table_.total_elements(), param_dtype_, Device::cpu};
-  if (param_dtype_ == DType::f32) {
-    std::memcpy(host.data(), values.data(), values.size() * sizeof(float));
-  } else {
-    std::copy(values.begin(), values.end(), staged.ptr<double>());
-  }
-  copy_tensor(parameters(), staged);
-  if (mixed_precision()) convert_tensor(weights_.get(0), parameters());
+  if (dtype_ != DType::f64) return from_host_floats(weights(), values);  // bf16 rounds as the GPU converts
+  std::vector<double> wide(values.begin(), values.end());
+  const auto n = static_cast<int64_t>(wide.size());
+  copy_tensor(weights(), Tensor{wide.data(), 1, n, n, DType::f64, Device::cpu});
 }
 
 std::vector<float> Model::get_parameters() const {
-  const int64_t n = master_.end - master_.begin;
-  if (param_dtype_ == DType::f32) return to_host_floats(parameters());
-  Buffer host(n * dtype_size(param_dtype_), Device::cpu);
-  Tensor staged{host.data(), 1, n, n, param_dtype_, Device::cpu};
-  copy_tensor(staged, parameters());
-  return std::vector<float>(staged.ptr<double>(), staged.ptr<double>() + n);
+  if (dtype_ != DType::f64) return to_host_floats(weights());
+  const int64_t n = table_.total_elements();
+  std::vector<double> wide(n);
+  copy_tensor(Tensor{wide.data(), 1, n, n, DType::f64, Device::cpu}, weights());
+  return std::vector<float>(wide.begin(), wide.end());
 }
 
-void Model::zero_gradients() { zero_tensor(gradients()); }
-
-Model::Workspace& Model::workspace(int64_t batch, int64_t seq_len, bool training) {
-  std::unique_ptr<Workspace>& slot = training ? training_workspace_ : evaluation_workspace_;
+Activations& Model::activations(int64_t batch, int64_t seq_len, bool training) {
+  std::unique_ptr<Activations>& slot = training ? training_activations_ : inference_activations_;
   if (!slot || slot->batch != batch || slot->seq != seq_len) {
     slot.reset();  // free the old plan before allocating the new one
-    slot = std::make_unique<Workspace>(config_, table_, device_, dtype_, param_dtype_, batch, seq_len, training);
+    slot = std::make_unique<Activations>(config_, table_, device_, dtype_, stat_dtype_, batch, seq_len, training);
   }
   return *slot;
 }
 
-LossSum Model::evaluate(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
-                        const Pattern& pattern) {
-  return run(inputs, targets, batch, seq_len, pattern, false, 0.0, {});
+// The final norm, then the logits of each run of consecutive chosen rows in one product.
+void Model::logits(const Dims& dims, Activations& a, const LogitsOutput& out) {
+  const auto n = static_cast<int64_t>(out.rows.size());
+  require_input(out.logits.rows == n && out.logits.cols == table_.vocab_rows() && out.logits.dtype == stat_dtype_ &&
+                    out.logits.device == device_,
+                fmt::format("Model::forward: logits must be [{}, {}] {} on {}", n, table_.vocab_rows(),
+                            dtype_name(stat_dtype_), device_name(device_)));
+  const Tensor x = a.residual_before(2 * config_.n_layers);
+  const Tensor w = weights();
+  rmsnorm_forward(a.head.h, a.head.rstd, x, view(w, table_.final_norm()), dims.eps);
+  for (int64_t i = 0; i < n;) {
+    int64_t run = 1;
+    while (i + run < n && out.rows[i + run] == out.rows[i] + run) ++run;
+    require_input(out.rows[i] >= 0 && out.rows[i] + run <= dims.rows(),
+                  fmt::format("Model::forward: logit row {} is outside the {} rows of the batch", out.rows[i],
+                              dims.rows()));
+    matmul(out.logits.rows_slice(i, run), a.head.h.rows_slice(out.rows[i], run), false, view(w, table_.lm_head()),
+           true);
+    i += run;
+  }
 }
 
-LossSum Model::forward_backward(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
-                                const Pattern& pattern, double weight, const GradientsReady& ready) {
-  return run(inputs, targets, batch, seq_len, pattern, true, weight, ready);
-}
-
-LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
-                   const Pattern& pattern, bool training, double weight, const GradientsReady& ready) {
-  pattern.check_fits(config_.n_layers, config_.n_heads);
-  Workspace& ws = workspace(batch, seq_len, training);
-  const Dims dims = Dims::of(config_, table_, batch, seq_len, tp_);
-  const int64_t layers = config_.n_layers;
-  const Tensor params = compute_weights(), grads = gradients();
+LossSum Model::forward(const ForwardInput& in, const ForwardOutput& output) {
+  in.pattern.check_fits(config_.n_layers, config_.n_heads);
+  const auto* loss_out = std::get_if<LossOutput>(&output);
+  const bool training = loss_out && !loss_out->grads.empty();
+  if (training)
+    check_internal(loss_out->grads.numel() == table_.total_elements() && loss_out->grads.dtype == stat_dtype_ &&
+                       loss_out->grads.device == device_,
+                   "Model::forward: the gradients are a flat vector laid out like the weights");
+  Activations& a = activations(in.batch, in.seq, training);
+  const Dims dims = Dims::of(config_, table_, in.batch, in.seq, tp_);
+  const int64_t layers = config_.n_layers, rows = dims.rows();
+  const Tensor w = weights();
   std::vector<std::vector<KeySet>> head_keys(layers);
   const int64_t first_head = table_.tp_rank() * dims.heads;  // this rank's heads under tensor parallelism
   for (int64_t i = 0; i < layers; ++i) {
-    const std::vector<KeySet> keys = pattern.head_keys(i, config_.n_heads);
+    const std::vector<KeySet> keys = in.pattern.head_keys(i, config_.n_heads);
     head_keys[i].assign(keys.begin() + first_head, keys.begin() + first_head + dims.heads);
   }
 
-  // Residual buffer before block b (b = 0 … 2L): all kept in training, alternating in evaluation.
-  auto residual = [&](int64_t b) -> Tensor& { return ws.residual[training ? b : b % 2]; };
-  const int32_t* device_inputs = inputs;
-  const int32_t* device_targets = targets;
-  if (device_ != Device::cpu) {
-    const int64_t rows = dims.rows();
-    copy_tensor(ws.tokens.rows_slice(0, 1), Tensor{const_cast<int32_t*>(inputs), 1, rows, rows, DType::i32, Device::cpu});
-    copy_tensor(ws.tokens.rows_slice(1, 1), Tensor{const_cast<int32_t*>(targets), 1, rows, rows, DType::i32, Device::cpu});
-    device_inputs = ws.tokens.rows_slice(0, 1).ptr<int32_t>();
-    device_targets = ws.tokens.rows_slice(1, 1).ptr<int32_t>();
-  }
-  embedding_forward(residual(0), device_inputs, view(params, table_.embed()), dims.vocab_begin);
-  tensor_parallel_sum(dims, residual(0));
+  // Token ids on the model's device (on the CPU the caller's arrays are used).
+  auto on_device = [&](const int32_t* host, int64_t slot) {
+    if (device_ == Device::cpu) return host;
+    copy_tensor(a.tokens.rows_slice(slot, 1), Tensor{const_cast<int32_t*>(host), 1, rows, rows, DType::i32, Device::cpu});
+    return static_cast<const int32_t*>(a.tokens.rows_slice(slot, 1).ptr<int32_t>());
+  };
+  const int32_t* tokens = on_device(in.tokens, 0);
+  embedding_forward(a.residual_before(0), tokens, view(w, table_.embed()), dims.vocab_begin);
+  tensor_parallel_sum(dims, a.residual_before(0));
   for (int64_t i = 0; i < layers; ++i) {
-    const int64_t s = training ? i : 0;
-    temporal_mixing_forward(dims, head_keys[i], temporal_weights(params, i), residual(2 * i), residual(2 * i + 1),
-                            ws.temporal[s]);
-    channel_mixing_forward(dims, channel_weights(params, i), residual(2 * i + 1), residual(2 * i + 2),
-                           ws.channel[s]);
+    temporal_mixing_forward(dims, head_keys[i], temporal_weights(w, i), a.residual_before(2 * i),
+                            a.residual_before(2 * i + 1), a.temporal_state(i));
+    channel_mixing_forward(dims, channel_weights(w, i), a.residual_before(2 * i + 1), a.residual_before(2 * i + 2),
+                           a.channel_state(i));
   }
+  last_.pending = false;
+  if (const auto* out = std::get_if<LogitsOutput>(&output)) logits(dims, a, *out);
+  if (!loss_out) return {};
 
   int64_t labels = 0;
-  for (int64_t r = 0; r < dims.rows(); ++r) labels += targets[r] >= 0;
-  const double grad_scale = training && labels > 0 ? weight / static_cast<double>(labels) : 0.0;
-  const LossSum loss = output_head(dims, view(params, table_.final_norm()), view(params, table_.lm_head()),
-                                   residual(2 * layers), targets, device_targets, ws.head, grad_scale,
-                                   view(grads, table_.final_norm()), view(grads, table_.lm_head()), ws.d_residual);
-  if (grad_scale == 0.0) return loss;
+  for (int64_t r = 0; r < rows; ++r) labels += loss_out->targets[r] >= 0;
+  const double grad_scale = training && labels > 0 ? loss_out->weight / static_cast<double>(labels) : 0.0;
+  const Tensor& grads = loss_out->grads;
+  const LossSum loss =
+      output_head(dims, view(w, table_.final_norm()), view(w, table_.lm_head()), a.residual_before(2 * layers),
+                  loss_out->targets, on_device(loss_out->targets, 1), a.head, grad_scale,
+                  training ? view(grads, table_.final_norm()) : Tensor{},
+                  training ? view(grads, table_.lm_head()) : Tensor{}, a.d_residual);
+  if (training) last_ = {grad_scale != 0.0, in.batch, in.seq, tokens, std::move(head_keys), grads};
+  return loss;
+}
 
+void Model::backward(Tensor grads, const GradientsReady& ready) {
+  check_internal(grads.data == last_.grads.data, "Model::backward: not the gradients of the last training forward");
+  if (!last_.pending) return;  // every label was ignored: no gradient
+  last_.pending = false;
+  Activations& a = *training_activations_;
+  const Dims dims = Dims::of(config_, table_, last_.batch, last_.seq, tp_);
+  const Tensor w = weights();
   // The table is laid out embedding, layers 0 … L−1, final norm (, head): the backward finishes gradients
   // from the end of the flat buffer towards its start.
   const auto& entries = table_.entries();
   if (ready) ready(entries[table_.final_norm()].offset);
-  for (int64_t i = layers - 1; i >= 0; --i) {
-    channel_mixing_backward(dims, channel_weights(params, i), channel_weights(grads, i), residual(2 * i + 1),
-                            ws.channel[i], ws.d_residual, ws.d_residual, ws.channel_scratch);
-    temporal_mixing_backward(dims, head_keys[i], temporal_weights(params, i), temporal_weights(grads, i),
-                             residual(2 * i), ws.temporal[i], ws.d_residual, ws.d_residual, ws.temporal_scratch);
+  for (int64_t i = config_.n_layers - 1; i >= 0; --i) {
+    channel_mixing_backward(dims, channel_weights(w, i), channel_weights(grads, i), a.residual_before(2 * i + 1),
+                            a.channel_state(i), a.d_residual, a.d_residual, a.channel_scratch);
+    temporal_mixing_backward(dims, last_.head_keys[i], temporal_weights(w, i), temporal_weights(grads, i),
+                             a.residual_before(2 * i), a.temporal_state(i), a.d_residual, a.d_residual,
+                             a.temporal_scratch);
     if (ready) ready(entries[table_.layer(i).attn_norm].offset);
   }
-  embedding_backward(view(grads, table_.embed()), device_inputs, ws.d_residual, dims.vocab_begin);
+  embedding_backward(view(grads, table_.embed()), last_.device_tokens, a.d_residual, dims.vocab_begin);
   if (ready) ready(0);
-  return loss;
 }
 
 }  // namespace ratplus

@@ -1,16 +1,21 @@
-// The whole model: parameters and gradients (one flat buffer each, laid out by the ParameterTable),
-// activations planned per batch shape, and the forward / backward orchestration over the blocks.
+// The whole model as inference sees it: its weights (one flat buffer in the compute type, laid out by the
+// ParameterTable) and the forward pass embedding → L × (temporal mixing, channel mixing) → output head, with
+// the backward as a separate call after a training forward. Training state — f32 master weights under
+// mixed precision, gradients, optimizer moments, ZeRO-1 ranges — belongs to the trainer (trainer/optimizer.h):
+// a model made for evaluation or decoding allocates none of it.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <optional>
+#include <span>
 #include <string>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/memory_plan.h"
 #include "core/model_config.h"
 #include "model/blocks.h"
 #include "model/parameters.h"
@@ -19,99 +24,102 @@
 
 namespace ratplus {
 
-// Bytes a run will allocate, by purpose, known before anything is allocated.
-struct MemoryPlan {
-  std::vector<std::pair<std::string, size_t>> items;
-  size_t total() const {
-    size_t sum = 0;
-    for (const auto& item : items) sum += item.second;
-    return sum;
-  }
-};
-
-// The f32 master parameters a rank keeps under ZeRO-1 with mixed precision: the range [begin, end) of its
-// flat parameter vector (the bf16 copy stays whole).
-struct MasterShard {
-  int64_t begin = 0, end = 0;
-};
+struct Activations;
 
 // Called during the backward pass with an offset: the gradients [offset, N) of the flat vector are final
 // (offsets only decrease; the last call passes 0).
 using GradientsReady = std::function<void(int64_t offset)>;
 
+// What a forward pass reads: `batch` sequences of `seq` tokens (host, row-major: row b·seq + t) under an
+// attention pattern. A training forward's tokens must stay valid until its backward().
+struct ForwardInput {
+  const int32_t* tokens;
+  int64_t batch, seq;
+  const Pattern& pattern;
+};
+
+// What a forward pass produces at the top of the model:
+// - the cross-entropy against `targets` (host [batch · seq], < 0 ignored), computed in row chunks so the
+//   logits of a batch never exist whole. With a non-empty `grads` (the flat [1, N] gradient vector in
+//   gradient_dtype()) the pass is a training forward: it keeps every layer's activations for backward(), and
+//   each chunk's logits are turned into their gradient at once, adding weight · ∂(mean loss)/∂θ of the head
+//   and the final norm to `grads` (so the logits are computed exactly once);
+// - the logits of chosen rows (`rows`, indices into the batch · seq rows) into `logits`
+//   [rows.size(), vocab_size / tp] (this rank's vocabulary slice), in gradient_dtype();
+// - nothing (std::monostate): the pass only runs the layers (a prefill; decoding state builds on this).
+struct LossOutput {
+  const int32_t* targets = nullptr;
+  Tensor grads = {};
+  double weight = 0;
+};
+struct LogitsOutput {
+  std::span<const int64_t> rows;
+  Tensor logits;
+};
+using ForwardOutput = std::variant<std::monostate, LossOutput, LogitsOutput>;
+
 class Model {
  public:
-  // dtype is the type of activations: f32, f64 (CPU, for gradient checks) or bf16 (GPU mixed precision:
-  // f32 master parameters and gradients, a bf16 copy of the parameters for the forward and backward).
-  // With a tensor-parallel group `tp` of more than one rank, this rank holds and runs its slices of the
-  // model (ParameterTable(config, tp->rank(), tp->size())); every rank of the group takes part in each call.
-  // With a master shard (bf16 only), f32 master parameters exist for that range only.
-  Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp = nullptr,
-        std::optional<MasterShard> master = std::nullopt);
+  // dtype is the type of activations and weights: f32, f64 (CPU, for gradient checks) or bf16 (GPU; the
+  // trainer keeps f32 master weights beside them). With a tensor-parallel group `tp` of more than one rank,
+  // this rank holds and runs its slices of the model (ParameterTable(config, tp->rank(), tp->size())); every
+  // rank of the group takes part in each call.
+  Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp = nullptr);
   ~Model();
 
-  // What a model with these settings allocates: parameters, gradients, the bf16 copy and the activations
-  // of one micro-batch of `batch` sequences (all layers when training, one layer when evaluating), on one
-  // of tp_size tensor-parallel ranks, whose f32 master parameters are spread over master_shards ranks.
+  // What a model with these settings allocates: its weights and the activations of one micro-batch of `batch`
+  // sequences (all layers when training, one layer otherwise), on one of tp_size tensor-parallel ranks.
   static MemoryPlan memory_plan(const ModelConfig& config, DType dtype, int64_t batch, int64_t seq_len,
-                                bool training, int tp_size = 1, int master_shards = 1);
+                                bool training, int tp_size = 1);
 
   const ModelConfig& config() const { return config_; }
   const ParameterTable& table() const { return table_; }
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
+  // The type of gradients, statistics and logits: f32, or f64 for an f64 model.
+  DType gradient_dtype() const { return stat_dtype_; }
 
-  // The flat f32 master parameters (all N, or the master shard's range), the flat gradient vector ([1, N])
-  // and per-tensor views into them.
-  Tensor parameters() const { return params_.get(0); }
-  bool master_sharded() const { return master_.end - master_.begin < table_.total_elements(); }
-  Tensor gradients() const { return grads_.get(0); }
-  // The bf16 copy of the parameters under mixed precision (refreshed by the optimizer), else empty.
-  Tensor low_precision_parameters() const { return mixed_precision() ? weights_.get(0) : Tensor{}; }
-  bool mixed_precision() const { return dtype_ == DType::bf16; }
-  Tensor parameter(int index) const;  // not with a master shard
-  Tensor gradient(int index) const;
+  // The flat weights [1, N] in the compute type, and a view of one tensor (of the weights or of any flat
+  // vector laid out like them, e.g. the gradients).
+  Tensor weights() const { return weights_.get(0); }
+  Tensor view(const Tensor& flat, int index) const;
 
-  // Normal(0, init_std) matrices, unit norm weights (SPEC §2); depends only on the seed (not on the layout).
-  void init_parameters(uint64_t seed);
-  // Flat float32 values in table order (this rank's table; the checkpoint layout without tensor
-  // parallelism), converted to the compute type. With a master shard, set keeps the f32 values of the shard
-  // (and the bf16 copy of all), and get returns the shard's values only.
+  // The initial parameters of SPEC §2 (model/parameters.h).
+  void init_parameters(uint64_t seed) { set_parameters(initial_parameters(config_, table_, seed)); }
+  // Flat float32 values in table order (this rank's table), converted to the compute type (bf16 rounds to
+  // nearest even), and back.
   void set_parameters(const std::vector<float>& values);
   std::vector<float> get_parameters() const;
 
-  void zero_gradients();
-
-  // Cross-entropy of a batch of `batch` sequences of `seq_len` tokens (host arrays, row-major,
-  // targets < 0 ignored) under `pattern`. Forward only; activation memory is one layer's worth.
-  LossSum evaluate(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
-                   const Pattern& pattern);
-
-  // Forward and backward: returns the loss and adds weight · ∂(mean loss)/∂θ to the gradients
-  // (nothing when every label is ignored), telling `ready` as parts of the gradients become final.
-  LossSum forward_backward(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
-                           const Pattern& pattern, double weight, const GradientsReady& ready = {});
+  // One forward pass (see ForwardOutput); returns the loss of a LossOutput (else zero).
+  LossSum forward(const ForwardInput& input, const ForwardOutput& output);
+  // The backward pass of the last training forward: adds weight · ∂(mean loss)/∂θ of the layers and the
+  // embedding to `grads` (the same vector the forward was given), telling `ready` as parts of it become final.
+  void backward(Tensor grads, const GradientsReady& ready = {});
 
  private:
-  struct Workspace;
-  Workspace& workspace(int64_t batch, int64_t seq_len, bool training);
-  LossSum run(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len, const Pattern& pattern,
-              bool training, double weight, const GradientsReady& ready);
+  Activations& activations(int64_t batch, int64_t seq_len, bool training);
   TemporalMixingWeights temporal_weights(const Tensor& flat, int64_t layer) const;
   ChannelMixingWeights channel_weights(const Tensor& flat, int64_t layer) const;
-  Tensor view(const Tensor& flat, int index) const;
+  void logits(const Dims& dims, Activations& a, const LogitsOutput& out);
 
   ModelConfig config_;
   ParameterTable table_;
   Communicator* tp_;
-  MasterShard master_;
   Device device_;
-  DType dtype_;        // activations
-  DType param_dtype_;  // parameters, gradients and statistics (rstd, log-sum-exp, losses)
-  Tensor compute_weights() const { return mixed_precision() ? weights_.get(0) : parameters(); }
+  DType dtype_;       // weights and activations
+  DType stat_dtype_;  // gradients and statistics (rstd, log-sum-exp, losses)
+  Arena weights_;
+  std::unique_ptr<Activations> training_activations_, inference_activations_;
 
-  Arena params_, grads_, weights_;
-  std::unique_ptr<Workspace> training_workspace_, evaluation_workspace_;
+  // What backward() needs from the last training forward.
+  struct PendingBackward {
+    bool pending = false;
+    int64_t batch = 0, seq = 0;
+    const int32_t* device_tokens = nullptr;
+    std::vector<std::vector<KeySet>> head_keys;
+    Tensor grads;
+  } last_;
 };
 
 }  // namespace ratplus

@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 namespace ratplus {
 
@@ -84,6 +85,20 @@ void for_each_element(const ParameterTable& local, bool with_replicated, F&& f) 
 
 void place_in_full(const ParameterTable& local, const float* values, float* full, bool with_replicated) {
   for_each_element(local, with_replicated, [&](int64_t i, int64_t k) { full[k] = values[i]; });
+}
+
+std::vector<float> initial_parameters(const ModelConfig& config, const ParameterTable& table, uint64_t seed) {
+  std::vector<float> values(table.total_elements());
+  // Each value depends on its index in the whole model's table, so every tensor-parallel layout starts alike.
+  for (const ParameterInfo& p : table.entries()) {
+#pragma omp parallel for
+    for (int64_t r = 0; r < p.rows; ++r)
+      for (int64_t c = 0; c < p.cols; ++c) {
+        const auto k = static_cast<uint64_t>(p.full_offset + p.full_index(r, c));
+        values[p.offset + r * p.cols + c] = p.is_vector ? 1.0f : static_cast<float>(config.init_std * normal(seed, k));
+      }
+  }
+  return values;
 }
 
 }  // namespace ratplus

@@ -86,4 +86,8 @@ std::string tensor_parallel_error(const ModelConfig& config, int tp);
 // the whole model's ParameterTable); replicated tensors only when with_replicated.
 void place_in_full(const ParameterTable& local, const float* values, float* full, bool with_replicated);
 
+// Normal(0, init_std) matrices and unit norm weights (SPEC §2) as flat float32 values in the table's order; each
+// value depends only on the seed and its index in the whole model, so every tensor-parallel layout starts alike.
+std::vector<float> initial_parameters(const ModelConfig& config, const ParameterTable& table, uint64_t seed);
+
 }  // namespace ratplus

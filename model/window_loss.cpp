@@ -14,7 +14,7 @@ LossSum window_loss(Model& model, const Pattern& pattern, const WindowSource& so
   for (int64_t first = 0; first < windows; first += mb) {
     const int64_t n = std::min(mb, windows - first);
     for (int64_t i = 0; i < n; ++i) source(first + i, inputs.data() + i * seq_len, targets.data() + i * seq_len);
-    const LossSum l = model.evaluate(inputs.data(), targets.data(), n, seq_len, pattern);
+    const LossSum l = model.forward({inputs.data(), n, seq_len, pattern}, LossOutput{targets.data()});
     total.sum += l.sum;
     total.count += l.count;
   }

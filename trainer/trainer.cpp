@@ -72,31 +72,19 @@ DType training_activations(const ExperimentConfig& c) {
   return activation_type(c.runtime, select_device(c.runtime.device));
 }
 
-std::string gib(size_t bytes) { return fmt::format("{:.2f} GiB", static_cast<double>(bytes) / (1 << 30)); }
-
-// The memory a training run needs (model, optimizer moments, one micro-batch of activations), printed, and
+// The memory a training run needs (model, optimizer state, one micro-batch of activations), printed, and
 // refused with the numbers when the device cannot hold it.
 MemoryPlan plan_training_memory(const ExperimentConfig& c, const ProcessGrid& grid) {
   const Device device = select_device(c.runtime.device);
   const DType dtype = activation_type(c.runtime, device);
   const int tp = grid.tp->size();
   const int shards = c.parallel.zero1 ? grid.dp->size() : 1;  // ZeRO-1 keeps 1/ranks of the moments per rank
-  MemoryPlan plan = Model::memory_plan(c.model, dtype, c.train.micro_batch, c.data.seq_len, true, tp,
-                                       dtype == DType::bf16 ? shards : 1);
-  const int64_t local = ParameterTable(c.model, 0, tp).total_elements();
-  plan.items.emplace_back(shards > 1 ? fmt::format("AdamW moments (f32 m and v, 1/{} with ZeRO-1)", shards)
-                                     : std::string("AdamW moments (f32 m and v)"),
-                          2 * 4 * static_cast<size_t>((local + shards - 1) / shards));
-  std::string text = fmt::format("memory plan per rank on {}{}:", device_name(device),
-                                 tp > 1 ? fmt::format(" (1/{} of the model's tensors)", tp) : std::string());
-  for (const auto& [what, bytes] : plan.items) text += fmt::format("\n  {:>10}  {}", gib(bytes), what);
-  const size_t available = available_memory(device);
-  text += fmt::format("\n  {:>10}  total, of {} available", gib(plan.total()), gib(available));
-  spdlog::info("{}", text);
-  require_input(available == 0 || plan.total() <= available,
-                fmt::format("the run needs {} on {} but {} are available; lower train.micro_batch or data.seq_len, "
-                            "or use more GPUs",
-                            gib(plan.total()), device_name(device), gib(available)));
+  MemoryPlan plan = Model::memory_plan(c.model, dtype, c.train.micro_batch, c.data.seq_len, true, tp);
+  plan.append(Optimizer::memory_plan(c.model, dtype, tp, shards));
+  plan.check_fits(device,
+                  fmt::format("memory plan per rank on {}{}", device_name(device),
+                              tp > 1 ? fmt::format(" (1/{} of the model's tensors)", tp) : std::string()),
+                  "lower train.micro_batch or data.seq_len, or use more GPUs");
   return plan;
 }
 
@@ -113,14 +101,6 @@ ProcessGrid make_grid(const ExperimentConfig& c) {
   return ProcessGrid(all, tp, select_device(c.runtime.device));
 }
 
-// ZeRO-1 ranges of n parameters over `ranks` data-parallel ranks: rank r owns [r·⌈n/ranks⌉, …) (clipped).
-std::vector<int64_t> zero1_ranges(int64_t n, int64_t ranks) {
-  const int64_t per_rank = (n + ranks - 1) / ranks;
-  std::vector<int64_t> ranges;
-  for (int64_t r = 0; r <= ranks; ++r) ranges.push_back(std::min(n, r * per_rank));
-  return ranges;
-}
-
 // Flat float32 host values as a [1, n] tensor.
 Tensor host_tensor(std::vector<float>& values) {
   const auto n = static_cast<int64_t>(values.size());
@@ -133,20 +113,11 @@ Trainer::Trainer(const ExperimentConfig& config)
     : config_(config),
       grid_(make_grid(config)),
       dp_(*grid_.dp),
-      shard_(zero1_ranges(ParameterTable(config.model, grid_.tp->rank(), grid_.tp->size()).total_elements(),
-                          dp_.size())),
       memory_plan_(plan_training_memory(config, grid_)),
-      model_(config.model, select_device(config.runtime.device), training_activations(config), grid_.tp.get(),
-             sharded() && training_activations(config) == DType::bf16
-                 ? std::optional<MasterShard>(MasterShard{owned_begin(), owned_end()})
-                 : std::nullopt),
+      model_(config.model, select_device(config.runtime.device), training_activations(config), grid_.tp.get()),
+      optimizer_(model_, dp_, *grid_.tp, config.parallel.zero1),
       passes_(objective_passes(config)),
       metrics_(grid_.world.rank() == 0 ? config.metrics.listen : "") {
-  const int64_t own = owned_end() - owned_begin();
-  moments_.reserve("adam/m", 1, own, DType::f32);
-  moments_.reserve("adam/v", 1, own, DType::f32);
-  moments_.allocate(model_.device());
-
   const DataConfig& d = config_.data;
   train_data_ = open_data(d.train, "data.train", config_);
   if (config_.train.val_every > 0) {
@@ -189,8 +160,9 @@ void Trainer::start_from_checkpoint_or_init() {
   if (config_.checkpoint.resume == "auto") {
     // Checkpoints hold full tensors; each rank reads the slices it holds.
     const CheckpointSink take = [&](int group, const std::vector<float>& local) {
-      if (group == 0) return model_.set_parameters(local);
-      from_host_floats(moments_.get(group - 1), {local.begin() + owned_begin(), local.begin() + owned_end()});
+      if (group == 0) return optimizer_.set_parameters(local);
+      const int64_t begin = optimizer_.owned_begin(), end = optimizer_.owned_end();
+      from_host_floats(optimizer_.moment(group - 1), {local.begin() + begin, local.begin() + end});
     };
     for (const std::string& path : list_checkpoints(config_.checkpoint.dir)) {
       try {
@@ -204,8 +176,8 @@ void Trainer::start_from_checkpoint_or_init() {
       }
     }
   }
-  zero_tensor(moments_.get(0));
-  zero_tensor(moments_.get(1));
+  zero_tensor(optimizer_.moment(0));
+  zero_tensor(optimizer_.moment(1));
   if (!config_.train.init_from.empty()) {
     ModelConfig stored = read_checkpoint_model_config(config_.train.init_from);
     stored.init_std = config_.model.init_std;
@@ -214,10 +186,10 @@ void Trainer::start_from_checkpoint_or_init() {
                               config_.train.init_from, model_config_to_yaml(stored)));
     std::vector<float> params(model_.table().total_elements());
     load_model_parameters(config_.train.init_from, config_.model, model_.table(), params.data());
-    model_.set_parameters(params);
+    optimizer_.set_parameters(params);
     spdlog::info("starting from the model of {}", config_.train.init_from);
   } else {
-    model_.init_parameters(config_.train.seed);
+    optimizer_.set_parameters(initial_parameters(config_.model, model_.table(), config_.train.seed));
   }
 }
 
@@ -225,47 +197,27 @@ int64_t Trainer::bucket_elements() const {
   return std::max<int64_t>(1, static_cast<int64_t>(config_.parallel.bucket_mb * (1 << 20) / sizeof(float)));
 }
 
-// Σ g² over the whole model from the gradients this rank owns (after the data-parallel reduction): the owned
-// range of its tensor-parallel slices, replicated tensors counted on tensor-parallel rank 0 only.
-double Trainer::global_sum_of_squares() {
-  const Tensor grads = model_.gradients();
-  const int64_t begin = owned_begin(), end = owned_end();
-  Communicator& tp = *grid_.tp;
-  double sum = 0;
-  if (tp.size() == 1) {
-    sum = sum_of_squares(grads.cols_slice(begin, end - begin));
-  } else {
-    for (const ParameterInfo& p : model_.table().entries()) {
-      const int64_t b = std::max(begin, p.offset), e = std::min(end, p.offset + p.numel());
-      if (b < e && (!p.replicated() || tp.rank() == 0)) sum += sum_of_squares(grads.cols_slice(b, e - b));
-    }
-  }
-  if (sharded()) dp_.allreduce_sum(std::span<double>(&sum, 1));
-  tp.allreduce_sum(std::span<double>(&sum, 1));
-  return sum;
-}
-
 double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
   const OptimConfig& o = config_.optim;
-  model_.zero_gradients();
+  optimizer_.zero_gradients();
+  const Tensor grads = optimizer_.gradients();
   double loss = 0;
   // Each data-parallel rank adds 1/(micro-batches · ranks) of its micro-batch means; the sum over ranks is
   // the batch mean. The gradients are summed over the ranks in buckets during the last backward pass: all of
   // them, or with ZeRO-1 only the owned range on each rank.
   const double weight = 1.0 / static_cast<double>(batch.micro_batches * dp_.size());
-  GradientReducer reducer(dp_, model_.gradients(), sharded() ? shard_ : std::vector<int64_t>{}, bucket_elements());
-  const GradientsReady ready = [&](int64_t offset) { reducer.ready(offset); };
+  GradientReducer reducer(dp_, grads, optimizer_.sharded() ? optimizer_.ranges() : std::vector<int64_t>{},
+                          bucket_elements());
   for (int64_t i = 0; i < batch.micro_batches; ++i) {
     const bool last = i + 1 == batch.micro_batches;
-    const LossSum l = model_.forward_backward(batch.micro_inputs(i), batch.micro_targets(i), batch.micro_batch,
-                                              batch.seq_len, pass.pattern, weight, last ? ready : GradientsReady{});
+    const ForwardInput input{batch.micro_inputs(i), batch.micro_batch, batch.seq_len, pass.pattern};
+    const LossSum l = model_.forward(input, LossOutput{batch.micro_targets(i), grads, weight});
+    model_.backward(grads, last ? GradientsReady([&](int64_t offset) { reducer.ready(offset); }) : GradientsReady{});
     loss += l.mean() * weight;
   }
   reducer.finish();
   dp_.allreduce_sum(std::span<double>(&loss, 1));
-  const int64_t begin = owned_begin(), count = owned_end() - owned_begin();
-  const Tensor grads = model_.gradients().cols_slice(begin, count);
-  const double norm = std::sqrt(global_sum_of_squares());
+  const double norm = optimizer_.global_grad_norm();
   const bool finite = std::isfinite(loss) && std::isfinite(norm);
   if (finite) {
     nonfinite_in_a_row_ = 0;
@@ -278,14 +230,7 @@ double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
     s.weight_decay = o.weight_decay;
     s.grad_scale = norm > o.grad_clip ? o.grad_clip / (norm + 1e-6) : 1.0;
     s.t = state_.optimizer_updates;
-    // AdamW updates the owned range and, under mixed precision, writes its bf16 copy; with ZeRO-1 the updated
-    // bf16 weights (or, computing in f32, the f32 parameters) are then all-gathered.
-    const Tensor copy = model_.low_precision_parameters();
-    const Tensor params =
-        model_.master_sharded() ? model_.parameters() : model_.parameters().cols_slice(begin, count);
-    adamw_update(params, grads, moments_.get(0), moments_.get(1), s,
-                 copy.empty() ? Tensor{} : copy.cols_slice(begin, count));
-    if (sharded()) dp_.allgather(copy.empty() ? model_.parameters() : copy, shard_);
+    optimizer_.update(s);
   } else {
     ++state_.skipped_updates;
     ++nonfinite_in_a_row_;
@@ -330,10 +275,10 @@ void Trainer::step() {
 }
 
 std::vector<float> Trainer::gather_shards(std::vector<float> owned) {
-  if (!sharded()) return owned;
+  if (!optimizer_.sharded()) return owned;
   std::vector<float> local(model_.table().total_elements());
-  std::copy(owned.begin(), owned.end(), local.begin() + owned_begin());
-  dp_.allgather(host_tensor(local), shard_);
+  std::copy(owned.begin(), owned.end(), local.begin() + optimizer_.owned_begin());
+  dp_.allgather(host_tensor(local), optimizer_.ranges());
   return local;
 }
 
@@ -352,10 +297,9 @@ std::string Trainer::save_checkpoint() {
   // Collective: the data-parallel ranks gather the ZeRO-1 moments, then the first data-parallel group gathers
   // the tensor-parallel slices into full tensors, which world rank 0 writes.
   // One group at a time, so that a single full-model array is in memory.
-  const std::vector<float> local_params = model_.master_sharded() ? gather_shards(model_.get_parameters())
-                                                                  : model_.get_parameters();
-  const std::vector<float> local_m = gather_shards(to_host_floats(moments_.get(0))),
-                           local_v = gather_shards(to_host_floats(moments_.get(1)));
+  const std::vector<float> local_params = gather_shards(to_host_floats(optimizer_.master())),
+                           local_m = gather_shards(to_host_floats(optimizer_.moment(0))),
+                           local_v = gather_shards(to_host_floats(optimizer_.moment(1)));
   const CheckpointValues values = [&](int group) {
     return full_values(group == 0 ? local_params : group == 1 ? local_m : local_v);
   };

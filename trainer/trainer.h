@@ -28,6 +28,7 @@
 #include "parallel/communicator.h"
 #include "parallel/process_grid.h"
 #include "trainer/metrics.h"
+#include "trainer/optimizer.h"
 
 namespace ratplus {
 
@@ -56,17 +57,14 @@ class Trainer {
 
   const TrainingState& state() const { return state_; }
   Model& model() { return model_; }
+  Optimizer& optimizer() { return optimizer_; }
   const std::vector<Pass>& passes() const { return passes_; }
   std::string save_checkpoint();  // returns the path written
 
  private:
   void start_from_checkpoint_or_init();
   double update(const Pass& pass, const Batch& batch, double lr);  // returns the pass's loss
-  bool sharded() const { return config_.parallel.zero1 && dp_.size() > 1; }
-  int64_t owned_begin() const { return sharded() ? shard_[dp_.rank()] : 0; }
-  int64_t owned_end() const { return sharded() ? shard_[dp_.rank() + 1] : shard_.back(); }
   int64_t bucket_elements() const;
-  double global_sum_of_squares();  // collective
   // Values over all of this rank's slices from the ZeRO-1 range each data-parallel rank owns (collective over
   // the data-parallel group; nothing to gather without ZeRO-1).
   std::vector<float> gather_shards(std::vector<float> owned);
@@ -78,12 +76,9 @@ class Trainer {
   ExperimentConfig config_;
   ProcessGrid grid_;        // all ranks, and this rank's data- and tensor-parallel groups
   Communicator& dp_;        // the data-parallel group (one rank without an MPI launcher)
-  // ZeRO-1 ranges of this rank's flat parameter vector: data-parallel rank r owns [shard_[r], shard_[r+1]),
-  // keeps AdamW moments (and under mixed precision f32 master weights) for it; shard_.back() = N.
-  std::vector<int64_t> shard_;
   MemoryPlan memory_plan_;  // checked against the device before the model is allocated
   Model model_;
-  Arena moments_;  // AdamW m and v, f32, over the parameters this rank owns
+  Optimizer optimizer_;  // gradients, AdamW moments, master weights, ZeRO-1 ranges
   std::vector<Pass> passes_;
   std::shared_ptr<const TokenStream> train_data_, val_data_;
   std::unique_ptr<BatchLoader> loader_;

@@ -10,6 +10,7 @@
 #include "data/synthetic.h"
 #include "gpu_test_util.h"
 #include "model/model.h"
+#include "tests/unit/model_test_util.h"
 #include "trainer/trainer.h"
 
 namespace ratplus::test {
@@ -53,12 +54,11 @@ Comparison compare(const ModelCase& c, DType gpu_type) {
     targets[i] = i % 11 == 4 ? -1 : static_cast<int32_t>(splitmix64(i + 7) % 301);
   }
   const Pattern pattern = Pattern::parse(c.pattern);
-  cpu.zero_gradients();
-  gpu.zero_gradients();
-  Comparison r{cpu.forward_backward(inputs.data(), targets.data(), batch, seq, pattern, 1.0),
-               gpu.forward_backward(inputs.data(), targets.data(), batch, seq, pattern, 1.0),
-               gpu.evaluate(inputs.data(), targets.data(), batch, seq, pattern).mean(),
-               to_host_floats(cpu.gradients()), to_host_floats(gpu.gradients()), cpu.table()};
+  const Gradients cpu_grads(cpu), gpu_grads(gpu);
+  Comparison r{forward_backward(cpu, inputs.data(), targets.data(), batch, seq, pattern, cpu_grads),
+               forward_backward(gpu, inputs.data(), targets.data(), batch, seq, pattern, gpu_grads),
+               batch_loss(gpu, inputs.data(), targets.data(), batch, seq, pattern).mean(),
+               to_host_floats(cpu_grads), to_host_floats(gpu_grads), cpu.table()};
   return r;
 }
 
@@ -120,7 +120,7 @@ std::vector<double> training_curve(const std::filesystem::path& dir, const char*
   std::vector<double> losses;
   for (int s = 0; s < steps; ++s) {
     trainer.step();
-    losses.push_back(trainer.model().evaluate(in.data(), tg.data(), 8, 128, Pattern::dense()).mean());
+    losses.push_back(batch_loss(trainer.model(), in.data(), tg.data(), 8, 128, Pattern::dense()).mean());
   }
   return losses;
 }

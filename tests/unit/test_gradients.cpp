@@ -12,6 +12,7 @@
 #include "kernels/rope.h"
 #include "model/blocks.h"
 #include "model/model.h"
+#include "model_test_util.h"
 #include "test_util.h"
 
 namespace ratplus::test {
@@ -217,14 +218,14 @@ TEST_P(ModelGradient, EveryParameterMatchesFiniteDifferences) {
     targets[i] = i % 5 == 3 ? -1 : static_cast<int32_t>(splitmix64(100 + i) % 23);
   }
   const Pattern pattern = Pattern::parse(c.pattern);
-  model.zero_gradients();
-  const LossSum l = model.forward_backward(inputs.data(), targets.data(), batch, seq, pattern, 1.0);
+  const Gradients grads(model);
+  const LossSum l = forward_backward(model, inputs.data(), targets.data(), batch, seq, pattern, grads);
   ASSERT_GT(l.count, 0);
-  auto loss = [&] { return model.evaluate(inputs.data(), targets.data(), batch, seq, pattern).mean(); };
-  EXPECT_NEAR(loss(), l.mean(), 1e-12) << "evaluate and forward_backward disagree";
+  auto loss = [&] { return batch_loss(model, inputs.data(), targets.data(), batch, seq, pattern).mean(); };
+  EXPECT_NEAR(loss(), l.mean(), 1e-12) << "the inference and the training forward disagree";
   for (const ParameterInfo& p : model.table().entries()) {
     const int index = model.table().find(p.name);
-    expect_gradient(model.parameter(index), model.gradient(index), loss, p.name.c_str(), 1e-6, 60);
+    expect_gradient(model.view(model.weights(), index), model.view(grads, index), loss, p.name.c_str(), 1e-6, 60);
   }
 }
 
@@ -254,12 +255,12 @@ TEST(ModelEquivalence, DilatedOneIsDense) {
     inputs[i] = static_cast<int32_t>(splitmix64(i) % 31);
     targets[i] = static_cast<int32_t>(splitmix64(i + 999) % 31);
   }
-  const double dense = model.evaluate(inputs.data(), targets.data(), 3, 40, Pattern::dense()).mean();
+  const double dense = batch_loss(model, inputs.data(), targets.data(), 3, 40, Pattern::dense()).mean();
   for (const char* text : {"dilated:D=1", "dilated:D=1,W=5,P=3", "local:W=40", "layers=dense|dilated:D=1,W=2"}) {
-    const double other = model.evaluate(inputs.data(), targets.data(), 3, 40, Pattern::parse(text)).mean();
+    const double other = batch_loss(model, inputs.data(), targets.data(), 3, 40, Pattern::parse(text)).mean();
     EXPECT_EQ(other, dense) << text;
   }
-  const double sparse = model.evaluate(inputs.data(), targets.data(), 3, 40, Pattern::parse("dilated:D=8")).mean();
+  const double sparse = batch_loss(model, inputs.data(), targets.data(), 3, 40, Pattern::parse("dilated:D=8")).mean();
   EXPECT_NE(sparse, dense) << "a sparse pattern must change the loss";
 }
 

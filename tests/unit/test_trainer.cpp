@@ -15,6 +15,7 @@
 #include "core/temp_dir.h"
 #include "trainer/schedule.h"
 #include "trainer/trainer.h"
+#include "model_test_util.h"
 
 namespace ratplus::test {
 namespace {
@@ -116,11 +117,10 @@ TEST_F(TrainerTest, DenseUpdateMatchesHandComputedClippedAdamW) {
   TokenStream data({dir_.file("train.bin")}, ShardFormat::automatic, 64);
   std::vector<int32_t> in(4 * 32), tg(4 * 32);
   for (int k = 0; k < 4; ++k) data.window(k, 32, 0, in.data() + k * 32, tg.data() + k * 32);
-  model.zero_gradients();
-  model.forward_backward(in.data(), tg.data(), 2, 32, Pattern::dense(), 0.5);
-  model.forward_backward(in.data() + 64, tg.data() + 64, 2, 32, Pattern::dense(), 0.5);
-  const Tensor g = model.gradients();
-  std::vector<double> grad(g.ptr<float>(), g.ptr<float>() + g.numel());
+  const Gradients g(model);
+  forward_backward(model, in.data(), tg.data(), 2, 32, Pattern::dense(), g, 0.5);
+  forward_backward(model, in.data() + 64, tg.data() + 64, 2, 32, Pattern::dense(), g, 0.5);
+  std::vector<double> grad(g.t.ptr<float>(), g.t.ptr<float>() + g.t.numel());
   double norm = 0;
   for (double x : grad) norm += x * x;
   norm = std::sqrt(norm);
@@ -142,7 +142,7 @@ TEST_F(TrainerTest, LossFallsOnLearnableSyntheticData) {
   auto val_loss = [&] {
     std::vector<int32_t> in(8 * 32), tg(8 * 32);
     for (int k = 0; k < 8; ++k) val.window(k, 32, 0, in.data() + k * 32, tg.data() + k * 32);
-    return trainer.model().evaluate(in.data(), tg.data(), 8, 32, Pattern::dense()).mean();
+    return batch_loss(trainer.model(), in.data(), tg.data(), 8, 32, Pattern::dense()).mean();
   };
   const double start = val_loss();
   for (int i = 0; i < 80; ++i) trainer.step();
