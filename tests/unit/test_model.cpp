@@ -1,0 +1,132 @@
+// The model's interface as inference and training use it: logits of chosen rows agree with the chunked loss,
+// an evaluation model plans no training state (a 7.6B evaluation fits in 20 GB), the backward follows only a
+// training forward, and the trainer's optimizer plans what the model no longer holds.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "model/model.h"
+#include "model_test_util.h"
+#include "test_util.h"
+#include "trainer/optimizer.h"
+
+namespace ratplus::test {
+namespace {
+
+ModelConfig small_config(bool recurrence, bool tied) {
+  ModelConfig config;
+  config.vocab_size = 37;
+  config.d_model = 16;
+  config.n_layers = 2;
+  config.n_heads = 2;
+  config.d_ffn = 24;
+  config.recurrence = recurrence;
+  config.tie_embeddings = tied;
+  config.init_std = 0.3;
+  return config;
+}
+
+struct Batch {
+  int64_t batch = 3, seq = 11;
+  std::vector<int32_t> inputs, targets;
+  Batch() : inputs(batch * seq), targets(batch * seq) {
+    for (int64_t i = 0; i < batch * seq; ++i) {
+      inputs[i] = static_cast<int32_t>(splitmix64(i) % 37);
+      targets[i] = i % 7 == 2 ? -1 : static_cast<int32_t>(splitmix64(i + 50) % 37);
+    }
+  }
+};
+
+// Cross-entropy of one row of logits, computed naively.
+double row_cross_entropy(const Tensor& logits, int64_t row, int32_t target) {
+  double max = -INFINITY, sum = 0;
+  for (int64_t c = 0; c < logits.cols; ++c) max = std::max(max, get(logits, row, c));
+  for (int64_t c = 0; c < logits.cols; ++c) sum += std::exp(get(logits, row, c) - max);
+  return max + std::log(sum) - get(logits, row, target);
+}
+
+TEST(Model, LogitsOfEveryRowGiveTheChunkedLoss) {
+  for (const bool recurrence : {true, false}) {
+    for (const bool tied : {true, false}) {
+      Model model(small_config(recurrence, tied), Device::cpu, DType::f64);
+      model.init_parameters(11);
+      const Batch b;
+      const Pattern pattern = Pattern::parse("heads=1:dense+1:dilated:D=3,W=2,P=1");
+      const LossSum loss = batch_loss(model, b.inputs.data(), b.targets.data(), b.batch, b.seq, pattern);
+      std::vector<int64_t> rows(b.batch * b.seq);
+      for (size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<int64_t>(i);
+      Owned logits(b.batch * b.seq, 37);
+      model.forward({b.inputs.data(), b.batch, b.seq, pattern}, LogitsOutput{rows, logits});
+      double sum = 0;
+      int64_t count = 0;
+      for (int64_t r = 0; r < b.batch * b.seq; ++r) {
+        if (b.targets[r] < 0) continue;
+        sum += row_cross_entropy(logits, r, b.targets[r]);
+        ++count;
+      }
+      EXPECT_EQ(count, loss.count);
+      EXPECT_NEAR(sum, loss.sum, 1e-10 * std::abs(loss.sum)) << "recurrence " << recurrence << " tied " << tied;
+    }
+  }
+}
+
+TEST(Model, LogitsOfChosenRowsAreThoseRowsOfTheFullLogits) {
+  Model model(small_config(true, true), Device::cpu, DType::f64);
+  model.init_parameters(4);
+  const Batch b;
+  const Pattern pattern = Pattern::dense();
+  std::vector<int64_t> all(b.batch * b.seq);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<int64_t>(i);
+  Owned full(b.batch * b.seq, 37);
+  model.forward({b.inputs.data(), b.batch, b.seq, pattern}, LogitsOutput{all, full});
+  // The last row of each sequence (what a prefill wants), a run, and rows out of order.
+  const std::vector<int64_t> chosen = {10, 21, 32, 3, 4, 5, 0, 17};
+  Owned some(static_cast<int64_t>(chosen.size()), 37);
+  model.forward({b.inputs.data(), b.batch, b.seq, pattern}, LogitsOutput{chosen, some});
+  for (size_t i = 0; i < chosen.size(); ++i)
+    for (int64_t c = 0; c < 37; ++c)
+      ASSERT_EQ(get(some, static_cast<int64_t>(i), c), get(full, chosen[i], c)) << "row " << chosen[i];
+}
+
+TEST(Model, LogitRowsOutsideTheBatchAreRefused) {
+  Model model(small_config(true, true), Device::cpu, DType::f32);
+  const Batch b;
+  const std::vector<int64_t> rows = {b.batch * b.seq};
+  Owned logits(1, 37, DType::f32);
+  expect_input_error(
+      [&] { model.forward({b.inputs.data(), b.batch, b.seq, Pattern::dense()}, LogitsOutput{rows, logits}); },
+      {"logit row 33", "outside the 33 rows"});
+}
+
+TEST(Model, BackwardFollowsOnlyATrainingForward) {
+  Model model(small_config(true, true), Device::cpu, DType::f32);
+  model.init_parameters(1);
+  const Batch b;
+  const Gradients grads(model);
+  batch_loss(model, b.inputs.data(), b.targets.data(), b.batch, b.seq, Pattern::dense());
+  EXPECT_THROW(model.backward(grads), std::logic_error);
+}
+
+TEST(Model, AnEvaluationModelPlansNoTrainingState) {
+  const auto configs = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "configs";
+  const ModelConfig big = load_experiment_config((configs / "ratplus-7.6b.yaml").string()).model;
+  const MemoryPlan plan = Model::memory_plan(big, DType::bf16, 1, 4096, false);
+  for (const auto& [what, bytes] : plan.items) {
+    EXPECT_EQ(what.find("gradient"), std::string::npos) << what;
+    EXPECT_EQ(what.find("master"), std::string::npos) << what;
+    EXPECT_EQ(what.find("moment"), std::string::npos) << what;
+  }
+  const double weights = 2.0 * static_cast<double>(big.parameter_count());
+  EXPECT_NEAR(static_cast<double>(plan.items.at(0).second), weights, 1.0);
+  EXPECT_LE(plan.total(), size_t{20} << 30) << "a 7.6B bf16 evaluation of 4096 tokens must fit in 20 GiB";
+  // Training adds f32 master weights, f32 gradients and two f32 moments: 16 more bytes per parameter.
+  const MemoryPlan optimizer = Optimizer::memory_plan(big, DType::bf16, 1, 1);
+  EXPECT_NEAR(static_cast<double>(optimizer.total()), 16.0 * static_cast<double>(big.parameter_count()), 16.0);
+}
+
+}  // namespace
+}  // namespace ratplus::test
