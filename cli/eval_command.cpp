@@ -56,8 +56,9 @@ Action add_eval_command(CLI::App& app) {
                   fmt::format("--eos-id {} is outside the vocabulary of {}", o->eos_id, config.vocab_size));
     require_input(o->micro_batch >= 1, "--micro-batch must be at least 1");
     const TokenStream data(o->data, parse_shard_format(o->format), config.vocab_size);
-    const Device device = select_device(o->device);
-    Model model(config, device, device == Device::cuda && o->precision == "bf16" ? DType::bf16 : DType::f32);
+    const Device device = select_device(parse_choice<DeviceChoice>(o->device, "--device"));
+    const Precision precision = parse_choice<Precision>(o->precision, "--precision");
+    Model model(config, device, device == Device::cuda && precision == Precision::bf16 ? DType::bf16 : DType::f32);
     std::vector<float> values(model.table().total_elements());
     load_model_parameters(o->checkpoint, config, values.data());
     model.set_parameters(values);
