@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "checkpoint/model_checkpoint.h"
+#include "core/config.h"
 #include "core/error.h"
 #include "model/parameters.h"
 
@@ -65,26 +66,12 @@ void require_supported_version(const Hdf5File& file) {
                             file.path(), kTrainGroup, version, kFormatVersion));
 }
 
-// Appends "key: X in the file, Y expected" to `out` when the two values differ.
-template <class T>
-void note_difference(std::string& out, const char* key, const T& stored, const T& expected) {
-  if (stored != expected)
-    out += fmt::format("{}{}: {} in the file, {} expected", out.empty() ? "" : "; ", key, stored, expected);
-}
-
 // The model config stored in /model@config must be `model` (init_std aside: it does not shape a trained model).
 void require_same_model(const Hdf5File& file, const ModelConfig& model) {
-  const ModelConfig stored = read_model_group_config(file);
   std::string differences;
-  note_difference(differences, "vocab_size", stored.vocab_size, model.vocab_size);
-  note_difference(differences, "d_model", stored.d_model, model.d_model);
-  note_difference(differences, "n_layers", stored.n_layers, model.n_layers);
-  note_difference(differences, "n_heads", stored.n_heads, model.n_heads);
-  note_difference(differences, "d_ffn", stored.d_ffn, model.d_ffn);
-  note_difference(differences, "norm_eps", stored.norm_eps, model.norm_eps);
-  note_difference(differences, "rope_base", stored.rope_base, model.rope_base);
-  note_difference(differences, "tie_embeddings", stored.tie_embeddings, model.tie_embeddings);
-  note_difference(differences, "recurrence", stored.recurrence, model.recurrence);
+  for (const ConfigDifference& d : model_shape_differences(read_model_group_config(file), model))
+    differences += fmt::format("{}{}: {} in the file, {} expected", differences.empty() ? "" : "; ", d.key, d.first,
+                               d.second);
   require_input(differences.empty(), fmt::format("{}: {}@config: the checkpoint's model differs: {}", file.path(),
                                                  kModelGroup, differences));
 }

@@ -67,9 +67,9 @@ ExperimentConfig benchmark_config(const TrainBenchOptions& o, const TempDir& dir
   write_random_shard(shard, windows * c.data.seq_len + 1, c.model.vocab_size);
   c.data.train = {shard};
   c.data.val = {shard};
-  c.data.format = "llmc";
+  c.data.format = ShardFormat::llmc;
   c.checkpoint.dir = dir.file("checkpoints");
-  c.checkpoint.resume = "never";
+  c.checkpoint.resume = ResumeMode::never;
   c.train.metrics_jsonl = "";
   c.train.val_every = 0;
   c.metrics.listen = "";
@@ -181,7 +181,7 @@ nlohmann::json to_json(const TrainBenchResult& r, const TrainBenchOptions& o) {
                       {"overrides", o.overrides},
                       {"device", device_name(r.device)},
                       {"activations", dtype_name(r.activations)},
-                      {"objective", c.train.objective},
+                      {"objective", std::string(choice_name(c.train.objective))},
                       {"passes", r.passes},
                       {"parameters", r.parameters},
                       {"ranks", r.ranks},
@@ -226,7 +226,7 @@ std::string join(const std::vector<std::string>& parts, const char* separator) {
 void print_result(const TrainBenchResult& r, const TrainBenchOptions& o) {
   const ExperimentConfig& c = r.config;
   fmt::print("config            {} ({} objective: {} per step; {}, {} activations)\n", o.config,
-             c.train.objective, join(r.passes, " + "), device_name(r.device), dtype_name(r.activations));
+             choice_name(c.train.objective), join(r.passes, " + "), device_name(r.device), dtype_name(r.activations));
   fmt::print("parameters        {}\n", r.parameters);
   if (r.ranks > 1)
     fmt::print("ranks             {} (tensor parallel {}, data parallel {}{})\n", r.ranks, c.parallel.tp,

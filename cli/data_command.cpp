@@ -12,19 +12,6 @@
 
 namespace ratplus::cli {
 
-namespace {
-
-const char* format_name(ShardFormat f) {
-  switch (f) {
-    case ShardFormat::llmc: return "llmc";
-    case ShardFormat::flat_u16: return "flat_u16";
-    case ShardFormat::flat_u32: return "flat_u32";
-    default: return "auto";
-  }
-}
-
-}  // namespace
-
 Action add_data_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("data", "make or inspect token shards");
   cmd->require_subcommand(1);
@@ -61,7 +48,7 @@ Action add_data_command(CLI::App& app) {
         lo = std::min(lo, shard.token(i));
         hi = std::max(hi, shard.token(i));
       }
-      fmt::print("{}: format {}, {}-byte tokens, {} tokens, ids {}..{}\n  first:", path, format_name(shard.format()),
+      fmt::print("{}: format {}, {}-byte tokens, {} tokens, ids {}..{}\n  first:", path, choice_name(shard.format()),
                  shard.token_bytes(), shard.size(), shard.size() ? lo : 0, hi);
       for (int64_t i = 0; i < std::min<int64_t>(16, shard.size()); ++i) fmt::print(" {}", shard.token(i));
       fmt::print("\n");

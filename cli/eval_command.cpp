@@ -57,8 +57,9 @@ Action add_eval_command(CLI::App& app) {
                   fmt::format("--eos-id {} is outside the vocabulary of {}", o->eos_id, config.vocab_size));
     require_input(o->micro_batch >= 1, "--micro-batch must be at least 1");
     const TokenStream data(o->data, parse_shard_format(o->format), config.vocab_size);
-    const Device device = select_device(o->device);
-    const DType dtype = device == Device::cuda && o->precision == "bf16" ? DType::bf16 : DType::f32;
+    const Device device = select_device(parse_choice<DeviceChoice>(o->device, "--device"));
+    const Precision precision = parse_choice<Precision>(o->precision, "--precision");
+    const DType dtype = device == Device::cuda && precision == Precision::bf16 ? DType::bf16 : DType::f32;
     Model::memory_plan(config, dtype, std::min(o->micro_batch, o->batches), o->seq_len, false)
         .check_fits(device, fmt::format("memory plan on {}", device_name(device)),
                     "lower --micro-batch or --seq-len, or use --precision bf16");

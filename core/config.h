@@ -1,5 +1,7 @@
 // Experiment configuration (SPEC §10): the YAML sections, their strict validation and command-line
-// overrides. Every error is an InputError naming the file, the line and the key.
+// overrides. Every error is an InputError naming the file, the line and the key. Each key is a member of
+// a section struct below and one row of the schema in config_schema.cpp, which drives reading, writing and
+// comparing.
 #pragma once
 
 #include <array>
@@ -7,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/config_choices.h"
 #include "core/model_config.h"
 
 namespace ratplus {
@@ -14,15 +17,15 @@ namespace ratplus {
 struct DataConfig {
   std::vector<std::string> train;  // paths or globs, as written
   std::vector<std::string> val;
-  std::string format = "auto";     // auto | llmc | flat_u16 | flat_u32
+  ShardFormat format = ShardFormat::automatic;
   int64_t seq_len = 128;
   int64_t eos_id = -1;             // -1 = none
-  std::string order = "ordered";   // ordered | random
+  DataOrder order = DataOrder::ordered;
   uint64_t seed = 0;
 };
 
 struct TrainConfig {
-  std::string objective = "joint";  // joint | dense | adapt
+  Objective objective = Objective::joint;
   int64_t arl_dilation = 64;        // L*
   std::string pattern = "dense";    // pattern text (SPEC §10), used by adapt
   int64_t steps = 100;
@@ -58,7 +61,7 @@ struct CheckpointConfig {
   std::string dir = "checkpoints";
   int64_t every = 0;               // steps; 0 = only at the end
   int64_t keep = 3;
-  std::string resume = "auto";     // auto | never
+  ResumeMode resume = ResumeMode::automatic;
 };
 
 struct MetricsConfig {
@@ -67,8 +70,8 @@ struct MetricsConfig {
 };
 
 struct RuntimeConfig {
-  std::string device = "auto";     // auto | cpu | cuda
-  std::string precision = "bf16";  // bf16 | fp32
+  DeviceChoice device = DeviceChoice::automatic;
+  Precision precision = Precision::bf16;
 };
 
 struct ExperimentConfig {
@@ -99,5 +102,22 @@ ModelConfig model_config_from_yaml(const std::string& yaml_text, const std::stri
 
 // The full resolved config as YAML (what a training checkpoint records); parsing it back gives an equal config.
 std::string experiment_config_to_yaml(const ExperimentConfig& config);
+
+// Every key of the schema as "section.key", in the order the YAML is written.
+std::vector<std::string> config_keys();
+
+// A key whose value differs between two configs, with both values as the YAML writes them.
+struct ConfigDifference {
+  std::string key;  // "section.key"
+  std::string first;
+  std::string second;
+};
+
+// The keys on which `first` and `second` differ (every key of every section; `source` is not a key).
+std::vector<ConfigDifference> config_differences(const ExperimentConfig& first, const ExperimentConfig& second);
+
+// The model keys on which two models differ once trained: every key but init_std, which only seeds the
+// initial weights (and which a checkpoint's model config may leave out).
+std::vector<ConfigDifference> model_shape_differences(const ModelConfig& first, const ModelConfig& second);
 
 }  // namespace ratplus

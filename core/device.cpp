@@ -22,10 +22,10 @@ int cuda_device_count() {
 #endif
 }
 
-Device select_device(const std::string& choice) {
-  if (choice == "cpu") return Device::cpu;
+Device select_device(DeviceChoice choice) {
+  if (choice == DeviceChoice::cpu) return Device::cpu;
   const bool gpu = cuda_device_count() > 0;
-  require_input(gpu || choice == "auto",
+  require_input(gpu || choice == DeviceChoice::automatic,
                 "device cuda: no usable GPU (this build has no CUDA backend, or the machine has no GPU)");
   return gpu ? Device::cuda : Device::cpu;
 }

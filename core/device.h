@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <string>
 
+#include "core/config_choices.h"
 #include "core/tensor.h"
 
 namespace ratplus {
@@ -11,9 +12,9 @@ namespace ratplus {
 // Number of usable CUDA devices; 0 in a build without the CUDA backend or on a machine without a GPU.
 int cuda_device_count();
 
-// The device a `runtime.device`-style choice names: "cpu", "cuda" (InputError when no GPU can be used) or
-// "auto" (the GPU when there is one).
-Device select_device(const std::string& choice);
+// The device a `runtime.device`-style choice names: cpu, cuda (InputError when no GPU can be used) or
+// auto (the GPU when there is one).
+Device select_device(DeviceChoice choice);
 
 // Makes GPU (local_rank mod the number of GPUs) this process's device; nothing without a GPU.
 void use_local_gpu(int local_rank);

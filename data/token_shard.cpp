@@ -56,13 +56,7 @@ void check_range(int64_t begin, int64_t n, int64_t size, const char* what) {
 
 }  // namespace
 
-ShardFormat parse_shard_format(const std::string& text) {
-  if (text == "auto") return ShardFormat::automatic;
-  if (text == "llmc") return ShardFormat::llmc;
-  if (text == "flat_u16") return ShardFormat::flat_u16;
-  if (text == "flat_u32") return ShardFormat::flat_u32;
-  throw InputError("unknown data format '" + text + "' (expected auto, llmc, flat_u16 or flat_u32)");
-}
+ShardFormat parse_shard_format(const std::string& text) { return parse_choice<ShardFormat>(text, "data format"); }
 
 MappedFile::MappedFile(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-namespace ratplus {
+#include "core/config_choices.h"
 
-enum class ShardFormat { automatic, llmc, flat_u16, flat_u32 };
+namespace ratplus {
 
 // Parses "auto", "llmc", "flat_u16" or "flat_u32"; anything else is an InputError.
 ShardFormat parse_shard_format(const std::string& text);

@@ -51,21 +51,21 @@ Pattern config_pattern(const std::string& text, const char* key, const ModelConf
 }
 
 std::vector<Pass> objective_passes(const ExperimentConfig& c) {
-  if (c.train.objective == "joint")
+  if (c.train.objective == Objective::joint)
     return {{"sparse", Pattern::dilated(c.train.arl_dilation)}, {"dense", Pattern::dense()}};
-  if (c.train.objective == "dense") return {{"dense", Pattern::dense()}};
+  if (c.train.objective == Objective::dense) return {{"dense", Pattern::dense()}};
   return {{"adapt", config_pattern(c.train.pattern, "train.pattern", c.model)}};
 }
 
 std::shared_ptr<const TokenStream> open_data(const std::vector<std::string>& paths, const char* key,
                                              const ExperimentConfig& c) {
   require_input(!paths.empty(), fmt::format("{}: {}: no token files given", c.source, key));
-  return std::make_shared<const TokenStream>(paths, parse_shard_format(c.data.format), c.model.vocab_size);
+  return std::make_shared<const TokenStream>(paths, c.data.format, c.model.vocab_size);
 }
 
 // bf16 mixed precision on the GPU; the CPU reference always computes in f32.
 DType activation_type(const RuntimeConfig& runtime, Device device) {
-  return device == Device::cuda && runtime.precision == "bf16" ? DType::bf16 : DType::f32;
+  return device == Device::cuda && runtime.precision == Precision::bf16 ? DType::bf16 : DType::f32;
 }
 
 DType training_activations(const ExperimentConfig& c) {
@@ -134,7 +134,7 @@ Trainer::Trainer(const ExperimentConfig& config)
   options.eos_id = d.eos_id;
   options.global_batch = config_.train.global_batch;
   options.micro_batch = config_.train.micro_batch;
-  options.random = d.order == "random";
+  options.random = d.order == DataOrder::random;
   options.rank = dp_.rank();
   options.ranks = dp_.size();
   options.seed = d.seed;
@@ -157,7 +157,7 @@ void Trainer::request_stop() { g_stop_requested.store(true); }
 void Trainer::start_from_checkpoint_or_init() {
   state_.config_yaml = experiment_config_to_yaml(config_);
   state_.seed = config_.train.seed;
-  if (config_.checkpoint.resume == "auto") {
+  if (config_.checkpoint.resume == ResumeMode::automatic) {
     // Checkpoints hold full tensors; each rank reads the slices it holds.
     const CheckpointSink take = [&](int group, const std::vector<float>& local) {
       if (group == 0) return optimizer_.set_parameters(local);
@@ -324,7 +324,7 @@ std::string Trainer::save_checkpoint() {
 
 void Trainer::validate() {
   std::vector<Pattern> patterns = {Pattern::dense(), Pattern::dilated(config_.train.arl_dilation)};
-  if (config_.train.objective == "adapt") patterns = {passes_[0].pattern, Pattern::dense()};
+  if (config_.train.objective == Objective::adapt) patterns = {passes_[0].pattern, Pattern::dense()};
   const DataConfig& d = config_.data;
   const WindowSource source = [&](int64_t k, int32_t* inputs, int32_t* targets) {
     val_data_->window(k, d.seq_len, d.eos_id, inputs, targets);
@@ -354,7 +354,7 @@ void Trainer::log_progress(double elapsed_seconds) {
 Trainer::Outcome Trainer::run() {
   const TrainConfig& t = config_.train;
   spdlog::info("training {} parameters ({}), {} passes per batch of {} x {} tokens, steps {} -> {}",
-               model_.table().total_elements(), t.objective, passes_.size(), t.global_batch, config_.data.seq_len,
+               model_.table().total_elements(), choice_name(t.objective), passes_.size(), t.global_batch, config_.data.seq_len,
                state_.step, t.steps);
   const auto start = Clock::now();
   while (state_.step < t.steps) {

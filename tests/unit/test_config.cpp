@@ -6,7 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -52,41 +54,10 @@ class ConfigTest : public ::testing::Test {
   TempDir dir_;
 };
 
+// Two configs agree on every key of the schema (each difference is a failure naming the key).
 void expect_same_experiment(const ExperimentConfig& a, const ExperimentConfig& b) {
-  EXPECT_EQ(a.model, b.model);
-  EXPECT_EQ(a.data.train, b.data.train);
-  EXPECT_EQ(a.data.val, b.data.val);
-  EXPECT_EQ(a.data.format, b.data.format);
-  EXPECT_EQ(a.data.seq_len, b.data.seq_len);
-  EXPECT_EQ(a.data.eos_id, b.data.eos_id);
-  EXPECT_EQ(a.data.order, b.data.order);
-  EXPECT_EQ(a.data.seed, b.data.seed);
-  EXPECT_EQ(a.train.objective, b.train.objective);
-  EXPECT_EQ(a.train.arl_dilation, b.train.arl_dilation);
-  EXPECT_EQ(a.train.pattern, b.train.pattern);
-  EXPECT_EQ(a.train.steps, b.train.steps);
-  EXPECT_EQ(a.train.global_batch, b.train.global_batch);
-  EXPECT_EQ(a.train.micro_batch, b.train.micro_batch);
-  EXPECT_EQ(a.train.init_from, b.train.init_from);
-  EXPECT_EQ(a.train.seed, b.train.seed);
-  EXPECT_EQ(a.train.metrics_jsonl, b.train.metrics_jsonl);
-  EXPECT_EQ(a.optim.lr, b.optim.lr);
-  EXPECT_EQ(a.optim.min_lr, b.optim.min_lr);
-  EXPECT_EQ(a.optim.warmup, b.optim.warmup);
-  EXPECT_EQ(a.optim.betas, b.optim.betas);
-  EXPECT_EQ(a.optim.eps, b.optim.eps);
-  EXPECT_EQ(a.optim.weight_decay, b.optim.weight_decay);
-  EXPECT_EQ(a.optim.grad_clip, b.optim.grad_clip);
-  EXPECT_EQ(a.parallel.tp, b.parallel.tp);
-  EXPECT_EQ(a.parallel.zero1, b.parallel.zero1);
-  EXPECT_EQ(a.parallel.bucket_mb, b.parallel.bucket_mb);
-  EXPECT_EQ(a.checkpoint.dir, b.checkpoint.dir);
-  EXPECT_EQ(a.checkpoint.every, b.checkpoint.every);
-  EXPECT_EQ(a.checkpoint.keep, b.checkpoint.keep);
-  EXPECT_EQ(a.checkpoint.resume, b.checkpoint.resume);
-  EXPECT_EQ(a.metrics.listen, b.metrics.listen);
-  EXPECT_EQ(a.runtime.device, b.runtime.device);
-  EXPECT_EQ(a.runtime.precision, b.runtime.precision);
+  for (const ConfigDifference& d : config_differences(a, b))
+    ADD_FAILURE() << d.key << ": " << d.first << " vs " << d.second;
 }
 
 TEST_F(ConfigTest, TinyConfigLoads) {
@@ -103,9 +74,9 @@ TEST_F(ConfigTest, TinyConfigLoads) {
   EXPECT_EQ(c.data.seq_len, 128);
   EXPECT_EQ(c.data.train, std::vector<std::string>{"runs/tiny/train.bin"});
   EXPECT_EQ(c.data.val, std::vector<std::string>{"runs/tiny/val.bin"});
-  EXPECT_EQ(c.data.format, "auto");
+  EXPECT_EQ(c.data.format, ShardFormat::automatic);
   EXPECT_EQ(c.data.eos_id, 0);
-  EXPECT_EQ(c.train.objective, "joint");
+  EXPECT_EQ(c.train.objective, Objective::joint);
   EXPECT_EQ(c.train.arl_dilation, 16);
   EXPECT_EQ(c.train.steps, 1000);
   EXPECT_EQ(c.train.global_batch, 8);
@@ -125,10 +96,10 @@ TEST_F(ConfigTest, TinyConfigLoads) {
   EXPECT_EQ(c.checkpoint.dir, "runs/tiny/checkpoints");
   EXPECT_EQ(c.checkpoint.every, 250);
   EXPECT_EQ(c.checkpoint.keep, 2);
-  EXPECT_EQ(c.checkpoint.resume, "auto");
+  EXPECT_EQ(c.checkpoint.resume, ResumeMode::automatic);
   EXPECT_EQ(c.metrics.listen, "");
-  EXPECT_EQ(c.runtime.device, "auto");
-  EXPECT_EQ(c.runtime.precision, "fp32");
+  EXPECT_EQ(c.runtime.device, DeviceChoice::automatic);
+  EXPECT_EQ(c.runtime.precision, Precision::fp32);
 }
 
 TEST_F(ConfigTest, MissingSectionsAndKeysKeepDefaults) {
@@ -220,6 +191,13 @@ TEST_F(ConfigTest, RulesAcrossKeysPointAtAKeyTheFileSets) {
   EXPECT_EQ(parse_experiment_config("data:\n  eos_id: 255\n", "x").data.eos_id, 255);
 }
 
+// Each choice key with its words, in the order of its enum.
+const std::vector<std::pair<std::string, std::vector<std::string>>> kChoiceKeys = {
+    {"data.format", {"auto", "llmc", "flat_u16", "flat_u32"}}, {"data.order", {"ordered", "random"}},
+    {"train.objective", {"joint", "dense", "adapt"}},          {"checkpoint.resume", {"auto", "never"}},
+    {"runtime.device", {"auto", "cpu", "cuda"}},               {"runtime.precision", {"bf16", "fp32"}},
+};
+
 TEST_F(ConfigTest, EnumsListTheirChoices) {
   expect_error("data:\n  format: flat16\n", 2, "data.format",
                "must be one of auto|llmc|flat_u16|flat_u32, got 'flat16'; did you mean 'flat_u16'?");
@@ -228,6 +206,32 @@ TEST_F(ConfigTest, EnumsListTheirChoices) {
   expect_error("checkpoint:\n  resume: always\n", 2, "checkpoint.resume", "must be one of auto|never");
   expect_error("runtime:\n  device: gpu\n", 2, "runtime.device", "must be one of auto|cpu|cuda");
   expect_error("runtime:\n  precision: fp16\n", 2, "runtime.precision", "must be one of bf16|fp32");
+}
+
+// Every word of every choice reads into its enum and is written back as the same word; any other word
+// (also from the command line, also quoted) is an InputError (exit code 2) naming the key and the words.
+TEST_F(ConfigTest, ChoiceWordsRoundTripAndOthersAreRefused) {
+  for (const auto& [key, words] : kChoiceKeys) {
+    const std::string name = key.substr(key.find('.') + 1);
+    std::string allowed;
+    for (const std::string& word : words) allowed += (allowed.empty() ? "" : "|") + word;
+    for (const std::string& word : words) {
+      const std::string yaml = experiment_config_to_yaml(parse_experiment_config("", "x", {key + "=" + word}));
+      EXPECT_NE(yaml.find("\n  " + name + ": \"" + word + "\"\n"), std::string::npos) << key << "=" << word;
+    }
+    const std::vector<std::string> bad_values = {"bogus", "\"\"", "'" + words[0] + " '", "[" + words[0] + "]"};
+    for (const std::string& bad : bad_values) {
+      SCOPED_TRACE(key + "=" + bad);
+      try {
+        parse_experiment_config("", "x", {key + "=" + bad});
+        ADD_FAILURE() << "no error";
+      } catch (const InputError& e) {
+        const std::string message = e.what();
+        EXPECT_NE(message.find("command line (" + key + "=" + bad + "): " + key + ": "), std::string::npos) << message;
+        if (bad[0] != '[') EXPECT_NE(message.find("must be one of " + allowed + ", got '"), std::string::npos) << message;
+      }
+    }
+  }
 }
 
 TEST_F(ConfigTest, InvalidYamlAndMissingFilesNameTheFile) {
@@ -265,7 +269,7 @@ TEST_F(ConfigTest, OverridesApplyInOrderBeforeValidation) {
   // An override can add a section the file lacks, and can repair a value the file gets wrong.
   const ExperimentConfig added =
       parse_experiment_config("model:\n  d_model: 64\n", "x", {"runtime.device=cpu", "train.init_from="});
-  EXPECT_EQ(added.runtime.device, "cpu");
+  EXPECT_EQ(added.runtime.device, DeviceChoice::cpu);
   EXPECT_EQ(added.train.init_from, "");
   EXPECT_EQ(parse_experiment_config("model:\n  n_heads: 5\n", "x", {"model.n_heads=8"}).model.n_heads, 8);
 }
@@ -307,12 +311,12 @@ TEST_F(ConfigTest, ExperimentConfigRoundTripsThroughYaml) {
                         .init_std = 0.1 + 0.2};
   c.data.train = {"shards/train_*.bin", "extra data/a.bin"};
   c.data.val = {};
-  c.data.format = "flat_u32";
+  c.data.format = ShardFormat::flat_u32;
   c.data.seq_len = 4096;
   c.data.eos_id = 50256;
-  c.data.order = "random";
+  c.data.order = DataOrder::random;
   c.data.seed = std::numeric_limits<uint64_t>::max();
-  c.train.objective = "adapt";
+  c.train.objective = Objective::adapt;
   c.train.arl_dilation = 32;
   c.train.pattern = "layers=dense|dilated:D=16,W=256,P=4*2";
   c.train.steps = 12345;
@@ -329,9 +333,9 @@ TEST_F(ConfigTest, ExperimentConfigRoundTripsThroughYaml) {
                         .weight_decay = 0.0,
                         .grad_clip = 123.456};
   c.parallel = ParallelConfig{.tp = 8, .zero1 = true, .bucket_mb = 0.25};
-  c.checkpoint = CheckpointConfig{.dir = "ckpt: \"quoted\" #x", .every = 0, .keep = 1, .resume = "never"};
+  c.checkpoint = CheckpointConfig{.dir = "ckpt: \"quoted\" #x", .every = 0, .keep = 1, .resume = ResumeMode::never};
   c.metrics.listen = "0.0.0.0:9100";
-  c.runtime = RuntimeConfig{.device = "cuda", .precision = "bf16"};
+  c.runtime = RuntimeConfig{.device = DeviceChoice::cuda, .precision = Precision::fp32};
 
   const std::string yaml = experiment_config_to_yaml(c);
   const ExperimentConfig back = parse_experiment_config(yaml, "resolved");
@@ -341,6 +345,98 @@ TEST_F(ConfigTest, ExperimentConfigRoundTripsThroughYaml) {
 
   const ExperimentConfig tiny = load_experiment_config(tiny_config_path());
   expect_same_experiment(parse_experiment_config(experiment_config_to_yaml(tiny), "tiny"), tiny);
+}
+
+// A value other than the default for every key of the schema, as command-line overrides, chosen so that
+// the rules across keys hold (head_dim 96 / 6 = 16, eos_id < vocab_size, min_lr <= lr, 512 % 4 == 0).
+const std::map<std::string, std::string> kNonDefaultValues = {
+    {"model.vocab_size", "1000"},        {"model.d_model", "96"},
+    {"model.n_layers", "3"},             {"model.n_heads", "6"},
+    {"model.d_ffn", "384"},              {"model.norm_eps", "1e-5"},
+    {"model.rope_base", "500000"},       {"model.tie_embeddings", "false"},
+    {"model.recurrence", "false"},       {"model.init_std", "0.015625"},
+    {"data.train", "[a.bin, 'b c.bin']"}, {"data.val", "v.bin"},
+    {"data.format", "flat_u32"},         {"data.seq_len", "4096"},
+    {"data.eos_id", "999"},              {"data.order", "random"},
+    {"data.seed", "18446744073709551615"}, {"train.objective", "adapt"},
+    {"train.arl_dilation", "32"},        {"train.pattern", "dilated:D=16,W=256,P=4"},
+    {"train.steps", "12345"},            {"train.global_batch", "512"},
+    {"train.micro_batch", "4"},          {"train.init_from", "init.h5"},
+    {"train.seed", "7"},                 {"train.metrics_jsonl", "m.jsonl"},
+    {"train.log_every", "3"},            {"train.val_every", "9"},
+    {"train.val_batches", "2"},          {"train.stop_after", "11"},
+    {"train.max_nonfinite", "1"},        {"optim.lr", "0.1"},
+    {"optim.min_lr", "0.01"},            {"optim.warmup", "0.5"},
+    {"optim.betas", "[0.5, 0.75]"},      {"optim.eps", "1e-12"},
+    {"optim.weight_decay", "0"},         {"optim.grad_clip", "2.5"},
+    {"parallel.tp", "8"},                {"parallel.zero1", "true"},
+    {"parallel.bucket_mb", "0.25"},      {"checkpoint.dir", "ckpt"},
+    {"checkpoint.every", "100"},         {"checkpoint.keep", "1"},
+    {"checkpoint.resume", "never"},      {"metrics.listen", "0.0.0.0:9100"},
+    {"metrics.linger_seconds", "30"},    {"runtime.device", "cuda"},
+    {"runtime.precision", "fp32"},
+};
+
+// Driven by the schema: a key without a value above fails here, so no key escapes the round trip.
+TEST_F(ConfigTest, EveryKeyRoundTripsWithANonDefaultValue) {
+  std::vector<std::string> overrides;
+  for (const std::string& key : config_keys()) {
+    const auto value = kNonDefaultValues.find(key);
+    ASSERT_NE(value, kNonDefaultValues.end()) << key << ": give this key a non-default value in kNonDefaultValues";
+    overrides.push_back(key + "=" + value->second);
+  }
+  EXPECT_EQ(overrides.size(), kNonDefaultValues.size()) << "kNonDefaultValues names a key the schema lacks";
+
+  const ExperimentConfig c = parse_experiment_config("", "overrides", overrides);
+  std::vector<std::string> changed;
+  for (const ConfigDifference& d : config_differences(c, ExperimentConfig{})) changed.push_back(d.key);
+  EXPECT_EQ(changed, config_keys()) << "every value must land in its key and differ from the default";
+
+  const std::string yaml = experiment_config_to_yaml(c);
+  const ExperimentConfig back = parse_experiment_config(yaml, "resolved");
+  expect_same_experiment(back, c);
+  EXPECT_EQ(experiment_config_to_yaml(back), yaml);
+  EXPECT_NE(yaml.find("\n  seed: 18446744073709551615\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("\n  format: \"flat_u32\"\n"), std::string::npos) << yaml;
+  EXPECT_NE(yaml.find("\n  betas: [0.5, 0.75]\n"), std::string::npos) << yaml;
+}
+
+TEST_F(ConfigTest, DifferencesNameTheKeyAndBothValues) {
+  ExperimentConfig a, b;
+  b.model.d_model = 128;
+  b.data.order = DataOrder::random;
+  b.optim.betas = {0.5, 0.95};
+  b.checkpoint.dir = "elsewhere";
+  const std::vector<ConfigDifference> differences = config_differences(a, b);
+  ASSERT_EQ(differences.size(), 4u);
+  EXPECT_EQ(differences[0].key, "model.d_model");
+  EXPECT_EQ(differences[0].first, "64");
+  EXPECT_EQ(differences[0].second, "128");
+  EXPECT_EQ(differences[1].key, "data.order");
+  EXPECT_EQ(differences[1].first, "\"ordered\"");
+  EXPECT_EQ(differences[1].second, "\"random\"");
+  EXPECT_EQ(differences[2].key, "optim.betas");
+  EXPECT_EQ(differences[2].second, "[0.5, 0.95]");
+  EXPECT_EQ(differences[3].key, "checkpoint.dir");
+  EXPECT_TRUE(config_differences(b, b).empty());
+}
+
+// init_std only seeds the first weights: trained models that differ in it alone are the same.
+TEST_F(ConfigTest, ModelShapeDifferencesIgnoreInitStd) {
+  const ModelConfig base;
+  ModelConfig other = base;
+  other.init_std = 0.5;
+  EXPECT_TRUE(model_shape_differences(base, other).empty());
+  other.recurrence = false;
+  other.norm_eps = 1e-5;
+  const std::vector<ConfigDifference> differences = model_shape_differences(base, other);
+  ASSERT_EQ(differences.size(), 2u);
+  EXPECT_EQ(differences[0].key, "model.norm_eps");
+  EXPECT_EQ(differences[0].first, "1e-06");
+  EXPECT_EQ(differences[0].second, "1e-05");
+  EXPECT_EQ(differences[1].key, "model.recurrence");
+  EXPECT_EQ(differences[1].first, "true");
+  EXPECT_EQ(differences[1].second, "false");
 }
 
 TEST_F(ConfigTest, ModelConfigRoundTripsThroughYaml) {
