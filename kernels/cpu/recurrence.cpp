@@ -25,8 +25,8 @@ T sigmoid(T x) {
 }  // namespace
 
 void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g,
-                        int64_t batch) {
-  RATPLUS_ROUTE_CUDA(k, cuda::recurrence_forward(k_out, v_out, k, v, g, batch));
+                        int64_t batch, const RecurrenceState& initial, const RecurrenceState& final_state) {
+  RATPLUS_ROUTE_CUDA(k, cuda::recurrence_forward(k_out, v_out, k, v, g, batch, initial, final_state));
   with_cpu_float(k.dtype, __func__, [&]<class T>() {
     const int64_t seq = k.rows / batch, channels = k.cols;
     const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
@@ -35,6 +35,11 @@ void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tenso
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t c0 = blk * kChannelBlock, c1 = std::min(channels, c0 + kChannelBlock);
         T hk[kChannelBlock] = {}, hv[kChannelBlock] = {};
+        if (!initial.empty())
+          for (int64_t c = c0; c < c1; ++c) {
+            hk[c - c0] = at<T>(initial.k, b, c);
+            hv[c - c0] = at<T>(initial.v, b, c);
+          }
         for (int64_t t = 0; t < seq; ++t) {
           const int64_t r = b * seq + t;
           for (int64_t c = c0; c < c1; ++c) {
@@ -45,6 +50,11 @@ void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tenso
             at<T>(v_out, r, c) = hv[c - c0];
           }
         }
+        if (!final_state.empty())
+          for (int64_t c = c0; c < c1; ++c) {
+            at<T>(final_state.k, b, c) = hk[c - c0];
+            at<T>(final_state.v, b, c) = hv[c - c0];
+          }
       }
     }
   });

@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "kernels/attention.h"
 #include "kernels/optimizer.h"
+#include "kernels/recurrence.h"
 
 namespace ratplus::cuda {
 
@@ -29,7 +30,8 @@ void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x);
 void add_inplace(Tensor y, const Tensor& x);
 void convert(Tensor dst, const Tensor& src);
 
-void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g, int64_t batch);
+void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g, int64_t batch,
+                        const RecurrenceState& initial, const RecurrenceState& final_state);
 void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, const Tensor& dv_out,
                          const Tensor& k_out, const Tensor& v_out, const Tensor& k, const Tensor& v, const Tensor& g,
                          int64_t batch);

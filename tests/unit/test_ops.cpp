@@ -2,7 +2,9 @@
 // and strided views; run in f32 (the production type) and f64.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -78,6 +80,64 @@ TEST_P(OpTest, RecurrenceForwardMatchesSequentialDefinition) {
     }
   expect_close(ko, ek, tol(), "k recurrence");
   expect_close(vo, ev, tol(), "v recurrence");
+}
+
+TEST_P(OpTest, RecurrenceFromAnInitialStateMatchesSequentialDefinition) {
+  const int64_t batch = 2, seq = 9, ch = 67;
+  Owned z = random(batch * seq, 3 * ch, 21, 1, dt(), 1), start = random(batch, 2 * ch, 22, 1, dt(), 3);
+  Owned end(batch, 2 * ch, dt(), 1);
+  const Tensor k = z.t.cols_slice(0, ch), v = z.t.cols_slice(ch, ch), g = z.t.cols_slice(2 * ch, ch);
+  Owned ko(batch * seq, ch, dt()), vo(batch * seq, ch, dt());
+  recurrence_forward(ko, vo, k, v, g, batch, {start.t.cols_slice(0, ch), start.t.cols_slice(ch, ch)},
+                     {end.t.cols_slice(0, ch), end.t.cols_slice(ch, ch)});
+  Owned ek(batch * seq, ch), ev(batch * seq, ch), e_end(batch, 2 * ch);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < ch; ++c) {
+      double hk = get(start, b, c), hv = get(start, b, ch + c);
+      for (int64_t t = 0; t < seq; ++t) {
+        const int64_t r = b * seq + t;
+        const double a = 1 / (1 + std::exp(-get(g, r, c)));
+        hk = a * hk + (1 - a) * get(k, r, c);
+        hv = a * hv + (1 - a) * get(v, r, c);
+        set(ek, r, c, hk);
+        set(ev, r, c, hv);
+      }
+      set(e_end, b, c, hk);
+      set(e_end, b, ch + c, hv);
+    }
+  expect_close(ko, ek, tol(), "k recurrence");
+  expect_close(vo, ev, tol(), "v recurrence");
+  expect_close(end, e_end, tol(), "final state");
+}
+
+// The first T1 rows of each sequence, then the remaining ones from the first part's final state: the same
+// operations in the same order as one run over all T rows, so the same bits.
+TEST_P(OpTest, RecurrenceInTwoPartsEqualsOneRun) {
+  const int64_t batch = 3, seq = 13, first = 5, ch = 70;
+  Owned z = random(batch * seq, 3 * ch, 23, 1, dt());
+  Owned ko(batch * seq, 2 * ch, dt()), whole_end(batch, 2 * ch, dt());
+  const auto kvg = [&](const Tensor& t) {
+    return std::array{t.cols_slice(0, ch), t.cols_slice(ch, ch), t.cols_slice(2 * ch, ch)};
+  };
+  const auto halves = [&](const Tensor& t) { return RecurrenceState{t.cols_slice(0, ch), t.cols_slice(ch, ch)}; };
+  const auto [k, v, g] = kvg(z.t);
+  recurrence_forward(ko.t.cols_slice(0, ch), ko.t.cols_slice(ch, ch), k, v, g, batch, {}, halves(whole_end));
+
+  Owned state(batch, 2 * ch, dt());
+  for (const auto [t0, n] : {std::pair<int64_t, int64_t>{0, first}, {first, seq - first}}) {
+    Owned zp(batch * n, 3 * ch, dt()), out(batch * n, 2 * ch, dt()), next(batch, 2 * ch, dt());
+    for (int64_t b = 0; b < batch; ++b) copy_tensor(zp.t.rows_slice(b * n, n), z.t.rows_slice(b * seq + t0, n));
+    const auto [kp, vp, gp] = kvg(zp.t);
+    recurrence_forward(out.t.cols_slice(0, ch), out.t.cols_slice(ch, ch), kp, vp, gp, batch,
+                       t0 == 0 ? RecurrenceState{} : halves(state), halves(next));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t c = 0; c < 2 * ch; ++c)
+          ASSERT_EQ(get(out, b * n + t, c), get(ko, b * seq + t0 + t, c)) << "sequence " << b << ", row " << t0 + t;
+    copy_tensor(state, next);
+  }
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < 2 * ch; ++c) ASSERT_EQ(get(state, b, c), get(whole_end, b, c)) << "final state";
 }
 
 TEST_P(OpTest, RopeRotatesPairsAndInverseUndoesIt) {
