@@ -1,7 +1,7 @@
-// Entry points of the CUDA backend, called by the op front-ends (kernels/*.h, whose comments define
-// what each computes) when the tensors live on the GPU. Only compiled with RATPLUS_HAVE_CUDA. All run on
-// the default stream. Activations are f32 or bf16; statistics (rstd, lse, row losses), weight gradients
-// and optimizer state are f32.
+// The CUDA implementations behind the op entry points (kernels/*.h, whose comments define what each
+// computes), called when the tensors live on the GPU; defined only with RATPLUS_HAVE_CUDA. They take
+// checked arguments (attention excepted, which still checks its own). Activations are f32 or bf16;
+// statistics (rstd, lse, row losses), weight gradients, recurrence states and optimizer state are f32.
 #pragma once
 
 #include <cstdint>

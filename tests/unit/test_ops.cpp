@@ -4,6 +4,9 @@
 
 #include <array>
 #include <cmath>
+#include <functional>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -124,7 +127,7 @@ TEST_P(OpTest, RecurrenceInTwoPartsEqualsOneRun) {
   recurrence_forward(ko.t.cols_slice(0, ch), ko.t.cols_slice(ch, ch), k, v, g, batch, {}, halves(whole_end));
 
   Owned state(batch, 2 * ch, dt());
-  for (const auto [t0, n] : {std::pair<int64_t, int64_t>{0, first}, {first, seq - first}}) {
+  for (const auto& [t0, n] : {std::pair<int64_t, int64_t>{0, first}, {first, seq - first}}) {
     Owned zp(batch * n, 3 * ch, dt()), out(batch * n, 2 * ch, dt()), next(batch, 2 * ch, dt());
     for (int64_t b = 0; b < batch; ++b) copy_tensor(zp.t.rows_slice(b * n, n), z.t.rows_slice(b * seq + t0, n));
     const auto [kp, vp, gp] = kvg(zp.t);
@@ -256,6 +259,36 @@ INSTANTIATE_TEST_SUITE_P(Types, OpTest, ::testing::Values(DType::f32, DType::f64
 bool in_pattern(const KeySet& s, int64_t t, int64_t j) {
   if (j > t) return false;
   return t - j <= s.window || j < s.sinks || (s.dilation > 0 && (j + 1) % s.dilation == 0);
+}
+
+// A caller's mistake is a logic_error whose message names the op and the offending operand.
+void expect_rejected(const std::function<void()>& call, const std::string& op, const std::string& what) {
+  try {
+    call();
+    ADD_FAILURE() << op << ": accepted";
+  } catch (const std::logic_error& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(message.rfind(op + ": ", 0), 0u) << message;
+    EXPECT_NE(message.find(what), std::string::npos) << message;
+  }
+}
+
+TEST(OpEntryPoints, RejectBadArgumentsNamingTheOp) {
+  Owned a = random(4, 6, 1, 1, DType::f32), b = random(5, 6, 2, 1, DType::f32), c(4, 6, DType::f32);
+  expect_rejected([&] { matmul(c, a, false, b, false); }, "matmul", "inner dimensions");
+  expect_rejected([&] { matmul(c.t.cols_slice(0, 4), a, false, b, true); }, "matmul", "C is 4x4, expected 4x5");
+  expect_rejected([&] { matmul(a.t.cols_slice(0, 4), a.t.cols_slice(2, 4), false, Owned(4, 4, DType::f32), false); },
+                  "matmul", "C overlaps A");
+  expect_rejected([&] { matmul(Owned(4, 5), a, false, b, true); }, "matmul", "C is f64, expected f32");
+  Owned z(6, 9, DType::f32), out(6, 3, DType::f32);
+  const Tensor k = z.t.cols_slice(0, 3), v = z.t.cols_slice(3, 3), g = z.t.cols_slice(6, 3);
+  expect_rejected([&] { recurrence_forward(out, v, k, v, g, 4); }, "recurrence_forward", "do not split");
+  expect_rejected([&] { recurrence_forward(out, z.t.cols_slice(2, 3), k, v, g, 2); }, "recurrence_forward",
+                  "v_out overlaps k");
+  Owned state(2, 3, DType::f64);
+  expect_rejected([&] { recurrence_forward(out, Owned(6, 3, DType::f32), k, v, g, 2, {state, state}); },
+                  "recurrence_forward", "the initial state is f64, expected f32");
+  expect_rejected([&] { rope(out, out, 3, 1, 1e4, 0, false); }, "rope", "heads of an even width");
 }
 
 TEST(KeyRanges, EnumerateExactlyTheSpecSetInOrder) {
