@@ -1,19 +1,14 @@
 // CPU softmax cross-entropy in two steps (see cross_entropy.h): the partials take one pass for the max and
 // one for the sum of exponentials, the finish one pass to write the gradient in place. Accumulates in double.
-#include "kernels/cross_entropy.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cmath>
 
-#include "core/buffer.h"
-#include "kernels/backend.h"
-#ifdef RATPLUS_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
+#include "kernels/cpu/common.h"
 
-namespace ratplus {
+namespace ratplus::cpu {
 
 void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin) {
-  RATPLUS_ROUTE_CUDA(logits, cuda::cross_entropy_partials(partials, logits, targets, vocab_begin));
   with_cpu_float(logits.dtype, __func__, [&]<class T>() {
     const int64_t vocab = logits.cols;
     T* lse = partials.ptr<T>();
@@ -34,8 +29,6 @@ void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t
 
 void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets, int64_t vocab_begin,
                           const Tensor& partials, double grad_scale) {
-  RATPLUS_ROUTE_CUDA(logits,
-                     cuda::cross_entropy_finish(row_loss, logits, targets, vocab_begin, partials, grad_scale));
   with_cpu_float(logits.dtype, __func__, [&]<class T>() {
     const int64_t vocab = logits.cols, slices = partials.rows / 2;
 #pragma omp parallel for
@@ -65,12 +58,4 @@ void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets
   });
 }
 
-void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale) {
-  const DType stat = logits.dtype == DType::f64 ? DType::f64 : DType::f32;
-  Buffer scratch(2 * logits.rows * dtype_size(stat), logits.device);
-  const Tensor partials{scratch.data(), 2, logits.rows, logits.rows, stat, logits.device};
-  cross_entropy_partials(partials, logits, targets, 0);
-  cross_entropy_finish(row_loss, logits, targets, 0, partials, grad_scale);
-}
-
-}  // namespace ratplus
+}  // namespace ratplus::cpu

@@ -1,14 +1,11 @@
 // CPU element-wise ops. One helper walks two-to-four same-shaped strided views row by row.
-#include "kernels/elementwise.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cmath>
 
-#include "kernels/backend.h"
-#ifdef RATPLUS_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
+#include "kernels/cpu/common.h"
 
-namespace ratplus {
+namespace ratplus::cpu {
 
 namespace {
 
@@ -27,14 +24,12 @@ T sigmoid(T x) {
 }  // namespace
 
 void sigmoid_gate_forward(Tensor y, const Tensor& x, const Tensor& gate) {
-  RATPLUS_ROUTE_CUDA(y, cuda::sigmoid_gate_forward(y, x, gate));
   with_cpu_float(y.dtype, __func__, [&]<class T>() {
     for_each_element<T>(y, [&](int64_t r, int64_t c) { at<T>(y, r, c) = at<T>(x, r, c) * sigmoid(at<T>(gate, r, c)); });
   });
 }
 
 void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, const Tensor& gate) {
-  RATPLUS_ROUTE_CUDA(dy, cuda::sigmoid_gate_backward(dx, dgate, dy, x, gate));
   with_cpu_float(dy.dtype, __func__, [&]<class T>() {
     for_each_element<T>(dy, [&](int64_t r, int64_t c) {
       const T s = sigmoid(at<T>(gate, r, c));
@@ -46,7 +41,6 @@ void sigmoid_gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tens
 }
 
 void gelu_forward(Tensor y, const Tensor& x) {
-  RATPLUS_ROUTE_CUDA(y, cuda::gelu_forward(y, x));
   with_cpu_float(y.dtype, __func__, [&]<class T>() {
     for_each_element<T>(y, [&](int64_t r, int64_t c) {
       const T v = at<T>(x, r, c);
@@ -56,7 +50,6 @@ void gelu_forward(Tensor y, const Tensor& x) {
 }
 
 void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x) {
-  RATPLUS_ROUTE_CUDA(dy, cuda::gelu_backward(dx, dy, x));
   with_cpu_float(dy.dtype, __func__, [&]<class T>() {
     const T inv_sqrt_2pi = T(0.3989422804014327);
     for_each_element<T>(dy, [&](int64_t r, int64_t c) {
@@ -69,14 +62,12 @@ void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x) {
 }
 
 void add_inplace(Tensor y, const Tensor& x) {
-  RATPLUS_ROUTE_CUDA(y, cuda::add_inplace(y, x));
   with_cpu_float(y.dtype, __func__, [&]<class T>() {
     for_each_element<T>(y, [&](int64_t r, int64_t c) { at<T>(y, r, c) += at<T>(x, r, c); });
   });
 }
 
-void convert_tensor(Tensor dst, const Tensor& src) {
-  RATPLUS_ROUTE_CUDA(dst, cuda::convert(dst, src));
+void convert(Tensor dst, const Tensor& src) {
   with_cpu_float(dst.dtype, __func__, [&]<class To>() {
     with_cpu_float(src.dtype, __func__, [&]<class From>() {
       for_each_element<To>(dst, [&](int64_t r, int64_t c) { at<To>(dst, r, c) = static_cast<To>(at<From>(src, r, c)); });
@@ -84,4 +75,4 @@ void convert_tensor(Tensor dst, const Tensor& src) {
   });
 }
 
-}  // namespace ratplus
+}  // namespace ratplus::cpu

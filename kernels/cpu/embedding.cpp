@@ -1,17 +1,13 @@
 // CPU embedding lookup and gradient. The backward is serial over rows (rows may share a token).
-#include "kernels/embedding.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cstring>
 
-#include "kernels/backend.h"
-#ifdef RATPLUS_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
+#include "kernels/cpu/common.h"
 
-namespace ratplus {
+namespace ratplus::cpu {
 
 void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table, int64_t vocab_begin) {
-  RATPLUS_ROUTE_CUDA(out, cuda::embedding_forward(out, tokens, table, vocab_begin));
   const size_t element = dtype_size(out.dtype), row_bytes = out.cols * element;
   for (int64_t r = 0; r < out.rows; ++r) {
     char* dst = static_cast<char*>(out.data) + r * out.ld * element;
@@ -25,7 +21,6 @@ void embedding_forward(Tensor out, const int32_t* tokens, const Tensor& table, i
 }
 
 void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout, int64_t vocab_begin) {
-  RATPLUS_ROUTE_CUDA(dout, cuda::embedding_backward(dtable, tokens, dout, vocab_begin));
   with_cpu_float(dout.dtype, __func__, [&]<class T>() {
     for (int64_t r = 0; r < dout.rows; ++r) {
       const int64_t row = tokens[r] - vocab_begin;
@@ -37,4 +32,4 @@ void embedding_backward(Tensor dtable, const int32_t* tokens, const Tensor& dout
   });
 }
 
-}  // namespace ratplus
+}  // namespace ratplus::cpu

@@ -1,21 +1,16 @@
-// RMSNorm front-end (routes GPU tensors to kernels/cuda/norm.cu) and the CPU implementation,
-// forward and backward, one row per iteration (rows in parallel).
+// CPU RMSNorm, forward and backward, one row per iteration (rows in parallel).
 // Backward: with r = rstd and n columns, ∂L/∂x_i = r w_i dy_i − x_i r³/n · Σ_j dy_j w_j x_j.
-#include "kernels/norm.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "kernels/backend.h"
-#ifdef RATPLUS_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
+#include "kernels/cpu/common.h"
 
-namespace ratplus {
+namespace ratplus::cpu {
 
 void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, double eps) {
-  RATPLUS_ROUTE_CUDA(x, cuda::rmsnorm_forward(out, rstd, x, w, eps));
   with_cpu_float(x.dtype, __func__, [&]<class T>() {
     const T* wp = w.ptr<T>();
 #pragma omp parallel for
@@ -33,7 +28,6 @@ void rmsnorm_forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, 
 
 void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& rstd,
                       bool accumulate_dx) {
-  RATPLUS_ROUTE_CUDA(x, cuda::rmsnorm_backward(dx, dw, dout, x, w, rstd, accumulate_dx));
   with_cpu_float(x.dtype, __func__, [&]<class T>() {
     const int64_t n = x.cols;
     const T* wp = w.ptr<T>();
@@ -64,4 +58,4 @@ void rmsnorm_backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x,
   });
 }
 
-}  // namespace ratplus
+}  // namespace ratplus::cpu

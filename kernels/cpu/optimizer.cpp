@@ -1,24 +1,16 @@
 // CPU AdamW and sum of squares. Each element's update is computed in double and stored in the parameter
-// type. The sum of squares splits the vector into fixed blocks whose partial sums are added in block
+// type (and, when asked, in the copy's type). The sum of squares splits the vector into fixed blocks whose partial sums are added in block
 // order, so it is deterministic and independent of thread scheduling.
-#include "kernels/optimizer.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cmath>
 #include <vector>
 
-#include "kernels/backend.h"
-#ifdef RATPLUS_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
+#include "kernels/cpu/common.h"
 
-namespace ratplus {
+namespace ratplus::cpu {
 
 void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& s, Tensor params_copy) {
-  RATPLUS_ROUTE_CUDA(params, cuda::adamw_update(params, grads, m, v, s, params_copy));
-  check_internal(params_copy.empty(), "adamw_update: the CPU backend keeps no parameter copy");
-  check_internal(params.contiguous() && grads.contiguous() && m.contiguous() && v.contiguous(),
-                 "adamw_update: flat tensors expected");
-  check_internal(m.dtype == DType::f32 && v.dtype == DType::f32, "adamw_update: moments are f32");
   with_cpu_float(params.dtype, __func__, [&]<class T>() {
     const int64_t n = params.numel();
     T* p = params.ptr<T>();
@@ -38,14 +30,10 @@ void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const 
       p[i] = static_cast<T>(p[i] * decay - s.lr * (mi / c1) / (std::sqrt(vi / c2) + s.eps));
     }
   });
+  if (!params_copy.empty()) convert(params_copy, params);
 }
 
 double sum_of_squares(const Tensor& x) {
-#ifdef RATPLUS_HAVE_CUDA
-  if (x.device == Device::cuda) return cuda::sum_of_squares(x);
-#endif
-  RATPLUS_CPU_ONLY(x);
-  check_internal(x.contiguous(), "sum_of_squares: flat tensor expected");
   double total = 0;
   with_cpu_float(x.dtype, __func__, [&]<class T>() {
     constexpr int64_t kBlock = 1 << 16;
@@ -63,4 +51,4 @@ double sum_of_squares(const Tensor& x) {
   return total;
 }
 
-}  // namespace ratplus
+}  // namespace ratplus::cpu

@@ -1,17 +1,14 @@
 // CPU gated recurrence: for each sequence, a sequential scan over time that updates a block of channels
 // at once (contiguous in memory, so it vectorises). Sequences × channel blocks run in parallel.
-#include "kernels/recurrence.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <algorithm>
 #include <cmath>
 #include <vector>
 
-#include "kernels/backend.h"
-#ifdef RATPLUS_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
+#include "kernels/cpu/common.h"
 
-namespace ratplus {
+namespace ratplus::cpu {
 
 namespace {
 
@@ -25,8 +22,7 @@ T sigmoid(T x) {
 }  // namespace
 
 void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g,
-                        int64_t batch) {
-  RATPLUS_ROUTE_CUDA(k, cuda::recurrence_forward(k_out, v_out, k, v, g, batch));
+                        int64_t batch, const RecurrenceState& initial, const RecurrenceState& final_state) {
   with_cpu_float(k.dtype, __func__, [&]<class T>() {
     const int64_t seq = k.rows / batch, channels = k.cols;
     const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
@@ -35,6 +31,11 @@ void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tenso
       for (int64_t blk = 0; blk < blocks; ++blk) {
         const int64_t c0 = blk * kChannelBlock, c1 = std::min(channels, c0 + kChannelBlock);
         T hk[kChannelBlock] = {}, hv[kChannelBlock] = {};
+        if (!initial.empty())
+          for (int64_t c = c0; c < c1; ++c) {
+            hk[c - c0] = at<T>(initial.k, b, c);
+            hv[c - c0] = at<T>(initial.v, b, c);
+          }
         for (int64_t t = 0; t < seq; ++t) {
           const int64_t r = b * seq + t;
           for (int64_t c = c0; c < c1; ++c) {
@@ -45,6 +46,11 @@ void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tenso
             at<T>(v_out, r, c) = hv[c - c0];
           }
         }
+        if (!final_state.empty())
+          for (int64_t c = c0; c < c1; ++c) {
+            at<T>(final_state.k, b, c) = hk[c - c0];
+            at<T>(final_state.v, b, c) = hv[c - c0];
+          }
       }
     }
   });
@@ -53,7 +59,6 @@ void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tenso
 void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, const Tensor& dv_out,
                          const Tensor& k_out, const Tensor& v_out, const Tensor& k, const Tensor& v,
                          const Tensor& g, int64_t batch) {
-  RATPLUS_ROUTE_CUDA(k, cuda::recurrence_backward(dk, dv, dg, dk_out, dv_out, k_out, v_out, k, v, g, batch));
   with_cpu_float(k.dtype, __func__, [&]<class T>() {
     const int64_t seq = k.rows / batch, channels = k.cols;
     const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
@@ -83,4 +88,4 @@ void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, 
   });
 }
 
-}  // namespace ratplus
+}  // namespace ratplus::cpu

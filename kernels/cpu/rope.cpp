@@ -1,17 +1,13 @@
 // CPU RoPE. Angles are computed in double from the position and channel, so long positions stay exact.
-#include "kernels/rope.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cmath>
 
-#include "kernels/backend.h"
-#ifdef RATPLUS_HAVE_CUDA
-#include "kernels/cuda/cuda_ops.h"
-#endif
+#include "kernels/cpu/common.h"
 
-namespace ratplus {
+namespace ratplus::cpu {
 
 void rope(Tensor out, const Tensor& x, int64_t seq_len, int64_t n_heads, double base, int64_t pos0, bool inverse) {
-  RATPLUS_ROUTE_CUDA(x, cuda::rope(out, x, seq_len, n_heads, base, pos0, inverse));
   with_cpu_float(x.dtype, __func__, [&]<class T>() {
     const int64_t dh = x.cols / n_heads, half = dh / 2;
     const double sign = inverse ? -1.0 : 1.0;
@@ -32,4 +28,4 @@ void rope(Tensor out, const Tensor& x, int64_t seq_len, int64_t n_heads, double 
   });
 }
 
-}  // namespace ratplus
+}  // namespace ratplus::cpu

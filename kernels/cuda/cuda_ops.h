@@ -1,7 +1,7 @@
-// Entry points of the CUDA backend, called by the op front-ends (kernels/*.h, whose comments define
-// what each computes) when the tensors live on the GPU. Only compiled with RATPLUS_HAVE_CUDA. All run on
-// the default stream. Activations are f32 or bf16; statistics (rstd, lse, row losses), weight gradients
-// and optimizer state are f32.
+// The CUDA implementations behind the op entry points (kernels/*.h, whose comments define what each
+// computes), called when the tensors live on the GPU; defined only with RATPLUS_HAVE_CUDA. They take
+// checked arguments (attention excepted, which still checks its own). Activations are f32 or bf16;
+// statistics (rstd, lse, row losses), weight gradients, recurrence states and optimizer state are f32.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +10,7 @@
 #include "core/tensor.h"
 #include "kernels/attention.h"
 #include "kernels/optimizer.h"
+#include "kernels/recurrence.h"
 
 namespace ratplus::cuda {
 
@@ -29,7 +30,8 @@ void gelu_backward(Tensor dx, const Tensor& dy, const Tensor& x);
 void add_inplace(Tensor y, const Tensor& x);
 void convert(Tensor dst, const Tensor& src);
 
-void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g, int64_t batch);
+void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g, int64_t batch,
+                        const RecurrenceState& initial, const RecurrenceState& final_state);
 void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, const Tensor& dv_out,
                          const Tensor& k_out, const Tensor& v_out, const Tensor& k, const Tensor& v, const Tensor& g,
                          int64_t batch);

@@ -42,9 +42,6 @@ __global__ void sum_of_squares_kernel(const float* x, int64_t n, double* partial
 }  // namespace
 
 void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& s, Tensor params_copy) {
-  require_f32(params, __func__);
-  if (!params_copy.empty() && params_copy.dtype != DType::bf16)
-    throw std::logic_error("adamw_update: the parameter copy must be bf16");
   const int64_t n = params.numel();
   if (n == 0) return;
   const double c1 = 1.0 - std::pow(s.beta1, static_cast<double>(s.t));
@@ -59,7 +56,6 @@ void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const 
 }
 
 double sum_of_squares(const Tensor& x) {
-  require_f32(x, __func__);
   double* partial = nullptr;
   check(cudaMalloc(&partial, kReduceBlocks * sizeof(double)), "cudaMalloc");
   sum_of_squares_kernel<<<kReduceBlocks, kThreads>>>(x.ptr<float>(), x.numel(), partial);

@@ -8,8 +8,8 @@
 // block steps of 16 chunks, one chunk of L time steps per warp:
 //   1. each thread scans its chunk from a zero state in registers and leaves the chunk's summary (decay
 //      Π a and end state) in shared memory;
-//   2. warp 0 scans the 16 summaries from the state carried from the previous block step: each chunk's
-//      incoming state, and the carry for the next block step;
+//   2. warp 0 scans the 16 summaries from the state carried from the previous block step (the initial
+//      state, or zero, before the first): each chunk's incoming state, and the carry for the next block step;
 //   3. each thread rescans its chunk from the true incoming state, still in registers, and writes the
 //      outputs; within a chunk this is exactly the sequential recurrence.
 // Every input is read once and every output written once, and the next block step's inputs are loaded
@@ -64,14 +64,15 @@ __device__ void scan_chunks(Chunks& s, int lane, float& carry_k, float& carry_v)
 // The block's sequence, channel and thread position: block index = sequence · groups + channel group.
 struct Place {
   int lane, warp;
-  int64_t c, row0;  // channel; row of t = 0
+  int64_t c, b, row0;  // channel; sequence; row of t = 0
   bool active;      // c < channels
   __device__ Place(int64_t seq, int64_t channels) {
     const int64_t groups = (channels + kLanes - 1) / kLanes;
     lane = static_cast<int>(threadIdx.x) % kLanes;
     warp = static_cast<int>(threadIdx.x) / kLanes;
     c = blockIdx.x % groups * kLanes + lane;
-    row0 = blockIdx.x / groups * seq;
+    b = blockIdx.x / groups;
+    row0 = b * seq;
     active = c < channels;
   }
 };
@@ -93,16 +94,25 @@ struct ForwardInputs {
   }
 };
 
+// The f32 state of every sequence before its first row and after its last (null pointers = none).
+struct StateArgs {
+  Mat<float> initial_k, initial_v, final_k, final_v;
+};
+
 template <class A>
 __global__ void __launch_bounds__(kThreads, 1)
-    recurrence_forward_kernel(Mat<A> ko, Mat<A> vo, Mat<A> k, Mat<A> v, Mat<A> g, int64_t seq, int64_t channels) {
+    recurrence_forward_kernel(Mat<A> ko, Mat<A> vo, Mat<A> k, Mat<A> v, Mat<A> g, StateArgs state, int64_t seq,
+                              int64_t channels) {
   constexpr int L = kForwardChunk;
   __shared__ Chunks chunks;
   const Place p(seq, channels);
   const int64_t steps = (seq + kWarps * L - 1) / (kWarps * L);
   ForwardInputs<A, L> next;
   next.load(g, k, v, p, seq, 0);
-  float carry_k = 0, carry_v = 0;  // warp 0: the state at the end of the previous block step
+  // warp 0: the state at the end of the previous block step
+  const bool has_initial = state.initial_k.p != nullptr && p.active;
+  float carry_k = has_initial ? state.initial_k(p.b, p.c) : 0.0f;
+  float carry_v = has_initial ? state.initial_v(p.b, p.c) : 0.0f;
   for (int64_t step = 0; step < steps; ++step) {
     float a[L], x[L], y[L];
 #pragma unroll
@@ -137,6 +147,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (p.active && t < seq) {
         ko.set(p.row0 + t, p.c, hk);
         vo.set(p.row0 + t, p.c, hv);
+        if (t == seq - 1 && state.final_k.p != nullptr) {
+          state.final_k.set(p.b, p.c, hk);
+          state.final_v.set(p.b, p.c, hv);
+        }
       }
     }
   }
@@ -227,12 +241,15 @@ unsigned blocks(int64_t batch, int64_t channels) {
 
 }  // namespace
 
-void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g, int64_t batch) {
+void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tensor& v, const Tensor& g, int64_t batch,
+                        const RecurrenceState& initial, const RecurrenceState& final_state) {
   const int64_t seq = k.rows / batch, channels = k.cols;
   if (batch * channels == 0) return;
+  const StateArgs state{mat<float>(initial.k), mat<float>(initial.v), mat<float>(final_state.k),
+                        mat<float>(final_state.v)};
   with_activation_type(k.dtype, __func__, [&]<class A>() {
-    recurrence_forward_kernel<A><<<blocks(batch, channels), kThreads>>>(mat<A>(k_out), mat<A>(v_out), mat<A>(k),
-                                                                        mat<A>(v), mat<A>(g), seq, channels);
+    recurrence_forward_kernel<A><<<blocks(batch, channels), kThreads>>>(
+        mat<A>(k_out), mat<A>(v_out), mat<A>(k), mat<A>(v), mat<A>(g), state, seq, channels);
   });
   check_launch(__func__);
 }

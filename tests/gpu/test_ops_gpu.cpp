@@ -108,6 +108,25 @@ TEST(GpuOps, RecurrenceForwardAndBackward) {
   }
 }
 
+// From a nonzero initial state, writing the final state: the sequence ends mid-chunk, on a chunk boundary
+// and past several block steps (the final state is the last row's, not the padded scan's end).
+TEST(GpuOps, RecurrenceWithInitialAndFinalState) {
+  RATPLUS_REQUIRE_GPU();
+  for (const int64_t seq : {int64_t{1}, int64_t{8}, int64_t{77}, int64_t{128}, int64_t{300}}) {
+    SCOPED_TRACE(testing::Message() << "T " << seq);
+    const int64_t batch = 3, ch = 45, rows = batch * seq;
+    Pair z(rows, 3 * ch, 31, 1, 1), start(batch, 2 * ch, 32, 1, 1), end(batch, 2 * ch, 33, 1, 1);
+    Pair ko(rows, ch, 34), vo(rows, ch, 35);
+    const auto slice = [&](const Tensor& t, int i) { return t.cols_slice(i * ch, ch); };
+    const auto halves = [&](const Tensor& t) { return RecurrenceState{slice(t, 0), slice(t, 1)}; };
+    recurrence_forward(ko.h, vo.h, slice(z.h, 0), slice(z.h, 1), slice(z.h, 2), batch, halves(start.h), halves(end.h));
+    recurrence_forward(ko.d, vo.d, slice(z.d, 0), slice(z.d, 1), slice(z.d, 2), batch, halves(start.d), halves(end.d));
+    ko.expect_matches(1e-5, "k recurrence");
+    vo.expect_matches(1e-5, "v recurrence");
+    end.expect_matches(1e-5, "final state");
+  }
+}
+
 TEST(GpuOps, Rope) {
   RATPLUS_REQUIRE_GPU();
   const int64_t seq = 53, heads = 3, dh = 128;

@@ -2,7 +2,12 @@
 // and strided views; run in f32 (the production type) and f64.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
+#include <functional>
+#include <stdexcept>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -78,6 +83,64 @@ TEST_P(OpTest, RecurrenceForwardMatchesSequentialDefinition) {
     }
   expect_close(ko, ek, tol(), "k recurrence");
   expect_close(vo, ev, tol(), "v recurrence");
+}
+
+TEST_P(OpTest, RecurrenceFromAnInitialStateMatchesSequentialDefinition) {
+  const int64_t batch = 2, seq = 9, ch = 67;
+  Owned z = random(batch * seq, 3 * ch, 21, 1, dt(), 1), start = random(batch, 2 * ch, 22, 1, dt(), 3);
+  Owned end(batch, 2 * ch, dt(), 1);
+  const Tensor k = z.t.cols_slice(0, ch), v = z.t.cols_slice(ch, ch), g = z.t.cols_slice(2 * ch, ch);
+  Owned ko(batch * seq, ch, dt()), vo(batch * seq, ch, dt());
+  recurrence_forward(ko, vo, k, v, g, batch, {start.t.cols_slice(0, ch), start.t.cols_slice(ch, ch)},
+                     {end.t.cols_slice(0, ch), end.t.cols_slice(ch, ch)});
+  Owned ek(batch * seq, ch), ev(batch * seq, ch), e_end(batch, 2 * ch);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < ch; ++c) {
+      double hk = get(start, b, c), hv = get(start, b, ch + c);
+      for (int64_t t = 0; t < seq; ++t) {
+        const int64_t r = b * seq + t;
+        const double a = 1 / (1 + std::exp(-get(g, r, c)));
+        hk = a * hk + (1 - a) * get(k, r, c);
+        hv = a * hv + (1 - a) * get(v, r, c);
+        set(ek, r, c, hk);
+        set(ev, r, c, hv);
+      }
+      set(e_end, b, c, hk);
+      set(e_end, b, ch + c, hv);
+    }
+  expect_close(ko, ek, tol(), "k recurrence");
+  expect_close(vo, ev, tol(), "v recurrence");
+  expect_close(end, e_end, tol(), "final state");
+}
+
+// The first T1 rows of each sequence, then the remaining ones from the first part's final state: the same
+// operations in the same order as one run over all T rows, so the same bits.
+TEST_P(OpTest, RecurrenceInTwoPartsEqualsOneRun) {
+  const int64_t batch = 3, seq = 13, first = 5, ch = 70;
+  Owned z = random(batch * seq, 3 * ch, 23, 1, dt());
+  Owned ko(batch * seq, 2 * ch, dt()), whole_end(batch, 2 * ch, dt());
+  const auto kvg = [&](const Tensor& t) {
+    return std::array{t.cols_slice(0, ch), t.cols_slice(ch, ch), t.cols_slice(2 * ch, ch)};
+  };
+  const auto halves = [&](const Tensor& t) { return RecurrenceState{t.cols_slice(0, ch), t.cols_slice(ch, ch)}; };
+  const auto [k, v, g] = kvg(z.t);
+  recurrence_forward(ko.t.cols_slice(0, ch), ko.t.cols_slice(ch, ch), k, v, g, batch, {}, halves(whole_end));
+
+  Owned state(batch, 2 * ch, dt());
+  for (const auto& [t0, n] : {std::pair<int64_t, int64_t>{0, first}, {first, seq - first}}) {
+    Owned zp(batch * n, 3 * ch, dt()), out(batch * n, 2 * ch, dt()), next(batch, 2 * ch, dt());
+    for (int64_t b = 0; b < batch; ++b) copy_tensor(zp.t.rows_slice(b * n, n), z.t.rows_slice(b * seq + t0, n));
+    const auto [kp, vp, gp] = kvg(zp.t);
+    recurrence_forward(out.t.cols_slice(0, ch), out.t.cols_slice(ch, ch), kp, vp, gp, batch,
+                       t0 == 0 ? RecurrenceState{} : halves(state), halves(next));
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t c = 0; c < 2 * ch; ++c)
+          ASSERT_EQ(get(out, b * n + t, c), get(ko, b * seq + t0 + t, c)) << "sequence " << b << ", row " << t0 + t;
+    copy_tensor(state, next);
+  }
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t c = 0; c < 2 * ch; ++c) ASSERT_EQ(get(state, b, c), get(whole_end, b, c)) << "final state";
 }
 
 TEST_P(OpTest, RopeRotatesPairsAndInverseUndoesIt) {
@@ -196,6 +259,36 @@ INSTANTIATE_TEST_SUITE_P(Types, OpTest, ::testing::Values(DType::f32, DType::f64
 bool in_pattern(const KeySet& s, int64_t t, int64_t j) {
   if (j > t) return false;
   return t - j <= s.window || j < s.sinks || (s.dilation > 0 && (j + 1) % s.dilation == 0);
+}
+
+// A caller's mistake is a logic_error whose message names the op and the offending operand.
+void expect_rejected(const std::function<void()>& call, const std::string& op, const std::string& what) {
+  try {
+    call();
+    ADD_FAILURE() << op << ": accepted";
+  } catch (const std::logic_error& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(message.rfind(op + ": ", 0), 0u) << message;
+    EXPECT_NE(message.find(what), std::string::npos) << message;
+  }
+}
+
+TEST(OpEntryPoints, RejectBadArgumentsNamingTheOp) {
+  Owned a = random(4, 6, 1, 1, DType::f32), b = random(5, 6, 2, 1, DType::f32), c(4, 6, DType::f32);
+  expect_rejected([&] { matmul(c, a, false, b, false); }, "matmul", "inner dimensions");
+  expect_rejected([&] { matmul(c.t.cols_slice(0, 4), a, false, b, true); }, "matmul", "C is 4x4, expected 4x5");
+  expect_rejected([&] { matmul(a.t.cols_slice(0, 4), a.t.cols_slice(2, 4), false, Owned(4, 4, DType::f32), false); },
+                  "matmul", "C overlaps A");
+  expect_rejected([&] { matmul(Owned(4, 5), a, false, b, true); }, "matmul", "C is f64, expected f32");
+  Owned z(6, 9, DType::f32), out(6, 3, DType::f32);
+  const Tensor k = z.t.cols_slice(0, 3), v = z.t.cols_slice(3, 3), g = z.t.cols_slice(6, 3);
+  expect_rejected([&] { recurrence_forward(out, v, k, v, g, 4); }, "recurrence_forward", "do not split");
+  expect_rejected([&] { recurrence_forward(out, z.t.cols_slice(2, 3), k, v, g, 2); }, "recurrence_forward",
+                  "v_out overlaps k");
+  Owned state(2, 3, DType::f64);
+  expect_rejected([&] { recurrence_forward(out, Owned(6, 3, DType::f32), k, v, g, 2, {state, state}); },
+                  "recurrence_forward", "the initial state is f64, expected f32");
+  expect_rejected([&] { rope(out, out, 3, 1, 1e4, 0, false); }, "rope", "heads of an even width");
 }
 
 TEST(KeyRanges, EnumerateExactlyTheSpecSetInOrder) {

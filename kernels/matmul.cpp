@@ -1,0 +1,28 @@
+// The matmul entry point: checks, then the CPU (OpenBLAS) or GPU (cuBLASLt) product.
+#include "kernels/matmul.h"
+
+#include "kernels/backend.h"
+
+namespace ratplus {
+
+void matmul(Tensor c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha, double beta) {
+  const OpCheck check("matmul");
+  check.device(c.device, {&a, &b});
+  check.activations(a, "A");
+  check.dtype(b, "B", a.dtype);
+  if (c.device == Device::cuda && c.dtype == DType::f32) {
+    check.that(a.dtype != DType::f64, "C is f32 but A is f64");
+  } else {
+    check.dtype(c, "C", a.dtype);
+  }
+  const int64_t m = trans_a ? a.cols : a.rows, k = trans_a ? a.rows : a.cols;
+  const int64_t kb = trans_b ? b.cols : b.rows, n = trans_b ? b.rows : b.cols;
+  check.that(k == kb, fmt::format("the inner dimensions of op(A) ({}) and op(B) ({}) differ", k, kb));
+  check.shape(c, "C", m, n);
+  check.apart(c, "C", a, "A");
+  check.apart(c, "C", b, "B");
+  if (m == 0 || n == 0) return;
+  RATPLUS_DISPATCH(c, matmul(c, a, trans_a, b, trans_b, alpha, beta));
+}
+
+}  // namespace ratplus
