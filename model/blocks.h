@@ -20,6 +20,7 @@
 #include "core/buffer.h"
 #include "core/tensor.h"
 #include "kernels/attention.h"
+#include "kernels/recurrence.h"
 #include "model/parameters.h"
 #include "parallel/communicator.h"
 
@@ -71,8 +72,11 @@ struct ChannelMixingScratch {
   Tensor d_act, dh;
 };
 
+// With recurrence, the scan starts from `initial` (empty: zero) and writes its last state into `final_state`
+// (empty: not written); [batch, this rank's attention width] each.
 void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_keys, const TemporalMixingWeights& w,
-                             const Tensor& x, Tensor y, TemporalMixingState& s);
+                             const Tensor& x, Tensor y, TemporalMixingState& s, const RecurrenceState& initial = {},
+                             const RecurrenceState& final_state = {});
 void temporal_mixing_backward(const Dims& dims, const std::vector<KeySet>& head_keys,
                               const TemporalMixingWeights& w, const TemporalMixingWeights& grad, const Tensor& x,
                               const TemporalMixingState& s, const Tensor& dy, Tensor dx, TemporalMixingScratch& scratch);

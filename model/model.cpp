@@ -120,6 +120,13 @@ LossSum Model::forward(const ForwardInput& in, const ForwardOutput& output) {
     check_internal(loss_out->grads.numel() == table_.total_elements() && loss_out->grads.dtype == stat_dtype_ &&
                        loss_out->grads.device == device_,
                    "Model::forward: the gradients are a flat vector laid out like the weights");
+  const auto layers_of = [&](std::span<const RecurrenceState> states, const char* what) {
+    require_input(states.empty() || (config_.recurrence && static_cast<int64_t>(states.size()) == config_.n_layers),
+                  fmt::format("Model::forward: the {} recurrent state needs one entry per layer of a RAT+ model", what));
+  };
+  layers_of(in.initial_state, "initial");
+  layers_of(in.final_state, "final");
+  check_internal(!training || in.initial_state.empty(), "Model::forward: training starts from the zero state");
   Activations& a = activations(in.batch, in.seq, training);
   const Dims dims = Dims::of(config_, table_, in.batch, in.seq, tp_);
   const int64_t layers = config_.n_layers, rows = dims.rows();
@@ -142,7 +149,9 @@ LossSum Model::forward(const ForwardInput& in, const ForwardOutput& output) {
   tensor_parallel_sum(dims, a.residual_before(0));
   for (int64_t i = 0; i < layers; ++i) {
     temporal_mixing_forward(dims, head_keys[i], temporal_weights(w, i), a.residual_before(2 * i),
-                            a.residual_before(2 * i + 1), a.temporal_state(i));
+                            a.residual_before(2 * i + 1), a.temporal_state(i),
+                            in.initial_state.empty() ? RecurrenceState{} : in.initial_state[i],
+                            in.final_state.empty() ? RecurrenceState{} : in.final_state[i]);
     channel_mixing_forward(dims, channel_weights(w, i), a.residual_before(2 * i + 1), a.residual_before(2 * i + 2),
                            a.channel_state(i));
   }

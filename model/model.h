@@ -32,10 +32,16 @@ using GradientsReady = std::function<void(int64_t offset)>;
 
 // What a forward pass reads: `batch` sequences of `seq` tokens (host, row-major: row b·seq + t) under an
 // attention pattern. A training forward's tokens must stay valid until its backward().
+// RAT+ models carry a recurrent state from one forward to the next (a prefill hands it to decoding): per
+// layer, k̃ and ṽ of each sequence's last position ([batch, this rank's attention width], gradient_dtype(), on
+// the model's device). `initial_state` (empty: zeros) is the state before the first token; `final_state`
+// (empty: not written) receives the state after the last. Attention sees only the keys of this forward.
 struct ForwardInput {
   const int32_t* tokens;
   int64_t batch, seq;
   const Pattern& pattern;
+  std::span<const RecurrenceState> initial_state = {};
+  std::span<const RecurrenceState> final_state = {};
 };
 
 // What a forward pass produces at the top of the model:

@@ -27,13 +27,14 @@ Projections split(const Tensor& z, int64_t d, bool recurrence) {
 }  // namespace
 
 void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_keys, const TemporalMixingWeights& w,
-                             const Tensor& x, Tensor y, TemporalMixingState& s) {
+                             const Tensor& x, Tensor y, TemporalMixingState& s, const RecurrenceState& initial,
+                             const RecurrenceState& final_state) {
   rmsnorm_forward(s.h, s.rstd, x, w.norm, dims.eps);
   matmul(s.z, s.h, false, w.in_proj, true);
   const Projections p = split(s.z, dims.attn_width(), dims.recurrence);
   Tensor keys = p.k, values = p.v;
   if (dims.recurrence) {
-    recurrence_forward(s.k_rec, s.v_rec, p.k, p.v, p.g, dims.batch);
+    recurrence_forward(s.k_rec, s.v_rec, p.k, p.v, p.g, dims.batch, initial, final_state);
     keys = s.k_rec;
     values = s.v_rec;
   }

@@ -92,6 +92,61 @@ TEST(Model, LogitsOfChosenRowsAreThoseRowsOfTheFullLogits) {
       ASSERT_EQ(get(some, static_cast<int64_t>(i), c), get(full, chosen[i], c)) << "row " << chosen[i];
 }
 
+// The logits of rows [first, first + n) of each sequence, [batch · n, V].
+std::vector<int64_t> rows_of_each_sequence(int64_t batch, int64_t seq, int64_t first, int64_t n) {
+  std::vector<int64_t> rows;
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = first; t < first + n; ++t) rows.push_back(b * seq + t);
+  return rows;
+}
+
+// A sequence run in two forwards, the recurrent state of the first handed to the second, gives the logits of
+// one forward over the whole. Attention sees only the keys of its own forward, so the pattern is local:W=0
+// (each token attends to itself alone; RoPE then cancels): everything that crosses the cut is the state.
+TEST(Model, RecurrentStateCarriesASequenceAcrossForwards) {
+  Model model(small_config(true, false), Device::cpu, DType::f64);
+  model.init_parameters(8);
+  const Batch b;
+  const int64_t cut = 4, rest = b.seq - cut, width = model.config().d_model;
+  const Pattern self = Pattern::parse("local:W=0");
+  const std::vector<int64_t> tail_rows = rows_of_each_sequence(b.batch, b.seq, cut, rest);
+  Owned whole(b.batch * rest, 37);
+  model.forward({b.inputs.data(), b.batch, b.seq, self}, LogitsOutput{tail_rows, whole});
+
+  std::vector<int32_t> head_tokens, tail_tokens;
+  for (int64_t i = 0; i < b.batch; ++i) {
+    head_tokens.insert(head_tokens.end(), b.inputs.begin() + i * b.seq, b.inputs.begin() + i * b.seq + cut);
+    tail_tokens.insert(tail_tokens.end(), b.inputs.begin() + i * b.seq + cut, b.inputs.begin() + (i + 1) * b.seq);
+  }
+  std::vector<Owned> storage;
+  for (int i = 0; i < 4; ++i) storage.emplace_back(b.batch, width);  // k, v of layers 0 and 1
+  const std::vector<RecurrenceState> state = {{storage[0], storage[1]}, {storage[2], storage[3]}};
+  model.forward({head_tokens.data(), b.batch, cut, self, {}, state}, std::monostate{});
+  const std::vector<int64_t> all_rows = rows_of_each_sequence(b.batch, rest, 0, rest);
+  Owned parts(b.batch * rest, 37);
+  model.forward({tail_tokens.data(), b.batch, rest, self, state}, LogitsOutput{all_rows, parts});
+  for (int64_t r = 0; r < b.batch * rest; ++r)
+    for (int64_t c = 0; c < 37; ++c) ASSERT_NEAR(get(parts, r, c), get(whole, r, c), 1e-12) << "row " << r;
+
+  // Without the state the second forward is a different computation.
+  Owned cold(b.batch * rest, 37);
+  model.forward({tail_tokens.data(), b.batch, rest, self}, LogitsOutput{all_rows, cold});
+  EXPECT_GT(std::abs(get(cold, 0, 0) - get(whole, 0, 0)), 1e-6);
+}
+
+TEST(Model, RecurrentStatesNeedOneEntryPerLayerOfARatPlusModel) {
+  Model attention_only(small_config(false, true), Device::cpu, DType::f64);
+  const Batch b;
+  Owned k(b.batch, 16), v(b.batch, 16);
+  const std::vector<RecurrenceState> two = {{k, v}, {k, v}};
+  expect_input_error([&] { attention_only.forward({b.inputs.data(), b.batch, b.seq, Pattern::dense(), {}, two}, {}); },
+                     {"final recurrent state", "one entry per layer of a RAT+ model"});
+  Model ratplus(small_config(true, true), Device::cpu, DType::f64);
+  const std::span<const RecurrenceState> one(two.data(), 1);
+  expect_input_error([&] { ratplus.forward({b.inputs.data(), b.batch, b.seq, Pattern::dense(), one}, {}); },
+                     {"initial recurrent state"});
+}
+
 TEST(Model, LogitRowsOutsideTheBatchAreRefused) {
   Model model(small_config(true, true), Device::cpu, DType::f32);
   const Batch b;
