@@ -45,9 +45,9 @@ Action add_eval_command(CLI::App& app) {
   cmd->add_option("--format", o->format, "shard format: auto, llmc, flat_u16, flat_u32");
   cmd->add_option("--micro-batch", o->micro_batch, "windows per forward pass");
   cmd->add_option("--device", o->device, "auto (the GPU when there is one), cpu or cuda")
-      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+      ->check(CLI::IsMember(choice_strings<DeviceChoice>()));
   cmd->add_option("--precision", o->precision, "fp32, or bf16 (mixed precision, on the GPU only)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->check(CLI::IsMember(choice_strings<Precision>()))
       ->capture_default_str();
   return [o] {
     std::vector<Pattern> patterns;

@@ -203,7 +203,6 @@ void apply_override(YAML::Node& root, const std::string& text, const std::string
   overrides[path] = text;
 }
 
-
 // ---- writing and comparing ----
 
 // One section as a YAML mapping of its keys, in schema order.

@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/error.h"
 
@@ -69,6 +70,13 @@ constexpr std::optional<C> find_choice(std::string_view word) {
     if (words[i] == word) return static_cast<C>(i);
   }
   return std::nullopt;
+}
+
+// The words as strings (for command-line parsers that check membership).
+template <Choice C>
+std::vector<std::string> choice_strings() {
+  const std::span<const std::string_view> words = choice_words<C>();
+  return {words.begin(), words.end()};
 }
 
 // "a|b|c": the words of a choice as error messages list them.

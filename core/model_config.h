@@ -1,4 +1,5 @@
 // The model section of an experiment config (SPEC §2, §10): the shape of a RAT+ or attention-only model.
+// Each member is read, written and compared through its row in core/config_schema.cpp.
 #pragma once
 
 #include <cstdint>

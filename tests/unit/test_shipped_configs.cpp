@@ -1,8 +1,15 @@
-// The configs shipped in configs/ load, and the paper-scale ones have the sizes of SPEC §2.
+// The configs shipped in configs/ load, and the paper-scale ones have the sizes of SPEC §2; tiny.yaml and
+// the key list of SPEC §10 name every key of the config schema.
 #include <gtest/gtest.h>
+
+#include <yaml-cpp/yaml.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <string>
 
 #include "core/config.h"
@@ -11,7 +18,8 @@
 namespace ratplus {
 namespace {
 
-const std::filesystem::path kConfigs = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "configs";
+const std::filesystem::path kRoot = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+const std::filesystem::path kConfigs = kRoot / "configs";
 
 ExperimentConfig load(const std::string& name) { return load_experiment_config((kConfigs / (name + ".yaml")).string()); }
 
@@ -38,6 +46,41 @@ TEST(ShippedConfigs, PaperScaleSizes) {
   }
   EXPECT_FALSE(load("attention-1.5b").model.recurrence);
   EXPECT_EQ(load("adapt-1.5b-dilated16").train.pattern, "dilated:D=16,W=256,P=4");
+}
+
+// The README says tiny.yaml lists and explains every key.
+TEST(ShippedConfigs, TinyConfigSetsEveryKey) {
+  const YAML::Node tiny = YAML::LoadFile((kConfigs / "tiny.yaml").string());
+  for (const std::string& key : config_keys()) {
+    const size_t dot = key.find('.');
+    EXPECT_TRUE(tiny[key.substr(0, dot)][key.substr(dot + 1)].IsDefined()) << key << " is missing from tiny.yaml";
+  }
+}
+
+// SPEC §10 lists the keys of each section as "section: {key, key (note), key: a|b, ...}".
+TEST(ShippedConfigs, SpecListsEveryKey) {
+  std::ifstream in(kRoot / "docs" / "SPEC.md");
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string spec = text.str();
+  const size_t section_10 = spec.find("## 10.");
+  ASSERT_NE(section_10, std::string::npos);
+  const size_t block = spec.find("```yaml", section_10);
+  ASSERT_NE(block, std::string::npos);
+  const std::string listing = spec.substr(block, spec.find("```", block + 7) - block);
+  for (const std::string& key : config_keys()) {
+    const size_t dot = key.find('.');
+    std::smatch braces;
+    const std::regex section_entry("\\n" + key.substr(0, dot) + ":\\s*\\{([^}]*)\\}");
+    ASSERT_TRUE(std::regex_search(listing, braces, section_entry)) << "no " << key.substr(0, dot) << " section";
+    // The key names are the words that start the list or follow a comma, once notes in () or [] are gone.
+    const std::string keys = std::regex_replace(braces[1].str(), std::regex("\\([^)]*\\)|\\[[^\\]]*\\]"), "");
+    std::set<std::string> names;
+    const std::regex name("(?:^|,)\\s*([a-z_0-9]+)");
+    for (auto it = std::sregex_iterator(keys.begin(), keys.end(), name); it != std::sregex_iterator(); ++it)
+      names.insert((*it)[1].str());
+    EXPECT_TRUE(names.contains(key.substr(dot + 1))) << key << " is missing from SPEC §10";
+  }
 }
 
 }  // namespace
