@@ -11,6 +11,9 @@
 #include "core/rng.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/gpu_context.h"
+#endif
 
 namespace ratplus {
 
@@ -36,6 +39,10 @@ struct Model::Workspace {
   OutputHeadState head;
   Tensor d_residual;
   Tensor tokens;  // [2, rows] i32 on the GPU: inputs and targets (on the CPU the caller's arrays are used)
+  // The staged batch: its tokens on the device of the model, and how many targets are labels.
+  const int32_t* inputs = nullptr;
+  const int32_t* targets = nullptr;
+  int64_t labels = 0;
 
   // With device unset, only plans (for memory_plan); otherwise allocates on the device.
   Workspace(const ModelConfig& c, const ParameterTable& table, std::optional<Device> device, DType dtype,
@@ -80,6 +87,7 @@ struct Model::Workspace {
     plan(head.logits, "head/logits", chunk, vocab, dtype);
     plan(head.row_loss, "head/row_loss", 1, chunk, stat_dtype);
     plan(head.partials, "head/partials", 2 * table.tp_size(), chunk, stat_dtype);
+    plan(head.loss_sum, "head/loss_sum", 1, 1, DType::f64);
     if (training) {
       TemporalMixingScratch& s = temporal_scratch;
       plan(s.d_gated, "grad/attn/gated", rows, a, dtype);
@@ -120,6 +128,9 @@ Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator
                  "Model: a master shard is a range of the parameters under mixed precision");
   params_.reserve("parameters", 1, master_.end - master_.begin, param_dtype_);
   grads_.reserve("gradients", 1, n, param_dtype_);
+#ifdef RATPLUS_HAVE_CUDA
+  if (device == Device::cuda) cuda::gpu_context();  // the thread's stream, cuBLASLt handle and scratch
+#endif
   params_.allocate(device);
   grads_.allocate(device);
   if (mixed_precision()) {
@@ -143,6 +154,10 @@ MemoryPlan Model::memory_plan(const ModelConfig& config, DType dtype, int64_t ba
     plan.items.emplace_back("parameters", n * dtype_size(param_type));
   plan.items.emplace_back("gradients", n * dtype_size(param_type));
   if (dtype == DType::bf16) plan.items.emplace_back("parameters (bf16 copy)", n * 2);
+#ifdef RATPLUS_HAVE_CUDA
+  if (dtype == DType::bf16)
+    plan.items.emplace_back("GPU context (cuBLASLt workspace, reduction scratch)", cuda::GpuContext::scratch_bytes());
+#endif
   const Workspace ws(config, table, std::nullopt, dtype, param_type, batch, seq_len, training);
   plan.items.emplace_back(fmt::format("activations ({} x {} tokens, {})", batch, seq_len,
                                       training ? "all layers kept for the backward" : "one layer at a time"),
@@ -236,9 +251,50 @@ LossSum Model::forward_backward(const int32_t* inputs, const int32_t* targets, i
 
 LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
                    const Pattern& pattern, bool training, double weight, const GradientsReady& ready) {
-  pattern.check_fits(config_.n_layers, config_.n_heads);
+  Workspace& ws = stage(inputs, targets, batch, seq_len, training);
+  step(ws, pattern, training, weight, ready);
+  return staged_loss(ws);
+}
+
+void Model::stage_tokens(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len) {
+  stage(inputs, targets, batch, seq_len, true);
+}
+
+void Model::staged_forward_backward(const Pattern& pattern, double weight) {
+  check_internal(training_workspace_ && training_workspace_->inputs, "staged_forward_backward: nothing staged");
+  step(*training_workspace_, pattern, true, weight, {});
+}
+
+LossSum Model::staged_loss() const {
+  check_internal(training_workspace_ && training_workspace_->inputs, "staged_loss: nothing staged");
+  return staged_loss(*training_workspace_);
+}
+
+Model::Workspace& Model::stage(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
+                               bool training) {
   Workspace& ws = workspace(batch, seq_len, training);
-  const Dims dims = Dims::of(config_, table_, batch, seq_len, tp_);
+  const int64_t rows = batch * seq_len;
+  ws.labels = std::count_if(targets, targets + rows, [](int32_t t) { return t >= 0; });
+  ws.inputs = inputs;
+  ws.targets = targets;
+  if (device_ != Device::cpu) {
+    copy_tensor(ws.tokens.rows_slice(0, 1), Tensor{const_cast<int32_t*>(inputs), 1, rows, rows, DType::i32, Device::cpu});
+    copy_tensor(ws.tokens.rows_slice(1, 1), Tensor{const_cast<int32_t*>(targets), 1, rows, rows, DType::i32, Device::cpu});
+    ws.inputs = ws.tokens.rows_slice(0, 1).ptr<int32_t>();
+    ws.targets = ws.tokens.rows_slice(1, 1).ptr<int32_t>();
+  }
+  return ws;
+}
+
+LossSum Model::staged_loss(const Workspace& ws) const {
+  double sum = 0;
+  copy_tensor(Tensor{&sum, 1, 1, 1, DType::f64, Device::cpu}, ws.head.loss_sum);
+  return {sum, ws.labels};
+}
+
+void Model::step(Workspace& ws, const Pattern& pattern, bool training, double weight, const GradientsReady& ready) {
+  pattern.check_fits(config_.n_layers, config_.n_heads);
+  const Dims dims = Dims::of(config_, table_, ws.batch, ws.seq, tp_);
   const int64_t layers = config_.n_layers;
   const Tensor params = compute_weights(), grads = gradients();
   std::vector<std::vector<KeySet>> head_keys(layers);
@@ -250,16 +306,7 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
 
   // Residual buffer before block b (b = 0 … 2L): all kept in training, alternating in evaluation.
   auto residual = [&](int64_t b) -> Tensor& { return ws.residual[training ? b : b % 2]; };
-  const int32_t* device_inputs = inputs;
-  const int32_t* device_targets = targets;
-  if (device_ != Device::cpu) {
-    const int64_t rows = dims.rows();
-    copy_tensor(ws.tokens.rows_slice(0, 1), Tensor{const_cast<int32_t*>(inputs), 1, rows, rows, DType::i32, Device::cpu});
-    copy_tensor(ws.tokens.rows_slice(1, 1), Tensor{const_cast<int32_t*>(targets), 1, rows, rows, DType::i32, Device::cpu});
-    device_inputs = ws.tokens.rows_slice(0, 1).ptr<int32_t>();
-    device_targets = ws.tokens.rows_slice(1, 1).ptr<int32_t>();
-  }
-  embedding_forward(residual(0), device_inputs, view(params, table_.embed()), dims.vocab_begin);
+  embedding_forward(residual(0), ws.inputs, view(params, table_.embed()), dims.vocab_begin);
   tensor_parallel_sum(dims, residual(0));
   for (int64_t i = 0; i < layers; ++i) {
     const int64_t s = training ? i : 0;
@@ -269,13 +316,11 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
                            ws.channel[s]);
   }
 
-  int64_t labels = 0;
-  for (int64_t r = 0; r < dims.rows(); ++r) labels += targets[r] >= 0;
-  const double grad_scale = training && labels > 0 ? weight / static_cast<double>(labels) : 0.0;
-  const LossSum loss = output_head(dims, view(params, table_.final_norm()), view(params, table_.lm_head()),
-                                   residual(2 * layers), targets, device_targets, ws.head, grad_scale,
-                                   view(grads, table_.final_norm()), view(grads, table_.lm_head()), ws.d_residual);
-  if (grad_scale == 0.0) return loss;
+  const double grad_scale = training && ws.labels > 0 ? weight / static_cast<double>(ws.labels) : 0.0;
+  output_head(dims, view(params, table_.final_norm()), view(params, table_.lm_head()), residual(2 * layers),
+              ws.targets, ws.head, grad_scale, view(grads, table_.final_norm()), view(grads, table_.lm_head()),
+              ws.d_residual);
+  if (grad_scale == 0.0) return;
 
   // The table is laid out embedding, layers 0 … L−1, final norm (, head): the backward finishes gradients
   // from the end of the flat buffer towards its start.
@@ -288,9 +333,8 @@ LossSum Model::run(const int32_t* inputs, const int32_t* targets, int64_t batch,
                              residual(2 * i), ws.temporal[i], ws.d_residual, ws.d_residual, ws.temporal_scratch);
     if (ready) ready(entries[table_.layer(i).attn_norm].offset);
   }
-  embedding_backward(view(grads, table_.embed()), device_inputs, ws.d_residual, dims.vocab_begin);
+  embedding_backward(view(grads, table_.embed()), ws.inputs, ws.d_residual, dims.vocab_begin);
   if (ready) ready(0);
-  return loss;
 }
 
 }  // namespace ratplus

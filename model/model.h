@@ -92,11 +92,22 @@ class Model {
   LossSum forward_backward(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len,
                            const Pattern& pattern, double weight, const GradientsReady& ready = {});
 
+  // forward_backward in three parts, so that the middle one can be captured in a CUDA graph and replayed:
+  // stage the batch (copies the tokens to the GPU, or keeps the pointers to the host arrays on the CPU;
+  // may allocate the activations), run the step (only work ordered on the GPU context's stream: no
+  // allocation, no host synchronisation), read the loss (one synchronisation).
+  void stage_tokens(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len);
+  void staged_forward_backward(const Pattern& pattern, double weight);
+  LossSum staged_loss() const;
+
  private:
   struct Workspace;
   Workspace& workspace(int64_t batch, int64_t seq_len, bool training);
   LossSum run(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len, const Pattern& pattern,
               bool training, double weight, const GradientsReady& ready);
+  Workspace& stage(const int32_t* inputs, const int32_t* targets, int64_t batch, int64_t seq_len, bool training);
+  void step(Workspace& ws, const Pattern& pattern, bool training, double weight, const GradientsReady& ready);
+  LossSum staged_loss(const Workspace& ws) const;
   TemporalMixingWeights temporal_weights(const Tensor& flat, int64_t layer) const;
   ChannelMixingWeights channel_weights(const Tensor& flat, int64_t layer) const;
   Tensor view(const Tensor& flat, int index) const;
