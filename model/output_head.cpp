@@ -36,7 +36,8 @@ void output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w, c
       for (int i = 0; i <= slices; ++i) offsets[i] = i * 2 * s.partials.cols;
       dims.tp->allgather(s.partials.reshaped(1, s.partials.numel()), offsets);
     }
-    cross_entropy_finish(loss, logits, chunk_targets, dims.vocab_begin, s.partials.cols_slice(0, n), grad_scale);
+    cross_entropy_finish(loss, logits, chunk_targets, dims.vocab_begin, s.partials.cols_slice(0, n),
+                         grad_scale);
     accumulate_loss(s.loss_sum, loss);  // ignored rows add their loss of 0
     if (grad_scale != 0) {
       matmul(s.dh.rows_slice(r0, n), logits, false, head_w, false);

@@ -73,8 +73,8 @@ __global__ void accumulate_loss_kernel(double* total, const float* row_loss, int
 void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin) {
   if (logits.rows == 0) return;
   with_activation_type(logits.dtype, __func__, [&]<class A>() {
-    partials_kernel<A><<<static_cast<unsigned>(logits.rows), kThreads, 0, cuda_stream()>>>(mat<float>(partials), mat<A>(logits),
-                                                                           logits.cols, targets, vocab_begin);
+    partials_kernel<A><<<static_cast<unsigned>(logits.rows), kThreads, 0, cuda_stream()>>>(
+        mat<float>(partials), mat<A>(logits), logits.cols, targets, vocab_begin);
   });
   check_launch(__func__);
 }

@@ -766,7 +766,8 @@ bool flash_attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dou
 
   const PrologueArgs pa{mat<bf16>(out), mat<bf16>(dout), mat<float>(lse), lse2, delta, batch, static_cast<int>(seq),
                         static_cast<int>(seq_pad), static_cast<int>(heads), static_cast<int>(dh)};
-  backward_prologue_kernel<<<blocks_for(static_cast<int64_t>(stat_size) * 32, kThreads), kThreads, 0, cuda_stream()>>>(pa);
+  backward_prologue_kernel<<<blocks_for(static_cast<int64_t>(stat_size) * 32, kThreads), kThreads, 0,
+                             cuda_stream()>>>(pa);
   check_launch("flash attention backward prologue");
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
@@ -782,7 +783,8 @@ bool flash_attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dou
   if (compact_size > 0) {
     const AddCompactArgs ca{mat<bf16>(dk), mat<bf16>(dv), dk_compact, dv_compact, batch, static_cast<int>(seq),
                             static_cast<int>(heads), static_cast<int>(dh), compact_rows};
-    add_compact_kernel<<<blocks_for(static_cast<int64_t>(compact_size), kThreads), kThreads, 0, cuda_stream()>>>(ca, patterns);
+    add_compact_kernel<<<blocks_for(static_cast<int64_t>(compact_size), kThreads), kThreads, 0, cuda_stream()>>>(
+        ca, patterns);
     check_launch("flash attention backward epilogue");
   }
   convert(dq, dq_tensor);

@@ -48,8 +48,7 @@ void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const 
   const double c2 = 1.0 - std::pow(s.beta2, static_cast<double>(s.t));
   adamw_kernel<<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(
       params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), params_copy.ptr<bf16>(), n,
-      static_cast<float>(s.lr),
-      static_cast<float>(s.beta1), static_cast<float>(s.beta2), static_cast<float>(s.eps),
+      static_cast<float>(s.lr), static_cast<float>(s.beta1), static_cast<float>(s.beta2), static_cast<float>(s.eps),
       static_cast<float>(1.0 - s.lr * s.weight_decay), static_cast<float>(s.grad_scale), static_cast<float>(c1),
       static_cast<float>(c2));
   check_launch(__func__);
