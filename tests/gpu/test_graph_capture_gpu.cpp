@@ -1,7 +1,9 @@
 // One training step captured in a CUDA graph: with the tokens already on the device, zeroing the gradients
 // and the forward and backward passes only enqueue work on the GPU context's stream, so they can be
 // captured (global mode: any use of the legacy stream or any allocation would fail the capture) and
-// replayed; the replay's loss and gradients equal those of the step run directly.
+// replayed; the replay's loss and gradients equal those of the step run directly. (Built with the CUDA
+// backend only.)
+#ifdef RATPLUS_HAVE_CUDA
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -82,3 +84,5 @@ INSTANTIATE_TEST_SUITE_P(Types, GpuGraph, ::testing::Values(DType::f32, DType::b
 
 }  // namespace
 }  // namespace ratplus::test
+
+#endif  // RATPLUS_HAVE_CUDA
