@@ -1,5 +1,5 @@
 // Buffer, Arena and tensor copies. Host memory is 64-byte aligned; device memory comes from cudaMalloc
-// when the CUDA backend is built.
+// when the CUDA backend is built, and device copies and fills go on the GPU context's stream.
 #include "core/buffer.h"
 
 #include <cstdlib>
@@ -10,6 +10,8 @@
 
 #ifdef RATPLUS_HAVE_CUDA
 #include <cuda_runtime.h>
+
+#include "kernels/cuda/gpu_context.h"
 #endif
 
 namespace ratplus {
@@ -106,8 +108,12 @@ void copy_tensor(Tensor dst, const Tensor& src) {
     return;
   }
 #ifdef RATPLUS_HAVE_CUDA
-  cuda_check(cudaMemcpy2D(dst.data, dst.ld * esz, src.data, src.ld * esz, row_bytes, src.rows, cudaMemcpyDefault),
-             "cudaMemcpy2D");
+  const cudaStream_t stream = cuda_stream();
+  cuda_check(cudaMemcpy2DAsync(dst.data, dst.ld * esz, src.data, src.ld * esz, row_bytes, src.rows, cudaMemcpyDefault,
+                               stream),
+             "cudaMemcpy2DAsync");
+  if (dst.device == Device::cpu || src.device == Device::cpu)
+    cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
 #else
   no_cuda();
 #endif
@@ -120,7 +126,7 @@ void zero_tensor(Tensor t) {
     return;
   }
 #ifdef RATPLUS_HAVE_CUDA
-  cuda_check(cudaMemset2D(t.data, t.ld * esz, 0, t.cols * esz, t.rows), "cudaMemset2D");
+  cuda_check(cudaMemset2DAsync(t.data, t.ld * esz, 0, t.cols * esz, t.rows, cuda_stream()), "cudaMemset2DAsync");
 #else
   no_cuda();
 #endif

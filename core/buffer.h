@@ -55,9 +55,11 @@ class Arena {
   Device device_ = Device::cpu;
 };
 
-// Copies between tensors of the same shape and dtype on any devices.
+// Copies between tensors of the same shape and dtype on any devices. GPU copies go on the stream of the
+// thread's GPU context (kernels/cuda/gpu_context.h): one that reads or writes host memory has finished
+// when it returns; one between device tensors is only ordered on the stream (so it can be captured).
 void copy_tensor(Tensor dst, const Tensor& src);
-// Sets every element to zero.
+// Sets every element to zero (on the GPU: ordered on the context's stream).
 void zero_tensor(Tensor t);
 
 // The elements of an f32 or bf16 tensor on any device, as a host f32 vector (row by row), and back (bf16

@@ -35,6 +35,19 @@ void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets
   RATPLUS_DISPATCH(logits, cross_entropy_finish(row_loss, logits, targets, vocab_begin, partials, grad_scale));
 }
 
+void accumulate_loss(Tensor total, const Tensor& row_loss) {
+  const OpCheck check("accumulate_loss");
+  check.device(row_loss.device, {&total});
+  check.dtype(total, "total", DType::f64);
+  check.shape(total, "total", 1, 1);
+  check.that(row_loss.rows == 1, "row_loss is not one row");
+  check.that(row_loss.dtype == DType::f32 || (row_loss.dtype == DType::f64 && row_loss.device == Device::cpu),
+             fmt::format("row_loss is {} on {}", dtype_name(row_loss.dtype), device_name(row_loss.device)));
+  check.apart(total, "total", row_loss, "row_loss");
+  if (row_loss.cols == 0) return;
+  RATPLUS_DISPATCH(row_loss, accumulate_loss(total, row_loss));
+}
+
 void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale) {
   const DType stat = OpCheck::statistics_type(logits);
   Buffer scratch(2 * logits.rows * dtype_size(stat), logits.device);

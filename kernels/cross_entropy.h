@@ -25,6 +25,11 @@ void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t
 void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets, int64_t vocab_begin,
                           const Tensor& partials, double grad_scale);
 
+// total[0, 0] += Σ_r row_loss[0, r], summed in double on row_loss's device (total: [1, 1] f64), so a
+// micro-batch's loss is read from the device once rather than once per chunk. On the CPU the rows are
+// added one by one in order.
+void accumulate_loss(Tensor total, const Tensor& row_loss);
+
 // The whole vocabulary in one slice: both steps (the partials in a temporary buffer).
 void cross_entropy(Tensor row_loss, Tensor logits, const int32_t* targets, double grad_scale);
 

@@ -54,6 +54,7 @@ Activations::Activations(const ModelConfig& c, const ParameterTable& table, std:
   plan(head.logits, "head/logits", chunk, vocab, dtype);
   plan(head.row_loss, "head/row_loss", 1, chunk, stat_dtype);
   plan(head.partials, "head/partials", 2 * table.tp_size(), chunk, stat_dtype);
+  plan(head.loss_sum, "head/loss_sum", 1, 1, DType::f64);
   if (training) {
     TemporalMixingScratch& s = temporal_scratch;
     plan(s.d_gated, "grad/attn/gated", rows, a, dtype);

@@ -27,6 +27,11 @@ struct Activations {
   OutputHeadState head;
   Tensor d_residual;
   Tensor tokens;  // [2, rows] i32 on the GPU: inputs and targets (on the CPU the caller's arrays are used)
+  // The staged batch (Model::stage): its tokens and targets on the model's device, and how many targets are
+  // labels.
+  const int32_t* inputs = nullptr;
+  const int32_t* targets = nullptr;
+  int64_t labels = 0;
 
   // With device unset, only plans (arena.planned_bytes()); otherwise allocates on the device. stat_dtype is
   // the type of the statistics (rstd, log-sum-exp, row losses).

@@ -99,13 +99,13 @@ struct OutputHeadState {
   Tensor row_loss;  // [1, chunk rows]
   Tensor partials;  // [2 · tp, chunk rows]: cross-entropy partials of every vocabulary slice
   Tensor dh;        // [rows, d] gradient of the final norm output (training only)
+  Tensor loss_sum;  // [1, 1] f64: Σ of the row losses, accumulated on the device
 };
 
-// Loss of the last hidden state x against targets (< 0 = ignored), given both on the host (for counting)
-// and on the tensors' device (for the kernels; the same pointer on the CPU). With grad_scale != 0, also
-// adds grad_scale · ∂(Σ loss)/∂θ to the norm and head gradients and writes grad_scale · ∂(Σ loss)/∂x into dx.
-LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w, const Tensor& x,
-                    const int32_t* host_targets, const int32_t* device_targets, OutputHeadState& s, double grad_scale,
-                    Tensor dnorm_w, Tensor dhead_w, Tensor dx);
+// Loss of the last hidden state x against targets (< 0 = ignored, on the tensors' device): s.loss_sum
+// becomes the sum over the labels, left on the device. With grad_scale != 0, also adds grad_scale ·
+// ∂(Σ loss)/∂θ to the norm and head gradients and writes grad_scale · ∂(Σ loss)/∂x into dx.
+void output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w, const Tensor& x, const int32_t* targets,
+                 OutputHeadState& s, double grad_scale, Tensor dnorm_w, Tensor dhead_w, Tensor dx);
 
 }  // namespace ratplus

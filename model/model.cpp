@@ -13,6 +13,9 @@
 #include "kernels/matmul.h"
 #include "kernels/norm.h"
 #include "model/activations.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/gpu_context.h"
+#endif
 
 namespace ratplus {
 
@@ -30,6 +33,9 @@ Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator
       dtype_(dtype),
       stat_dtype_(statistics_type(dtype)) {
   check_internal(dtype != DType::bf16 || device == Device::cuda, "Model: bf16 activations need the GPU backend");
+#ifdef RATPLUS_HAVE_CUDA
+  if (device == Device::cuda) cuda::gpu_context();  // the thread's stream, cuBLASLt handle and scratch
+#endif
   weights_.reserve(dtype == DType::bf16 ? "weights (bf16)" : "weights", 1, table_.total_elements(), dtype_);
   weights_.allocate(device);
 }
@@ -42,6 +48,10 @@ MemoryPlan Model::memory_plan(const ModelConfig& config, DType dtype, int64_t ba
   MemoryPlan plan;
   plan.items.emplace_back(fmt::format("weights ({})", dtype_name(dtype)),
                           static_cast<size_t>(table.total_elements()) * dtype_size(dtype));
+#ifdef RATPLUS_HAVE_CUDA
+  if (dtype == DType::bf16)
+    plan.items.emplace_back("GPU context (cuBLASLt workspace, reduction scratch)", cuda::GpuContext::scratch_bytes());
+#endif
   const Activations a(config, table, std::nullopt, dtype, statistics_type(dtype), batch, seq_len, training);
   plan.items.emplace_back(fmt::format("activations ({} x {} tokens, {})", batch, seq_len,
                                       training ? "all layers kept for the backward" : "one layer at a time"),
@@ -85,6 +95,8 @@ Activations& Model::activations(int64_t batch, int64_t seq_len, bool training) {
   std::unique_ptr<Activations>& slot = training ? training_activations_ : inference_activations_;
   if (!slot || slot->batch != batch || slot->seq != seq_len) {
     slot.reset();  // free the old plan before allocating the new one
+    last_loss_ = nullptr;
+    if (training) last_.pending = false;
     slot = std::make_unique<Activations>(config_, table_, device_, dtype_, stat_dtype_, batch, seq_len, training);
   }
   return *slot;
@@ -112,10 +124,40 @@ void Model::logits(const Dims& dims, Activations& a, const LogitsOutput& out) {
   }
 }
 
-LossSum Model::forward(const ForwardInput& in, const ForwardOutput& output) {
+namespace {
+
+bool is_training(const ForwardOutput& output) {
+  const auto* loss = std::get_if<LossOutput>(&output);
+  return loss && !loss->grads.empty();
+}
+
+}  // namespace
+
+LossSum Model::forward(const ForwardInput& input, const ForwardOutput& output) {
+  stage(input, output);
+  forward_staged(input, output);
+  return std::holds_alternative<LossOutput>(output) ? staged_loss() : LossSum{};
+}
+
+void Model::stage(const ForwardInput& in, const ForwardOutput& output) {
+  const auto* loss_out = std::get_if<LossOutput>(&output);
+  Activations& a = activations(in.batch, in.seq, is_training(output));
+  const int64_t rows = in.batch * in.seq;
+  // Token ids on the model's device (on the CPU the caller's arrays are used).
+  auto on_device = [&](const int32_t* host, int64_t slot) {
+    if (device_ == Device::cpu) return host;
+    copy_tensor(a.tokens.rows_slice(slot, 1), Tensor{const_cast<int32_t*>(host), 1, rows, rows, DType::i32, Device::cpu});
+    return static_cast<const int32_t*>(a.tokens.rows_slice(slot, 1).ptr<int32_t>());
+  };
+  a.inputs = on_device(in.tokens, 0);
+  a.targets = loss_out ? on_device(loss_out->targets, 1) : nullptr;
+  a.labels = loss_out ? std::count_if(loss_out->targets, loss_out->targets + rows, [](int32_t t) { return t >= 0; }) : 0;
+}
+
+void Model::forward_staged(const ForwardInput& in, const ForwardOutput& output) {
   in.pattern.check_fits(config_.n_layers, config_.n_heads);
   const auto* loss_out = std::get_if<LossOutput>(&output);
-  const bool training = loss_out && !loss_out->grads.empty();
+  const bool training = is_training(output);
   if (training)
     check_internal(loss_out->grads.numel() == table_.total_elements() && loss_out->grads.dtype == stat_dtype_ &&
                        loss_out->grads.device == device_,
@@ -127,9 +169,13 @@ LossSum Model::forward(const ForwardInput& in, const ForwardOutput& output) {
   layers_of(in.initial_state, "initial");
   layers_of(in.final_state, "final");
   check_internal(!training || in.initial_state.empty(), "Model::forward: training starts from the zero state");
-  Activations& a = activations(in.batch, in.seq, training);
+  const std::unique_ptr<Activations>& slot = training ? training_activations_ : inference_activations_;
+  check_internal(slot && slot->batch == in.batch && slot->seq == in.seq && slot->inputs &&
+                     (!loss_out || slot->targets),
+                 "Model::forward_staged: this batch was not staged");
+  Activations& a = *slot;
   const Dims dims = Dims::of(config_, table_, in.batch, in.seq, tp_);
-  const int64_t layers = config_.n_layers, rows = dims.rows();
+  const int64_t layers = config_.n_layers;
   const Tensor w = weights();
   std::vector<std::vector<KeySet>> head_keys(layers);
   const int64_t first_head = table_.tp_rank() * dims.heads;  // this rank's heads under tensor parallelism
@@ -138,14 +184,7 @@ LossSum Model::forward(const ForwardInput& in, const ForwardOutput& output) {
     head_keys[i].assign(keys.begin() + first_head, keys.begin() + first_head + dims.heads);
   }
 
-  // Token ids on the model's device (on the CPU the caller's arrays are used).
-  auto on_device = [&](const int32_t* host, int64_t slot) {
-    if (device_ == Device::cpu) return host;
-    copy_tensor(a.tokens.rows_slice(slot, 1), Tensor{const_cast<int32_t*>(host), 1, rows, rows, DType::i32, Device::cpu});
-    return static_cast<const int32_t*>(a.tokens.rows_slice(slot, 1).ptr<int32_t>());
-  };
-  const int32_t* tokens = on_device(in.tokens, 0);
-  embedding_forward(a.residual_before(0), tokens, view(w, table_.embed()), dims.vocab_begin);
+  embedding_forward(a.residual_before(0), a.inputs, view(w, table_.embed()), dims.vocab_begin);
   tensor_parallel_sum(dims, a.residual_before(0));
   for (int64_t i = 0; i < layers; ++i) {
     temporal_mixing_forward(dims, head_keys[i], temporal_weights(w, i), a.residual_before(2 * i),
@@ -156,20 +195,24 @@ LossSum Model::forward(const ForwardInput& in, const ForwardOutput& output) {
                            a.channel_state(i));
   }
   last_.pending = false;
+  last_loss_ = nullptr;
   if (const auto* out = std::get_if<LogitsOutput>(&output)) logits(dims, a, *out);
-  if (!loss_out) return {};
+  if (!loss_out) return;
 
-  int64_t labels = 0;
-  for (int64_t r = 0; r < rows; ++r) labels += loss_out->targets[r] >= 0;
-  const double grad_scale = training && labels > 0 ? loss_out->weight / static_cast<double>(labels) : 0.0;
+  const double grad_scale = training && a.labels > 0 ? loss_out->weight / static_cast<double>(a.labels) : 0.0;
   const Tensor& grads = loss_out->grads;
-  const LossSum loss =
-      output_head(dims, view(w, table_.final_norm()), view(w, table_.lm_head()), a.residual_before(2 * layers),
-                  loss_out->targets, on_device(loss_out->targets, 1), a.head, grad_scale,
-                  training ? view(grads, table_.final_norm()) : Tensor{},
-                  training ? view(grads, table_.lm_head()) : Tensor{}, a.d_residual);
-  if (training) last_ = {grad_scale != 0.0, in.batch, in.seq, tokens, std::move(head_keys), grads};
-  return loss;
+  output_head(dims, view(w, table_.final_norm()), view(w, table_.lm_head()), a.residual_before(2 * layers), a.targets,
+              a.head, grad_scale, training ? view(grads, table_.final_norm()) : Tensor{},
+              training ? view(grads, table_.lm_head()) : Tensor{}, a.d_residual);
+  last_loss_ = &a;
+  if (training) last_ = {grad_scale != 0.0, in.batch, in.seq, std::move(head_keys), grads};
+}
+
+LossSum Model::staged_loss() const {
+  check_internal(last_loss_ != nullptr, "Model::staged_loss: the last forward computed no loss");
+  double sum = 0;
+  copy_tensor(Tensor{&sum, 1, 1, 1, DType::f64, Device::cpu}, last_loss_->head.loss_sum);
+  return {sum, last_loss_->labels};
 }
 
 void Model::backward(Tensor grads, const GradientsReady& ready) {
@@ -191,7 +234,7 @@ void Model::backward(Tensor grads, const GradientsReady& ready) {
                              a.temporal_scratch);
     if (ready) ready(entries[table_.layer(i).attn_norm].offset);
   }
-  embedding_backward(view(grads, table_.embed()), last_.device_tokens, a.d_residual, dims.vocab_begin);
+  embedding_backward(view(grads, table_.embed()), a.inputs, a.d_residual, dims.vocab_begin);
   if (ready) ready(0);
 }
 

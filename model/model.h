@@ -99,6 +99,15 @@ class Model {
 
   // One forward pass (see ForwardOutput); returns the loss of a LossOutput (else zero).
   LossSum forward(const ForwardInput& input, const ForwardOutput& output);
+  // The same in three parts, so that the middle one can be captured in a CUDA graph and replayed: stage()
+  // copies the tokens and targets to the model's device (on the CPU it keeps the caller's pointers) and counts
+  // the labels, allocating the activations of a new batch shape; forward_staged() runs the pass on the staged
+  // tokens, enqueueing work on the GPU context's stream only (no allocation, no host synchronisation; the
+  // gradient scale of a training forward is fixed by the staged label count); staged_loss() reads the loss
+  // of the last forward (one synchronisation).
+  void stage(const ForwardInput& input, const ForwardOutput& output);
+  void forward_staged(const ForwardInput& input, const ForwardOutput& output);
+  LossSum staged_loss() const;
   // The backward pass of the last training forward: adds weight · ∂(mean loss)/∂θ of the layers and the
   // embedding to `grads` (the same vector the forward was given), telling `ready` as parts of it become final.
   void backward(Tensor grads, const GradientsReady& ready = {});
@@ -117,12 +126,12 @@ class Model {
   DType stat_dtype_;  // gradients and statistics (rstd, log-sum-exp, losses)
   Arena weights_;
   std::unique_ptr<Activations> training_activations_, inference_activations_;
+  const Activations* last_loss_ = nullptr;  // the activations whose loss the last forward computed
 
   // What backward() needs from the last training forward.
   struct PendingBackward {
     bool pending = false;
     int64_t batch = 0, seq = 0;
-    const int32_t* device_tokens = nullptr;
     std::vector<std::vector<KeySet>> head_keys;
     Tensor grads;
   } last_;

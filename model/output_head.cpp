@@ -4,6 +4,7 @@
 // so the logits are computed exactly once. Under tensor parallelism the head is vocabulary-parallel: each
 // rank computes the logits of its vocabulary rows, the ranks exchange two numbers per row (their slices'
 // log-sum-exp and target logit), and the gradient of h is summed over them; full logits exist nowhere.
+// Each chunk's row losses are added into a total on the device, which the model reads once.
 #include <algorithm>
 #include <vector>
 
@@ -16,27 +17,10 @@
 
 namespace ratplus {
 
-namespace {
-
-// A chunk's row losses ([1, n] on any device) as host doubles.
-std::vector<double> host_row_losses(const Tensor& loss) {
-  if (loss.device == Device::cuda) {
-    const std::vector<float> values = to_host_floats(loss);
-    return {values.begin(), values.end()};
-  }
-  std::vector<double> values(loss.cols);
-  for (int64_t i = 0; i < loss.cols; ++i)
-    values[i] = loss.dtype == DType::f64 ? loss.ptr<double>()[i] : loss.ptr<float>()[i];
-  return values;
-}
-
-}  // namespace
-
-LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w, const Tensor& x,
-                    const int32_t* host_targets, const int32_t* device_targets, OutputHeadState& s, double grad_scale,
-                    Tensor dnorm_w, Tensor dhead_w, Tensor dx) {
+void output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w, const Tensor& x, const int32_t* targets,
+                 OutputHeadState& s, double grad_scale, Tensor dnorm_w, Tensor dhead_w, Tensor dx) {
   rmsnorm_forward(s.h, s.rstd, x, norm_w, dims.eps);
-  LossSum total;
+  zero_tensor(s.loss_sum);
   const int64_t rows = dims.rows(), chunk = s.logits.rows;
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
@@ -44,30 +28,25 @@ LossSum output_head(const Dims& dims, const Tensor& norm_w, const Tensor& head_w
     Tensor loss = s.row_loss.cols_slice(0, n);
     const Tensor h = s.h.rows_slice(r0, n);
     matmul(logits, h, false, head_w, true);
-    const int32_t* targets = device_targets + r0;
+    const int32_t* chunk_targets = targets + r0;
     const int slice = dims.tp ? dims.tp->rank() : 0, slices = static_cast<int>(s.partials.rows / 2);
-    cross_entropy_partials(s.partials.rows_slice(2 * slice, 2).cols_slice(0, n), logits, targets, dims.vocab_begin);
+    cross_entropy_partials(s.partials.rows_slice(2 * slice, 2).cols_slice(0, n), logits, chunk_targets, dims.vocab_begin);
     if (slices > 1) {
       std::vector<int64_t> offsets(slices + 1);
       for (int i = 0; i <= slices; ++i) offsets[i] = i * 2 * s.partials.cols;
       dims.tp->allgather(s.partials.reshaped(1, s.partials.numel()), offsets);
     }
-    cross_entropy_finish(loss, logits, targets, dims.vocab_begin, s.partials.cols_slice(0, n), grad_scale);
-    const std::vector<double> losses = host_row_losses(loss);
-    for (int64_t i = 0; i < n; ++i) {
-      if (host_targets[r0 + i] < 0) continue;
-      total.sum += losses[i];
-      ++total.count;
-    }
+    cross_entropy_finish(loss, logits, chunk_targets, dims.vocab_begin, s.partials.cols_slice(0, n),
+                         grad_scale);
+    accumulate_loss(s.loss_sum, loss);  // ignored rows add their loss of 0
     if (grad_scale != 0) {
       matmul(s.dh.rows_slice(r0, n), logits, false, head_w, false);
       matmul(dhead_w, logits, true, h, false, 1.0, 1.0);
     }
   }
-  if (grad_scale == 0) return total;
+  if (grad_scale == 0) return;
   tensor_parallel_sum(dims, s.dh);
   rmsnorm_backward(dx, dnorm_w, s.dh, x, norm_w, s.rstd, false);
-  return total;
 }
 
 }  // namespace ratplus

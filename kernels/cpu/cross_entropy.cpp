@@ -58,4 +58,12 @@ void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets
   });
 }
 
+void accumulate_loss(Tensor total, const Tensor& row_loss) {
+  double sum = *total.ptr<double>();
+  with_cpu_float(row_loss.dtype, __func__, [&]<class T>() {
+    for (int64_t r = 0; r < row_loss.cols; ++r) sum += row_loss.ptr<T>()[r];
+  });
+  *total.ptr<double>() = sum;
+}
+
 }  // namespace ratplus::cpu

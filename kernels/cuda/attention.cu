@@ -158,7 +158,7 @@ void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k,
   if (q.rows == 0 || flash_attention_forward(out, lse, q, k, v, batch, head_keys)) return;
   const HeadKeys packed = pack(head_keys, dh);
   with_activation_type(q.dtype, __func__, [&]<class A>() {
-    attention_forward_kernel<A><<<warp_blocks(q.rows * heads), 32 * kWarpsPerBlock>>>(
+    attention_forward_kernel<A><<<warp_blocks(q.rows * heads), 32 * kWarpsPerBlock, 0, cuda_stream()>>>(
         mat<A>(out), mat<float>(lse), mat<A>(q), mat<A>(k), mat<A>(v), batch, heads, seq, dh,
         1.0f / sqrtf(static_cast<float>(dh)), packed);
   });
@@ -178,7 +178,7 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
   zero_tensor(dv_acc);
   const HeadKeys packed = pack(head_keys, dh);
   with_activation_type(q.dtype, __func__, [&]<class A>() {
-    attention_backward_kernel<A><<<warp_blocks(q.rows * heads), 32 * kWarpsPerBlock>>>(
+    attention_backward_kernel<A><<<warp_blocks(q.rows * heads), 32 * kWarpsPerBlock, 0, cuda_stream()>>>(
         mat<A>(dq), mat<float>(dk_acc), mat<float>(dv_acc), mat<A>(dout), mat<A>(q), mat<A>(k), mat<A>(v),
         mat<A>(out), mat<float>(lse), batch, heads, seq, dh, 1.0f / sqrtf(static_cast<float>(dh)), packed);
   });

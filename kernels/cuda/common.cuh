@@ -1,4 +1,4 @@
-// Shared pieces of the CUDA kernels: error checks, launch sizes, warp and block reductions, element types.
+// Shared pieces of the CUDA kernels: error checks, the stream (gpu_context.h), launch sizes, warp and block reductions, element types.
 // Activations are f32 or bf16 (`A` in the kernels; math is always f32), statistics (rstd, log-sum-exp,
 // row losses) and weight gradients are f32. Messages are built without fmt, whose compile-time format
 // checks nvcc cannot evaluate.
@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/tensor.h"
+#include "kernels/cuda/gpu_context.h"
 
 namespace ratplus::cuda {
 

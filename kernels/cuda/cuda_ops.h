@@ -47,6 +47,7 @@ void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, con
 void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin);
 void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets, int64_t vocab_begin,
                           const Tensor& partials, double grad_scale);
+void accumulate_loss(Tensor total, const Tensor& row_loss);
 
 void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& step, Tensor params_copy);
 double sum_of_squares(const Tensor& x);

@@ -24,7 +24,7 @@ __global__ void each_element(int64_t rows, int64_t cols, F f) {
 template <class F>
 void launch(const Tensor& shape, const char* name, F f) {
   if (shape.numel() == 0) return;
-  each_element<<<blocks_for(shape.numel(), kThreads), kThreads>>>(shape.rows, shape.cols, f);
+  each_element<<<blocks_for(shape.numel(), kThreads), kThreads, 0, cuda_stream()>>>(shape.rows, shape.cols, f);
   check_launch(name);
 }
 

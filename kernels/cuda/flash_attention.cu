@@ -687,7 +687,7 @@ void launch_forward(const ForwardArgs& a, const Patterns& p, int64_t batch) {
   allow_shared_memory(flash_forward_kernel<DH>, smem);
   const dim3 grid(static_cast<unsigned>(batch * a.heads),
                   static_cast<unsigned>((a.seq + kFwdQueries - 1) / kFwdQueries));
-  flash_forward_kernel<DH><<<grid, kThreads, smem>>>(a, p);
+  flash_forward_kernel<DH><<<grid, kThreads, smem, cuda_stream()>>>(a, p);
 }
 
 template <int DH>
@@ -696,7 +696,7 @@ void launch_backward(const BackwardArgs& a, const Patterns& p, int64_t batch) {
   allow_shared_memory(flash_backward_kernel<DH>, smem);
   const dim3 grid(static_cast<unsigned>(batch * a.heads),
                   static_cast<unsigned>(a.compact_tiles + (a.seq + kBwdKeys - 1) / kBwdKeys));
-  flash_backward_kernel<DH><<<grid, kThreads, smem>>>(a, p);
+  flash_backward_kernel<DH><<<grid, kThreads, smem, cuda_stream()>>>(a, p);
 }
 
 // f32 device memory kept across calls, grown to the largest request.
@@ -766,7 +766,8 @@ bool flash_attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dou
 
   const PrologueArgs pa{mat<bf16>(out), mat<bf16>(dout), mat<float>(lse), lse2, delta, batch, static_cast<int>(seq),
                         static_cast<int>(seq_pad), static_cast<int>(heads), static_cast<int>(dh)};
-  backward_prologue_kernel<<<blocks_for(static_cast<int64_t>(stat_size) * 32, kThreads), kThreads>>>(pa);
+  backward_prologue_kernel<<<blocks_for(static_cast<int64_t>(stat_size) * 32, kThreads), kThreads, 0,
+                             cuda_stream()>>>(pa);
   check_launch("flash attention backward prologue");
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
@@ -782,7 +783,8 @@ bool flash_attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dou
   if (compact_size > 0) {
     const AddCompactArgs ca{mat<bf16>(dk), mat<bf16>(dv), dk_compact, dv_compact, batch, static_cast<int>(seq),
                             static_cast<int>(heads), static_cast<int>(dh), compact_rows};
-    add_compact_kernel<<<blocks_for(static_cast<int64_t>(compact_size), kThreads), kThreads>>>(ca, patterns);
+    add_compact_kernel<<<blocks_for(static_cast<int64_t>(compact_size), kThreads), kThreads, 0, cuda_stream()>>>(
+        ca, patterns);
     check_launch("flash attention backward epilogue");
   }
   convert(dq, dq_tensor);

@@ -52,20 +52,20 @@ __global__ void rmsnorm_backward_dw_kernel(float* dw, Mat<A> dout, Mat<A> x, con
 
 template <class A>
 void forward(Tensor out, Tensor rstd, const Tensor& x, const Tensor& w, double eps) {
-  rmsnorm_forward_kernel<A><<<x.rows, kThreads>>>(mat<A>(out), rstd.ptr<float>(), mat<A>(x), mat<A>(w), x.cols,
-                                                  static_cast<float>(eps));
+  rmsnorm_forward_kernel<A><<<x.rows, kThreads, 0, cuda_stream()>>>(mat<A>(out), rstd.ptr<float>(), mat<A>(x),
+                                                                    mat<A>(w), x.cols, static_cast<float>(eps));
   check_launch("rmsnorm_forward_kernel");
 }
 
 template <class A>
 void backward(Tensor dx, Tensor dw, const Tensor& dout, const Tensor& x, const Tensor& w, const Tensor& rstd,
               bool accumulate_dx) {
-  rmsnorm_backward_dx_kernel<A><<<x.rows, kThreads>>>(mat<A>(dx), mat<A>(dout), mat<A>(x), mat<A>(w),
-                                                      rstd.ptr<float>(), x.cols, accumulate_dx);
+  rmsnorm_backward_dx_kernel<A><<<x.rows, kThreads, 0, cuda_stream()>>>(mat<A>(dx), mat<A>(dout), mat<A>(x), mat<A>(w),
+                                                                        rstd.ptr<float>(), x.cols, accumulate_dx);
   check_launch("rmsnorm_backward_dx_kernel");
   const dim3 grid(blocks_for(x.cols, kThreads), static_cast<unsigned>(x.rows < 256 ? x.rows : 256));
-  rmsnorm_backward_dw_kernel<A><<<grid, kThreads>>>(dw.ptr<float>(), mat<A>(dout), mat<A>(x), rstd.ptr<float>(),
-                                                    x.rows, x.cols);
+  rmsnorm_backward_dw_kernel<A><<<grid, kThreads, 0, cuda_stream()>>>(dw.ptr<float>(), mat<A>(dout), mat<A>(x),
+                                                                      rstd.ptr<float>(), x.rows, x.cols);
   check_launch("rmsnorm_backward_dw_kernel");
 }
 

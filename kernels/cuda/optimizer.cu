@@ -1,8 +1,8 @@
 // AdamW and the sum of squares on the GPU. AdamW is one thread per parameter (f32 master weights and
 // moments, optionally refreshing the bf16 weight copy): it reads p, g, m, v and writes p, m, v (and the
 // copy) — 28–30 bytes for ~15 FLOPs, memory-bound. The sum of
-// squares reduces fixed grid-stride slices per block into per-block partials that the host adds in block
-// order, so the result is deterministic.
+// squares reduces fixed grid-stride slices per block into per-block partials (in the context's scratch)
+// that the host adds in block order, so the result is deterministic.
 #include <vector>
 
 #include "kernels/cuda/common.cuh"
@@ -13,7 +13,7 @@ namespace ratplus::cuda {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kReduceBlocks = 1024;
+constexpr int kReduceBlocks = GpuContext::reduction_slots();
 
 __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, bf16* copy, int64_t n, float lr,
                              float beta1, float beta2, float eps, float decay, float grad_scale, float c1, float c2) {
@@ -46,25 +46,23 @@ void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const 
   if (n == 0) return;
   const double c1 = 1.0 - std::pow(s.beta1, static_cast<double>(s.t));
   const double c2 = 1.0 - std::pow(s.beta2, static_cast<double>(s.t));
-  adamw_kernel<<<blocks_for(n, kThreads), kThreads>>>(
+  adamw_kernel<<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(
       params.ptr<float>(), grads.ptr<float>(), m.ptr<float>(), v.ptr<float>(), params_copy.ptr<bf16>(), n,
-      static_cast<float>(s.lr),
-      static_cast<float>(s.beta1), static_cast<float>(s.beta2), static_cast<float>(s.eps),
+      static_cast<float>(s.lr), static_cast<float>(s.beta1), static_cast<float>(s.beta2), static_cast<float>(s.eps),
       static_cast<float>(1.0 - s.lr * s.weight_decay), static_cast<float>(s.grad_scale), static_cast<float>(c1),
       static_cast<float>(c2));
   check_launch(__func__);
 }
 
 double sum_of_squares(const Tensor& x) {
-  double* partial = nullptr;
-  check(cudaMalloc(&partial, kReduceBlocks * sizeof(double)), "cudaMalloc");
-  sum_of_squares_kernel<<<kReduceBlocks, kThreads>>>(x.ptr<float>(), x.numel(), partial);
+  GpuContext& context = gpu_context();
+  double* partial = context.reduction_partials();
+  sum_of_squares_kernel<<<kReduceBlocks, kThreads, 0, context.stream()>>>(x.ptr<float>(), x.numel(), partial);
+  check_launch("sum_of_squares_kernel");
   std::vector<double> host(kReduceBlocks);
-  const cudaError_t launch = cudaGetLastError();
-  const cudaError_t copy = cudaMemcpy(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost);
-  cudaFree(partial);
-  check(launch, "sum_of_squares_kernel");
-  check(copy, "cudaMemcpy");
+  check(cudaMemcpyAsync(host.data(), partial, host.size() * sizeof(double), cudaMemcpyDeviceToHost, context.stream()),
+        "cudaMemcpyAsync");
+  check(cudaStreamSynchronize(context.stream()), "cudaStreamSynchronize");
   double total = 0;
   for (double p : host) total += p;
   return total;

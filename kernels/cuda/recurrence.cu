@@ -248,7 +248,7 @@ void recurrence_forward(Tensor k_out, Tensor v_out, const Tensor& k, const Tenso
   const StateArgs state{mat<float>(initial.k), mat<float>(initial.v), mat<float>(final_state.k),
                         mat<float>(final_state.v)};
   with_activation_type(k.dtype, __func__, [&]<class A>() {
-    recurrence_forward_kernel<A><<<blocks(batch, channels), kThreads>>>(
+    recurrence_forward_kernel<A><<<blocks(batch, channels), kThreads, 0, cuda_stream()>>>(
         mat<A>(k_out), mat<A>(v_out), mat<A>(k), mat<A>(v), mat<A>(g), state, seq, channels);
   });
   check_launch(__func__);
@@ -260,7 +260,7 @@ void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, 
   const int64_t seq = k.rows / batch, channels = k.cols;
   if (batch * channels == 0) return;
   with_activation_type(k.dtype, __func__, [&]<class A>() {
-    recurrence_backward_kernel<A><<<blocks(batch, channels), kThreads>>>(
+    recurrence_backward_kernel<A><<<blocks(batch, channels), kThreads, 0, cuda_stream()>>>(
         mat<A>(dk), mat<A>(dv), mat<A>(dg), mat<A>(dk_out), mat<A>(dv_out), mat<A>(k_out), mat<A>(v_out), mat<A>(k),
         mat<A>(v), mat<A>(g), seq, channels);
   });

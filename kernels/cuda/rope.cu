@@ -33,8 +33,8 @@ void rope(Tensor out, const Tensor& x, int64_t seq_len, int64_t n_heads, double 
   const int64_t half = x.cols / n_heads / 2, n = x.rows * n_heads * half;
   if (n == 0) return;
   with_activation_type(x.dtype, __func__, [&]<class A>() {
-    rope_kernel<A><<<blocks_for(n, kThreads), kThreads>>>(mat<A>(out), mat<A>(x), x.rows, seq_len, n_heads, half,
-                                                          std::log(base), pos0, inverse ? -1.0 : 1.0);
+    rope_kernel<A><<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(
+        mat<A>(out), mat<A>(x), x.rows, seq_len, n_heads, half, std::log(base), pos0, inverse ? -1.0 : 1.0);
   });
   check_launch(__func__);
 }
