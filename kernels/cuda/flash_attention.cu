@@ -648,18 +648,16 @@ bool fits(const Tensor& t) {
          t.ld % 8 == 0;
 }
 
-// The head width when the fast path applies to these tensors, else 0.
-int64_t head_width(std::initializer_list<const Tensor*> tensors, const Tensor& lse, int64_t batch,
-                   std::span<const KeySet> head_keys) {
-  const Tensor& q = **tensors.begin();
-  const int64_t heads = static_cast<int64_t>(head_keys.size());
-  if (heads == 0 || heads > kMaxHeads || q.cols % heads != 0 || batch <= 0 || q.rows % batch != 0) return 0;
-  const int64_t dh = q.cols / heads, seq = q.rows / batch;
-  if ((dh != 64 && dh != 128) || seq > kMaxSeq || lse.dtype != DType::f32) return 0;
+// The head width when the fast path applies to a (validated) call with these tensors, else 0. Chunks
+// (q_pos0 > 0 or k_len ≠ q_len) run on the general kernel.
+int64_t head_width(const AttentionArgs& a, std::initializer_list<const Tensor*> tensors) {
+  const int64_t heads = static_cast<int64_t>(a.head_keys.size());
+  if (a.q_pos0 != 0 || a.k_len != a.q_len || a.q_len > kMaxSeq) return 0;
+  if (heads == 0 || heads > kMaxHeads || a.q.cols % heads != 0 || a.lse.dtype != DType::f32) return 0;
+  const int64_t dh = a.q.cols / heads;
+  if (dh != 64 && dh != 128) return 0;
   for (const Tensor* t : tensors)
-    if (!fits(*t) || t->rows != q.rows || t->cols != q.cols) return 0;
-  for (const KeySet& s : head_keys)
-    if (s.dilation < 0 || s.window < 0 || s.sinks < 0) return 0;
+    if (!fits(*t)) return 0;
   return dh;
 }
 
@@ -682,21 +680,21 @@ void allow_shared_memory(Kernel kernel, size_t bytes) {
 }
 
 template <int DH>
-void launch_forward(const ForwardArgs& a, const Patterns& p, int64_t batch) {
+void launch_forward(const ForwardArgs& a, const Patterns& p, int64_t batch, cudaStream_t stream) {
   constexpr size_t smem = forward_smem_bytes<DH>();
   allow_shared_memory(flash_forward_kernel<DH>, smem);
   const dim3 grid(static_cast<unsigned>(batch * a.heads),
                   static_cast<unsigned>((a.seq + kFwdQueries - 1) / kFwdQueries));
-  flash_forward_kernel<DH><<<grid, kThreads, smem>>>(a, p);
+  flash_forward_kernel<DH><<<grid, kThreads, smem, stream>>>(a, p);
 }
 
 template <int DH>
-void launch_backward(const BackwardArgs& a, const Patterns& p, int64_t batch) {
+void launch_backward(const BackwardArgs& a, const Patterns& p, int64_t batch, cudaStream_t stream) {
   constexpr size_t smem = backward_smem_bytes<DH>();
   allow_shared_memory(flash_backward_kernel<DH>, smem);
   const dim3 grid(static_cast<unsigned>(batch * a.heads),
                   static_cast<unsigned>(a.compact_tiles + (a.seq + kBwdKeys - 1) / kBwdKeys));
-  flash_backward_kernel<DH><<<grid, kThreads, smem>>>(a, p);
+  flash_backward_kernel<DH><<<grid, kThreads, smem, stream>>>(a, p);
 }
 
 // f32 device memory kept across calls, grown to the largest request.
@@ -719,30 +717,31 @@ class Scratch {
 
 }  // namespace
 
-bool flash_attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
-                             std::span<const KeySet> head_keys) {
-  const int64_t dh = head_width({&q, &k, &v, &out}, lse, batch, head_keys);
+bool flash_attention_forward(const AttentionArgs& a) {
+  const int64_t dh = head_width(a, {&a.q, &a.k, &a.v, &a.out});
   if (dh == 0) return false;
-  const int64_t heads = static_cast<int64_t>(head_keys.size()), seq = q.rows / batch;
-  const ForwardArgs a{mat<bf16>(q), mat<bf16>(k), mat<bf16>(v), mat<bf16>(out), mat<float>(lse), static_cast<int>(seq),
-                      static_cast<int>(heads), kLog2e / std::sqrt(static_cast<float>(dh))};
-  const Patterns patterns = normalise(head_keys, seq);
+  if (a.q_len == 0) return true;
+  const int64_t heads = static_cast<int64_t>(a.head_keys.size()), seq = a.q_len;
+  const ForwardArgs args{mat<bf16>(a.q),   mat<bf16>(a.k),         mat<bf16>(a.v),
+                         mat<bf16>(a.out), mat<float>(a.lse),      static_cast<int>(seq),
+                         static_cast<int>(heads), kLog2e / std::sqrt(static_cast<float>(dh))};
+  const Patterns patterns = normalise(a.head_keys, seq);
+  const auto stream = static_cast<cudaStream_t>(a.stream);
   if (dh == 64)
-    launch_forward<64>(a, patterns, batch);
+    launch_forward<64>(args, patterns, a.batch, stream);
   else
-    launch_forward<128>(a, patterns, batch);
+    launch_forward<128>(args, patterns, a.batch, stream);
   check_launch(__func__);
   return true;
 }
 
-bool flash_attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                              const Tensor& v, const Tensor& out, const Tensor& lse, int64_t batch,
-                              std::span<const KeySet> head_keys) {
-  const int64_t dh = head_width({&q, &k, &v, &out, &dout, &dq, &dk, &dv}, lse, batch, head_keys);
+bool flash_attention_backward(const AttentionArgs& a, const AttentionGrads& g) {
+  const int64_t dh = head_width(a, {&a.q, &a.k, &a.v, &a.out, &g.dout, &g.dq, &g.dk, &g.dv});
   if (dh == 0) return false;
-  const int64_t heads = static_cast<int64_t>(head_keys.size()), seq = q.rows / batch;
+  if (a.q_len == 0) return true;
+  const int64_t batch = a.batch, heads = static_cast<int64_t>(a.head_keys.size()), seq = a.q_len;
   const int64_t seq_pad = (seq + kBwdQueries - 1) / kBwdQueries * kBwdQueries, width = heads * dh;
-  const Patterns patterns = normalise(head_keys, seq);
+  const Patterns patterns = normalise(a.head_keys, seq);
   int compact_rows = 0, compact_tiles = 0;
   for (int64_t h = 0; h < heads; ++h) {
     const Pattern& p = patterns.head[h];
@@ -752,40 +751,42 @@ bool flash_attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dou
     compact_rows = std::max(compact_rows, end);
     compact_tiles = std::max(compact_tiles, (end - first / kBwdKeys * kBwdKeys + kBwdKeys - 1) / kBwdKeys);
   }
+  const auto stream = static_cast<cudaStream_t>(a.stream);
 
   static Scratch scratch;
-  const size_t dq_size = static_cast<size_t>(q.rows * width), stat_size = static_cast<size_t>(batch * heads * seq_pad);
+  const size_t dq_size = static_cast<size_t>(a.q.rows * width), stat_size = static_cast<size_t>(batch * heads * seq_pad);
   const size_t compact_size = static_cast<size_t>(batch * compact_rows * width);
   float* dq_acc = scratch.get(dq_size + 2 * stat_size + 2 * compact_size);
   float* lse2 = dq_acc + dq_size;
   float* delta = lse2 + stat_size;
   float* dk_compact = delta + stat_size;
   float* dv_compact = dk_compact + compact_size;
-  const Tensor dq_tensor{dq_acc, q.rows, width, width, DType::f32, Device::cuda};
-  zero_tensor(dq_tensor);
+  check(cudaMemsetAsync(dq_acc, 0, dq_size * sizeof(float), stream), "cudaMemsetAsync (flash attention dq)");
 
-  const PrologueArgs pa{mat<bf16>(out), mat<bf16>(dout), mat<float>(lse), lse2, delta, batch, static_cast<int>(seq),
-                        static_cast<int>(seq_pad), static_cast<int>(heads), static_cast<int>(dh)};
-  backward_prologue_kernel<<<blocks_for(static_cast<int64_t>(stat_size) * 32, kThreads), kThreads>>>(pa);
+  const PrologueArgs pa{mat<bf16>(a.out), mat<bf16>(g.dout), mat<float>(a.lse), lse2, delta, batch,
+                        static_cast<int>(seq), static_cast<int>(seq_pad), static_cast<int>(heads),
+                        static_cast<int>(dh)};
+  backward_prologue_kernel<<<blocks_for(static_cast<int64_t>(stat_size) * 32, kThreads), kThreads, 0, stream>>>(pa);
   check_launch("flash attention backward prologue");
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(dh));
-  const BackwardArgs ba{mat<bf16>(q), mat<bf16>(k), mat<bf16>(v), mat<bf16>(dout), mat<bf16>(dk), mat<bf16>(dv),
-                        lse2, delta, dq_acc, dk_compact, dv_compact, static_cast<int>(seq), static_cast<int>(seq_pad),
-                        static_cast<int>(heads), compact_rows, compact_tiles, scale, scale * kLog2e};
+  const BackwardArgs ba{mat<bf16>(a.q), mat<bf16>(a.k), mat<bf16>(a.v), mat<bf16>(g.dout), mat<bf16>(g.dk),
+                        mat<bf16>(g.dv), lse2, delta, dq_acc, dk_compact, dv_compact, static_cast<int>(seq),
+                        static_cast<int>(seq_pad), static_cast<int>(heads), compact_rows, compact_tiles, scale,
+                        scale * kLog2e};
   if (dh == 64)
-    launch_backward<64>(ba, patterns, batch);
+    launch_backward<64>(ba, patterns, batch, stream);
   else
-    launch_backward<128>(ba, patterns, batch);
+    launch_backward<128>(ba, patterns, batch, stream);
   check_launch(__func__);
 
   if (compact_size > 0) {
-    const AddCompactArgs ca{mat<bf16>(dk), mat<bf16>(dv), dk_compact, dv_compact, batch, static_cast<int>(seq),
+    const AddCompactArgs ca{mat<bf16>(g.dk), mat<bf16>(g.dv), dk_compact, dv_compact, batch, static_cast<int>(seq),
                             static_cast<int>(heads), static_cast<int>(dh), compact_rows};
-    add_compact_kernel<<<blocks_for(static_cast<int64_t>(compact_size), kThreads), kThreads>>>(ca, patterns);
+    add_compact_kernel<<<blocks_for(static_cast<int64_t>(compact_size), kThreads), kThreads, 0, stream>>>(ca, patterns);
     check_launch("flash attention backward epilogue");
   }
-  convert(dq, dq_tensor);
+  convert(g.dq, Tensor{dq_acc, a.q.rows, width, width, DType::f32, Device::cuda});
   return true;
 }
 
