@@ -232,13 +232,17 @@ void bench_attention(benchmark::State& state, Device device, DType dtype, Attent
   const OwnedTensor q = random(1), k = random(2), v = random(3), out = uninitialised();
   const OwnedTensor lse(rows, a.heads, DType::f32, device);
   const std::vector<KeySet> head_keys(a.heads, keys);
-  const auto forward = [&] { attention_forward(out.t, lse.t, q.t, k.t, v.t, a.batch, head_keys); };
+  const AttentionArgs args{.q = q.t, .batch = a.batch, .q_len = a.seq_len, .k = k.t, .v = v.t, .k_len = a.seq_len,
+                           .head_keys = head_keys, .out = out.t, .lse = lse.t};
+  const auto forward = [&] { attention_forward(args); };
   double seconds;
   if (backward) {
     const OwnedTensor dout = random(4), dq = uninitialised(), dk = uninitialised(), dv = uninitialised();
+    const OwnedTensor workspace(1, attention_backward_workspace(a.batch, a.seq_len, a.seq_len, a.heads, width),
+                                DType::f32, device);
     seconds = time_iterations(state, device, [&] {
       forward();
-      attention_backward(dq.t, dk.t, dv.t, dout.t, q.t, k.t, v.t, out.t, lse.t, a.batch, head_keys);
+      attention_backward(args, {.dout = dout.t, .dq = dq.t, .dk = dk.t, .dv = dv.t, .workspace = workspace.t});
     });
   } else {
     seconds = time_iterations(state, device, forward);

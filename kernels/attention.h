@@ -1,5 +1,8 @@
-// Causal attention over structured key sets (SPEC §3, step 6 of §2), forward and backward.
-// A head's key set for query t is the union of three disjoint, ordered ranges:
+// Causal attention over structured key sets (SPEC §3, step 6 of §2), forward and backward: the one
+// argument struct that every path fills (training, eval, prefill, decode; the CPU reference and the CUDA
+// kernels), and the key sets themselves.
+//
+// A head's key set for the query at position t is the union of three disjoint, ordered ranges:
 //   sinks    [0, min(P, lo))                          (initial tokens)
 //   dilated  j ≡ D − 1 (mod D), P ≤ j < lo            (every D-th recurrent summary; absent when D = 0)
 //   near     [lo, t] with lo = max(0, t − W)          (the local window, always containing t)
@@ -45,14 +48,57 @@ RATPLUS_HOST_DEVICE inline int key_ranges(const KeySet& s, int64_t t, KeyRange o
   return n;
 }
 
-// q, k, v, out: [batch · T, H · dh] (row b·T + t; may be column slices); lse: [batch · T, H] receives the
-// log-sum-exp of each query's scaled scores. head_keys has one KeySet per head.
-void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
-                       std::span<const KeySet> head_keys);
+// Calls f(j) for every key j of query t, in increasing order.
+template <class F>
+RATPLUS_HOST_DEVICE void for_each_key(const KeySet& s, int64_t t, F&& f) {
+  KeyRange ranges[3];
+  const int n = key_ranges(s, t, ranges);
+  for (int i = 0; i < n; ++i)
+    for (int64_t j = ranges[i].begin; j < ranges[i].end; j += ranges[i].step) f(j);
+}
 
-// Overwrites dq, dk, dv (which may be column slices of a larger gradient).
-void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                        const Tensor& v, const Tensor& out, const Tensor& lse, int64_t batch,
-                        std::span<const KeySet> head_keys);
+// Where the keys and values come from. Validation refuses any layout an implementation lacks.
+enum class KeyLayout : uint8_t {
+  // Each sequence's keys 0 … k_len − 1: key j of sequence b is row b · k_len + j of k and v (training,
+  // eval, prefill). Planned beside it for decoding: keys in a compact cache with each row's absolute
+  // position and a length per sequence; and data-dependent block lists (per query tile, the key blocks a
+  // top-k selection kept), which would narrow the key set that KeySet describes.
+  sequence,
+};
+
+// One call's arguments. Tensors are [rows, H · dh] matrices (they may be column slices, rows ld apart);
+// H = head_keys.size() and dh = q.cols / H. Query i of sequence b is row b · q_len + i of q, out and lse
+// and sits at position q_pos0 + i, attending to the keys of that position's key set; those keys must
+// exist: q_pos0 + q_len ≤ k_len. Training and eval have q_pos0 = 0 and k_len = q_len; a chunked prefill
+// has q_pos0 > 0.
+struct AttentionArgs {
+  Tensor q;
+  int64_t batch = 1, q_len = 0, q_pos0 = 0;
+  KeyLayout key_layout = KeyLayout::sequence;
+  Tensor k, v;
+  int64_t k_len = 0;
+  std::span<const KeySet> head_keys;  // one per head
+  // Written by the forward, read by the backward. lse: [batch · q_len, H], each query's log-sum-exp of
+  // its scaled scores, f32 (on the CPU the compute type: f64 when checking gradients).
+  Tensor out, lse;
+  void* stream = nullptr;  // cudaStream_t for the CUDA kernels; nullptr = the GPU context's stream
+};
+
+// The backward's own tensors: dout like out; dq, dk, dv like q, k, v, overwritten (keys no query sees
+// get zero); on the GPU an f32 workspace [1, ≥ attention_backward_workspace(…)] for its accumulators (the
+// caller plans it with the activations, so the backward allocates nothing; unused on the CPU).
+struct AttentionGrads {
+  Tensor dout, dq, dk, dv;
+  Tensor workspace = {};
+};
+
+// Elements of the f32 workspace a GPU backward needs for `batch` sequences of q_len queries and k_len keys
+// over `width` = H · dh columns: f32 dq, dk and dv accumulators and two statistics per padded query and head.
+int64_t attention_backward_workspace(int64_t batch, int64_t q_len, int64_t k_len, int64_t heads, int64_t width);
+
+// Both check every argument once (shapes, dtypes, devices, positions, layout; std::logic_error naming
+// the culprit) and then run on the device of the tensors.
+void attention_forward(const AttentionArgs& a);
+void attention_backward(const AttentionArgs& a, const AttentionGrads& g);
 
 }  // namespace ratplus

@@ -91,11 +91,6 @@ class OpCheck {
   const char* op_;
 };
 
-// Attention (kernels/cpu/attention.cpp) still routes to CUDA inside its CPU implementation, before any
-// check, with the CPU helpers in this namespace.
-using cpu::at;
-using cpu::with_cpu_float;
-
 }  // namespace ratplus
 
 // In an entry point, after its checks: `return RATPLUS_DISPATCH(x, op(args...));` calls cuda::op(args...)
@@ -107,15 +102,3 @@ using cpu::with_cpu_float;
   ((tensor).device == Device::cuda ? (unsupported_device(__func__, tensor), cpu::call) : cpu::call)
 #endif
 
-// Attention's route (see above): `RATPLUS_ROUTE_CUDA(x, cuda::op(args...));` returns after the CUDA call
-// when x lives on the GPU.
-#ifdef RATPLUS_HAVE_CUDA
-#define RATPLUS_ROUTE_CUDA(tensor, call) \
-  if ((tensor).device == Device::cuda) { \
-    call;                                \
-    return;                              \
-  }
-#else
-#define RATPLUS_ROUTE_CUDA(tensor, call) \
-  if ((tensor).device == Device::cuda) unsupported_device(__func__, tensor);
-#endif

@@ -1,6 +1,8 @@
 // The activation plan of a batch shape (see activations.h).
 #include "model/activations.h"
 
+#include "kernels/attention.h"
+
 #include <algorithm>
 #include <fmt/format.h>
 #include <string>
@@ -67,6 +69,9 @@ Activations::Activations(const ModelConfig& c, const ParameterTable& table, std:
     }
     plan(s.dz, "grad/attn/z", rows, z_cols, dtype);
     plan(s.dh, "grad/attn/h", rows, d, dtype);
+    if (device != Device::cpu)  // planning (no device) counts it too
+      plan(s.attention_workspace, "grad/attn/workspace", 1, attention_backward_workspace(batch, seq, seq, h, a),
+           DType::f32);
     plan(channel_scratch.d_act, "grad/ffn/act", rows, f, dtype);
     plan(channel_scratch.dh, "grad/ffn/h", rows, d, dtype);
     plan(head.dh, "grad/head/h", rows, d, dtype);

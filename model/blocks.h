@@ -58,6 +58,7 @@ struct TemporalMixingState {
 // Backward work space.
 struct TemporalMixingScratch {
   Tensor d_gated, d_att, dq_rot, dk_rot, dk_rec, dv_rec, dz, dh;
+  Tensor attention_workspace;  // f32, for the GPU attention backward (empty on the CPU)
 };
 
 struct ChannelMixingWeights {

@@ -24,6 +24,13 @@ Projections split(const Tensor& z, int64_t d, bool recurrence) {
           recurrence ? z.cols_slice(4 * d, d) : Tensor{}};
 }
 
+// Training and eval attend over the whole sequence: q_len = k_len = T, queries from position 0.
+AttentionArgs attention_args(const Dims& dims, const std::vector<KeySet>& head_keys, const Tensor& q, const Tensor& k,
+                             const Tensor& v, const Tensor& out, const Tensor& lse) {
+  return {.q = q, .batch = dims.batch, .q_len = dims.seq, .k = k, .v = v, .k_len = dims.seq, .head_keys = head_keys,
+          .out = out, .lse = lse};
+}
+
 }  // namespace
 
 void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_keys, const TemporalMixingWeights& w,
@@ -40,7 +47,7 @@ void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_k
   }
   rope(s.q_rot, p.q, dims.seq, dims.heads, dims.rope_base, 0, false);
   rope(s.k_rot, keys, dims.seq, dims.heads, dims.rope_base, 0, false);
-  attention_forward(s.att, s.lse, s.q_rot, s.k_rot, values, dims.batch, head_keys);
+  attention_forward(attention_args(dims, head_keys, s.q_rot, s.k_rot, values, s.att, s.lse));
   sigmoid_gate_forward(s.gated, s.att, p.o);
   row_parallel_output(dims, y, x, s.gated, w.out_proj);
 }
@@ -59,8 +66,9 @@ void temporal_mixing_backward(const Dims& dims, const std::vector<KeySet>& head_
   // attention over rotated queries/keys; without recurrence its key/value gradients land in dz directly
   const Tensor values = dims.recurrence ? s.v_rec : p.v;
   Tensor dvalues = dims.recurrence ? scratch.dv_rec : dp.v;
-  attention_backward(scratch.dq_rot, scratch.dk_rot, dvalues, scratch.d_att, s.q_rot, s.k_rot, values, s.att, s.lse,
-                     dims.batch, head_keys);
+  attention_backward(attention_args(dims, head_keys, s.q_rot, s.k_rot, values, s.att, s.lse),
+                     {.dout = scratch.d_att, .dq = scratch.dq_rot, .dk = scratch.dk_rot, .dv = dvalues,
+                      .workspace = scratch.attention_workspace});
   rope(dp.q, scratch.dq_rot, dims.seq, dims.heads, dims.rope_base, 0, true);
   if (dims.recurrence) {
     rope(scratch.dk_rec, scratch.dk_rot, dims.seq, dims.heads, dims.rope_base, 0, true);

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "kernels/attention.h"
 #include "kernels/optimizer.h"
 #include "kernels/recurrence.h"
 
@@ -42,5 +43,8 @@ void accumulate_loss(Tensor total, const Tensor& row_loss);
 
 void adamw_update(Tensor params, const Tensor& grads, Tensor m, Tensor v, const AdamWStep& step, Tensor params_copy);
 double sum_of_squares(const Tensor& x);
+
+void attention_forward(const AttentionArgs& a);
+void attention_backward(const AttentionArgs& a, const AttentionGrads& g);
 
 }  // namespace ratplus::cpu

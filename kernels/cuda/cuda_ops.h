@@ -38,11 +38,8 @@ void recurrence_backward(Tensor dk, Tensor dv, Tensor dg, const Tensor& dk_out, 
 
 void rope(Tensor out, const Tensor& x, int64_t seq_len, int64_t n_heads, double base, int64_t pos0, bool inverse);
 
-void attention_forward(Tensor out, Tensor lse, const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
-                       std::span<const KeySet> head_keys);
-void attention_backward(Tensor dq, Tensor dk, Tensor dv, const Tensor& dout, const Tensor& q, const Tensor& k,
-                        const Tensor& v, const Tensor& out, const Tensor& lse, int64_t batch,
-                        std::span<const KeySet> head_keys);
+void attention_forward(const AttentionArgs& a);
+void attention_backward(const AttentionArgs& a, const AttentionGrads& g);
 
 void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin);
 void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets, int64_t vocab_begin,

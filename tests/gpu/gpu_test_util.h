@@ -18,6 +18,13 @@
 namespace ratplus::test {
 
 // A matrix (rows × cols, row stride ld) filled with scale · Normal(0, 1), on the CPU (h) and the GPU (d).
+// An f32 GPU vector of n elements (the attention backward's workspace).
+struct DeviceWorkspace {
+  Buffer buffer;
+  Tensor t;
+  explicit DeviceWorkspace(int64_t n) : buffer(n * 4, Device::cuda), t{buffer.data(), 1, n, n, DType::f32, Device::cuda} {}
+};
+
 struct Pair {
   Buffer host, device;
   Tensor h, d;

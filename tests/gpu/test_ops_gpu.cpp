@@ -216,41 +216,55 @@ TEST(GpuOps, AdamWAndSumOfSquares) {
   EXPECT_NEAR(sum_of_squares(g.d), sum_of_squares(g.h), 1e-5 * sum_of_squares(g.h));
 }
 
+// Queries q_pos0 … q_pos0 + q_len − 1 of each sequence over keys 0 … k_len − 1.
 struct AttentionCase {
   const char* name;
-  int64_t batch, seq, dh;
+  int64_t batch, q_len, q_pos0, k_len, dh;
   std::vector<KeySet> heads;
 };
 
 void PrintTo(const AttentionCase& c, std::ostream* os) { *os << c.name; }
+
+// The arguments of a case over q, k, v, out, lse (CPU or GPU tensors alike).
+AttentionArgs attention_args(const AttentionCase& c, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& out, const Tensor& lse) {
+  return {.q = q, .batch = c.batch, .q_len = c.q_len, .q_pos0 = c.q_pos0, .k = k, .v = v, .k_len = c.k_len,
+          .head_keys = c.heads, .out = out, .lse = lse};
+}
 
 class GpuAttention : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(GpuAttention, ForwardAndBackwardMatchCpu) {
   RATPLUS_REQUIRE_GPU();
   const AttentionCase& c = GetParam();
-  const int64_t heads = static_cast<int64_t>(c.heads.size()), width = heads * c.dh, rows = c.batch * c.seq;
-  Pair qkv(rows, 3 * width, 28, 1, 1), out(rows, width, 29), lse(rows, heads, 30), dout(rows, width, 31);
-  Pair dqkv(rows, 3 * width, 32, 1, 3);
+  const int64_t heads = static_cast<int64_t>(c.heads.size()), width = heads * c.dh;
+  const int64_t q_rows = c.batch * c.q_len, k_rows = c.batch * c.k_len;
+  Pair q(q_rows, width, 27, 1, 1), kv(k_rows, 2 * width, 28, 1, 1), out(q_rows, width, 29), lse(q_rows, heads, 30);
+  Pair dout(q_rows, width, 31), dq(q_rows, width, 32, 1, 3), dkv(k_rows, 2 * width, 33, 1, 3);
   const auto slice = [&](const Tensor& t, int i) { return t.cols_slice(i * width, width); };
-  attention_forward(out.h, lse.h, slice(qkv.h, 0), slice(qkv.h, 1), slice(qkv.h, 2), c.batch, c.heads);
-  attention_forward(out.d, lse.d, slice(qkv.d, 0), slice(qkv.d, 1), slice(qkv.d, 2), c.batch, c.heads);
+  const AttentionArgs host = attention_args(c, q.h, slice(kv.h, 0), slice(kv.h, 1), out.h, lse.h);
+  const AttentionArgs device = attention_args(c, q.d, slice(kv.d, 0), slice(kv.d, 1), out.d, lse.d);
+  attention_forward(host);
+  attention_forward(device);
   out.expect_matches(1e-5, "attention out");
   lse.expect_matches(1e-5, "attention lse");
-  attention_backward(slice(dqkv.h, 0), slice(dqkv.h, 1), slice(dqkv.h, 2), dout.h, slice(qkv.h, 0), slice(qkv.h, 1),
-                     slice(qkv.h, 2), out.h, lse.h, c.batch, c.heads);
-  attention_backward(slice(dqkv.d, 0), slice(dqkv.d, 1), slice(dqkv.d, 2), dout.d, slice(qkv.d, 0), slice(qkv.d, 1),
-                     slice(qkv.d, 2), out.d, lse.d, c.batch, c.heads);
-  dqkv.expect_matches(1e-4, "attention gradients");
+  attention_backward(host, {.dout = dout.h, .dq = dq.h, .dk = slice(dkv.h, 0), .dv = slice(dkv.h, 1)});
+  const DeviceWorkspace workspace(attention_backward_workspace(c.batch, c.q_len, c.k_len, heads, width));
+  attention_backward(device, {.dout = dout.d, .dq = dq.d, .dk = slice(dkv.d, 0), .dv = slice(dkv.d, 1),
+                              .workspace = workspace.t});
+  dq.expect_matches(1e-4, "attention dq");
+  dkv.expect_matches(1e-4, "attention dk, dv");
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Patterns, GpuAttention,
-    ::testing::Values(AttentionCase{"dense_dh128", 2, 257, 128, {{1, 0, 0}, {1, 0, 0}}},
-                      AttentionCase{"one_head_dh64", 1, 300, 64, {{1, 0, 0}}},
-                      AttentionCase{"dilated_not_dividing", 2, 333, 32, {{7, 0, 0}, {64, 0, 0}}},
-                      AttentionCase{"window_wider_than_t_with_sinks", 1, 200, 16, {{16, 500, 4}, {5, 3, 2}}},
-                      AttentionCase{"local_and_hybrid", 2, 150, 8, {{0, 9, 3}, {1, 0, 0}, {4, 2, 1}, {0, 0, 0}}}),
+    ::testing::Values(AttentionCase{"dense_dh128", 2, 257, 0, 257, 128, {{1, 0, 0}, {1, 0, 0}}},
+                      AttentionCase{"one_head_dh64", 1, 300, 0, 300, 64, {{1, 0, 0}}},
+                      AttentionCase{"dilated_not_dividing", 2, 333, 0, 333, 32, {{7, 0, 0}, {64, 0, 0}}},
+                      AttentionCase{"window_wider_than_t_with_sinks", 1, 200, 0, 200, 16, {{16, 500, 4}, {5, 3, 2}}},
+                      AttentionCase{"local_and_hybrid", 2, 150, 0, 150, 8, {{0, 9, 3}, {1, 0, 0}, {4, 2, 1}, {0, 0, 0}}},
+                      AttentionCase{"chunk_dh64", 2, 77, 150, 300, 64, {{1, 0, 0}, {16, 20, 4}}},
+                      AttentionCase{"chunk_at_the_end_hybrid", 1, 40, 160, 200, 16, {{0, 9, 3}, {5, 3, 2}, {1, 0, 0}}}),
     [](const auto& info) { return std::string(info.param.name); });
 
 #ifdef RATPLUS_HAVE_CUDA
@@ -299,7 +313,7 @@ void expect_close(Pair& x, const Tensor& gpu, int64_t group, double tol, double 
 TEST_P(GpuFlashAttention, Bf16MatchesCpu) {
   RATPLUS_REQUIRE_GPU();
   const AttentionCase& c = GetParam();
-  const int64_t heads = static_cast<int64_t>(c.heads.size()), width = heads * c.dh, rows = c.batch * c.seq;
+  const int64_t heads = static_cast<int64_t>(c.heads.size()), width = heads * c.dh, rows = c.batch * c.q_len;
   const int64_t pad = 8;  // strided rows that stay 16-byte aligned
   Pair qkv(rows, 3 * width, 40, 1, pad), dout(rows, width, 41), out(rows, width, 42), lse(rows, heads, 43);
   Pair dqkv(rows, 3 * width, 44, 1, pad);
@@ -308,37 +322,46 @@ TEST_P(GpuFlashAttention, Bf16MatchesCpu) {
   const DeviceBf16 out16(rows, width, width);
   const auto slice = [&](const Tensor& t, int i) { return t.cols_slice(i * width, width); };
 
-  attention_forward(out.h, lse.h, slice(qkv.h, 0), slice(qkv.h, 1), slice(qkv.h, 2), c.batch, c.heads);
-  ASSERT_TRUE(cuda::flash_attention_forward(out16.t, lse.d, slice(qkv16.t, 0), slice(qkv16.t, 1), slice(qkv16.t, 2),
-                                            c.batch, c.heads))
-      << "the fast path declined";
+  const AttentionArgs host = attention_args(c, slice(qkv.h, 0), slice(qkv.h, 1), slice(qkv.h, 2), out.h, lse.h);
+  const AttentionArgs device =
+      attention_args(c, slice(qkv16.t, 0), slice(qkv16.t, 1), slice(qkv16.t, 2), out16.t, lse.d);
+  attention_forward(host);
+  ASSERT_TRUE(cuda::flash_attention_forward(device)) << "the fast path declined";
   expect_close(out, out16.t, c.dh, 2e-2, 1e-2, "attention out");
   expect_close(lse, lse.d, heads, 1e-3, 0.1, "attention lse");
 
   // The backward reads O (through Δ = rowsum(dO ∘ O)); give the CPU the GPU's bf16 O, which expect_close left
   // in out.d, so that a query with few keys (where dP − Δ cancels) compares kernels, not O's rounding.
   copy_tensor(out.h, out.d);
-  attention_backward(slice(dqkv.h, 0), slice(dqkv.h, 1), slice(dqkv.h, 2), dout.h, slice(qkv.h, 0), slice(qkv.h, 1),
-                     slice(qkv.h, 2), out.h, lse.h, c.batch, c.heads);
-  ASSERT_TRUE(cuda::flash_attention_backward(slice(dqkv16.t, 0), slice(dqkv16.t, 1), slice(dqkv16.t, 2), dout16.t,
-                                             slice(qkv16.t, 0), slice(qkv16.t, 1), slice(qkv16.t, 2), out16.t, lse.d,
-                                             c.batch, c.heads))
+  attention_backward(host, {.dout = dout.h, .dq = slice(dqkv.h, 0), .dk = slice(dqkv.h, 1), .dv = slice(dqkv.h, 2)});
+  const DeviceWorkspace workspace(attention_backward_workspace(c.batch, c.q_len, c.k_len, heads, width));
+  ASSERT_TRUE(cuda::flash_attention_backward(device, {.dout = dout16.t, .dq = slice(dqkv16.t, 0),
+                                                      .dk = slice(dqkv16.t, 1), .dv = slice(dqkv16.t, 2),
+                                                      .workspace = workspace.t}))
       << "the fast path declined";
   expect_close(dqkv, dqkv16.t, c.dh, 2e-2, 1e-2, "attention gradients");
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Patterns, GpuFlashAttention,
-    ::testing::Values(AttentionCase{"dense_4096", 1, 4096, 128, {{1, 0, 0}, {1, 0, 0}}},
-                      AttentionCase{"dense_1000_batch2", 2, 1000, 128, {{1, 0, 0}, {1, 0, 0}}},
-                      AttentionCase{"dilated_16_and_64", 1, 2000, 128, {{16, 0, 0}, {64, 0, 0}}},
-                      AttentionCase{"dilated_16_window_256_sinks_4", 2, 1500, 128, {{16, 256, 4}, {16, 256, 4}}},
-                      AttentionCase{"local_128_sinks_4_dh64", 1, 1111, 64, {{0, 128, 4}, {0, 128, 4}}},
-                      AttentionCase{
-                          "hybrid_per_head_dh64", 2, 777, 64, {{1, 0, 0}, {16, 256, 4}, {0, 128, 4}, {64, 0, 0}}},
-                      AttentionCase{"one_head_dh64", 1, 300, 64, {{1, 0, 0}}},
-                      AttentionCase{"many_sinks_window_wider_than_t", 1, 700, 64, {{2, 5, 300}, {3, 1000, 2}}}),
+    ::testing::Values(AttentionCase{"dense_4096", 1, 4096, 0, 4096, 128, {{1, 0, 0}, {1, 0, 0}}},
+                      AttentionCase{"dense_1000_batch2", 2, 1000, 0, 1000, 128, {{1, 0, 0}, {1, 0, 0}}},
+                      AttentionCase{"dilated_16_and_64", 1, 2000, 0, 2000, 128, {{16, 0, 0}, {64, 0, 0}}},
+                      AttentionCase{"dilated_16_window_256_sinks_4", 2, 1500, 0, 1500, 128, {{16, 256, 4}, {16, 256, 4}}},
+                      AttentionCase{"local_128_sinks_4_dh64", 1, 1111, 0, 1111, 64, {{0, 128, 4}, {0, 128, 4}}},
+                      AttentionCase{"hybrid_per_head_dh64", 2, 777, 0, 777, 64, {{1, 0, 0}, {16, 256, 4}, {0, 128, 4}, {64, 0, 0}}},
+                      AttentionCase{"one_head_dh64", 1, 300, 0, 300, 64, {{1, 0, 0}}},
+                      AttentionCase{"many_sinks_window_wider_than_t", 1, 700, 0, 700, 64, {{2, 5, 300}, {3, 1000, 2}}}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// A chunk (queries from position q_pos0 > 0 over k_len ≠ q_len keys) is the general kernel's.
+TEST(GpuFlashAttentionChunks, AreDeclined) {
+  RATPLUS_REQUIRE_GPU();
+  const AttentionCase c{"chunk", 1, 64, 64, 128, 64, {{1, 0, 0}}};
+  const DeviceBf16 q(64, 64, 64), k(128, 64, 64), v(128, 64, 64), out(64, 64, 64);
+  Pair lse(64, 1, 45);
+  EXPECT_FALSE(cuda::flash_attention_forward(attention_args(c, q.t, k.t, v.t, out.t, lse.d)));
+}
 #endif
 
 }  // namespace

@@ -95,12 +95,14 @@ TEST_P(AttentionGradient, MatchesFiniteDifferences) {
   Owned out(rows, width), lse(rows, static_cast<int64_t>(heads.size())), dqkv(rows, 3 * width, DType::f64, 2);
   const Tensor dq = dqkv.t.cols_slice(0, width), dk = dqkv.t.cols_slice(width, width),
                dv = dqkv.t.cols_slice(2 * width, width);
+  const AttentionArgs a{.q = q, .batch = batch, .q_len = seq, .k = k, .v = v, .k_len = seq, .head_keys = heads,
+                        .out = out, .lse = lse};
   auto loss = [&] {
-    attention_forward(out, lse, q, k, v, batch, heads);
+    attention_forward(a);
     return weighted_sum(out, r);
   };
   loss();
-  attention_backward(dq, dk, dv, r, q, k, v, out, lse, batch, heads);
+  attention_backward(a, {.dout = r, .dq = dq, .dk = dk, .dv = dv});
   expect_gradient(q, dq, loss, "attention dq");
   expect_gradient(k, dk, loss, "attention dk");
   expect_gradient(v, dv, loss, "attention dv");
@@ -137,7 +139,7 @@ struct TemporalBlockFixture {
     return {g_norm, g_in.t.rows_slice(0, rows), g_out};
   }
   TemporalMixingState state() const { return {h, rstd, z, k_rec, v_rec, q_rot, k_rot, att, lse, gated}; }
-  TemporalMixingScratch scratch() const { return {d_gated, d_att, dq_rot, dk_rot, dk_rec, dv_rec, dz, dh}; }
+  TemporalMixingScratch scratch() const { return {d_gated, d_att, dq_rot, dk_rot, dk_rec, dv_rec, dz, dh, {}}; }
 };
 
 class TemporalMixingGradient : public ::testing::TestWithParam<bool> {};

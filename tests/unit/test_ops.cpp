@@ -308,34 +308,39 @@ TEST(KeyRanges, EnumerateExactlyTheSpecSetInOrder) {
         }
 }
 
-void naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t batch,
-                     const std::vector<KeySet>& heads, Owned& out) {
-  const int64_t seq = q.rows / batch, dh = q.cols / static_cast<int64_t>(heads.size());
-  for (int64_t b = 0; b < batch; ++b)
-    for (size_t h = 0; h < heads.size(); ++h)
-      for (int64_t t = 0; t < seq; ++t) {
-        std::vector<double> scores(seq, -INFINITY);
+// Out and lse of every query straight from the definition, in double: the scores against all k_len keys,
+// those outside the query's key set dropped.
+void naive_attention(const AttentionArgs& a, Owned& out, Owned& lse) {
+  const int64_t heads = static_cast<int64_t>(a.head_keys.size()), dh = a.q.cols / heads;
+  for (int64_t b = 0; b < a.batch; ++b)
+    for (int64_t h = 0; h < heads; ++h)
+      for (int64_t i = 0; i < a.q_len; ++i) {
+        const int64_t row = b * a.q_len + i, t = a.q_pos0 + i;
+        std::vector<double> scores(a.k_len, -INFINITY);
         double mx = -INFINITY;
-        for (int64_t j = 0; j < seq; ++j) {
-          if (!in_pattern(heads[h], t, j)) continue;
+        for (int64_t j = 0; j < a.k_len; ++j) {
+          if (!in_pattern(a.head_keys[h], t, j)) continue;
           double s = 0;
-          for (int64_t c = 0; c < dh; ++c) s += get(q, b * seq + t, h * dh + c) * get(k, b * seq + j, h * dh + c);
+          for (int64_t c = 0; c < dh; ++c) s += get(a.q, row, h * dh + c) * get(a.k, b * a.k_len + j, h * dh + c);
           scores[j] = s / std::sqrt(double(dh));
           mx = std::max(mx, scores[j]);
         }
         double sum = 0;
         for (double s : scores) sum += std::exp(s - mx);
+        set(lse, row, h, mx + std::log(sum));
         for (int64_t c = 0; c < dh; ++c) {
           double o = 0;
-          for (int64_t j = 0; j < seq; ++j) o += std::exp(scores[j] - mx) / sum * get(v, b * seq + j, h * dh + c);
-          set(out, b * seq + t, h * dh + c, o);
+          for (int64_t j = 0; j < a.k_len; ++j) o += std::exp(scores[j] - mx) / sum * get(a.v, b * a.k_len + j, h * dh + c);
+          set(out, row, h * dh + c, o);
         }
       }
 }
 
+// Queries q_pos0 … q_pos0 + q_len − 1 of each sequence over keys 0 … k_len − 1 (a whole sequence when
+// q_pos0 = 0 and q_len = k_len).
 struct AttentionCase {
   const char* name;
-  int64_t batch, seq, dh;
+  int64_t batch, q_len, q_pos0, k_len, dh;
   std::vector<KeySet> heads;
 };
 
@@ -346,26 +351,121 @@ class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 TEST_P(AttentionTest, ForwardMatchesMaterialisedMask) {
   const AttentionCase& c = GetParam();
   for (DType dt : {DType::f32, DType::f64}) {
-    const int64_t width = c.dh * static_cast<int64_t>(c.heads.size()), rows = c.batch * c.seq;
-    Owned qkv = random(rows, 3 * width, 11, 1.5, dt, 1);
-    const Tensor q = qkv.t.cols_slice(0, width), k = qkv.t.cols_slice(width, width),
-                 v = qkv.t.cols_slice(2 * width, width);
-    Owned out(rows, width, dt), lse(rows, static_cast<int64_t>(c.heads.size()), dt), expected(rows, width);
-    attention_forward(out, lse, q, k, v, c.batch, c.heads);
-    naive_attention(q, k, v, c.batch, c.heads, expected);
+    const int64_t heads = static_cast<int64_t>(c.heads.size()), width = c.dh * heads;
+    const int64_t q_rows = c.batch * c.q_len, k_rows = c.batch * c.k_len;
+    Owned q = random(q_rows, width, 10, 1.5, dt, 3), kv = random(k_rows, 2 * width, 11, 1.5, dt, 1);
+    Owned out(q_rows, width, dt), lse(q_rows, heads, dt), expected(q_rows, width), expected_lse(q_rows, heads);
+    const AttentionArgs a{.q = q, .batch = c.batch, .q_len = c.q_len, .q_pos0 = c.q_pos0,
+                          .k = kv.t.cols_slice(0, width), .v = kv.t.cols_slice(width, width), .k_len = c.k_len,
+                          .head_keys = c.heads, .out = out, .lse = lse};
+    attention_forward(a);
+    naive_attention(a, expected, expected_lse);
     expect_close(out, expected, dt == DType::f32 ? 2e-5 : 1e-11, c.name);
+    expect_close(lse, expected_lse, dt == DType::f32 ? 2e-5 : 1e-11, c.name);
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     Patterns, AttentionTest,
-    ::testing::Values(AttentionCase{"dense", 2, 150, 8, {{1, 0, 0}, {1, 0, 0}}},
-                      AttentionCase{"dilated_not_dividing", 1, 131, 4, {{5, 0, 0}}},
-                      AttentionCase{"dilated_window_sinks", 2, 77, 6, {{7, 3, 2}, {3, 10, 1}}},
-                      AttentionCase{"window_wider_than_t", 1, 40, 4, {{16, 100, 0}}},
-                      AttentionCase{"local", 1, 90, 4, {{0, 9, 3}, {0, 0, 0}}},
-                      AttentionCase{"hybrid_heads", 2, 70, 4, {{1, 0, 0}, {64, 0, 0}, {4, 2, 1}, {0, 5, 0}}}),
+    ::testing::Values(AttentionCase{"dense", 2, 150, 0, 150, 8, {{1, 0, 0}, {1, 0, 0}}},
+                      AttentionCase{"dilated_not_dividing", 1, 131, 0, 131, 4, {{5, 0, 0}}},
+                      AttentionCase{"dilated_window_sinks", 2, 77, 0, 77, 6, {{7, 3, 2}, {3, 10, 1}}},
+                      AttentionCase{"window_wider_than_t", 1, 40, 0, 40, 4, {{16, 100, 0}}},
+                      AttentionCase{"local", 1, 90, 0, 90, 4, {{0, 9, 3}, {0, 0, 0}}},
+                      AttentionCase{"hybrid_heads", 2, 70, 0, 70, 4, {{1, 0, 0}, {64, 0, 0}, {4, 2, 1}, {0, 5, 0}}},
+                      AttentionCase{"chunk_in_the_middle", 2, 23, 40, 90, 4, {{1, 0, 0}, {7, 3, 2}}},
+                      AttentionCase{"chunk_at_the_end", 1, 30, 70, 100, 6, {{5, 9, 3}, {0, 12, 1}, {1, 0, 0}}},
+                      AttentionCase{"one_query", 2, 1, 95, 96, 4, {{16, 4, 2}, {1, 0, 0}}},
+                      AttentionCase{"no_queries", 2, 0, 10, 10, 4, {{1, 0, 0}}}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// The last m queries of each sequence of a forward and backward over whole sequences, recomputed as a
+// chunk (q_pos0 = T − m) over all T keys: out and lse must be those of the full pass, and the chunk's
+// gradients those of the full pass whose dout is zero on the other queries (which then add nothing).
+TEST(AttentionChunk, LastQueriesOfFullPassEqualAChunkOverAllKeys) {
+  const int64_t batch = 2, seq = 75, m = 19, dh = 4;
+  const std::vector<KeySet> heads = {{1, 0, 0}, {5, 6, 2}, {0, 10, 1}};
+  const int64_t h = static_cast<int64_t>(heads.size()), width = h * dh, rows = batch * seq;
+  Owned qkv = random(rows, 3 * width, 12, 1.5), dout = random(rows, width, 13);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t t = 0; t < seq - m; ++t)
+      for (int64_t c = 0; c < width; ++c) set(dout, b * seq + t, c, 0.0);
+  const Tensor q = qkv.t.cols_slice(0, width), k = qkv.t.cols_slice(width, width), v = qkv.t.cols_slice(2 * width, width);
+  Owned out(rows, width), lse(rows, h), dq(rows, width), dk(rows, width), dv(rows, width);
+  const AttentionArgs full{.q = q, .batch = batch, .q_len = seq, .k = k, .v = v, .k_len = seq, .head_keys = heads,
+                           .out = out, .lse = lse};
+  attention_forward(full);
+  attention_backward(full, {.dout = dout, .dq = dq, .dk = dk, .dv = dv});
+
+  // The chunk's queries and dout: rows b · seq + seq − m … of the full ones, packed.
+  Owned q_last(batch * m, width), dout_last(batch * m, width);
+  for (int64_t b = 0; b < batch; ++b)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t c = 0; c < width; ++c) {
+        set(q_last, b * m + i, c, get(q, b * seq + seq - m + i, c));
+        set(dout_last, b * m + i, c, get(dout, b * seq + seq - m + i, c));
+      }
+  Owned out_last(batch * m, width), lse_last(batch * m, h), dq_last(batch * m, width), dk2(rows, width),
+      dv2(rows, width);
+  const AttentionArgs chunk{.q = q_last, .batch = batch, .q_len = m, .q_pos0 = seq - m, .k = k, .v = v,
+                            .k_len = seq, .head_keys = heads, .out = out_last, .lse = lse_last};
+  attention_forward(chunk);
+  attention_backward(chunk, {.dout = dout_last, .dq = dq_last, .dk = dk2, .dv = dv2});
+
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t first = b * seq + seq - m;
+    expect_close(out_last.t.rows_slice(b * m, m), out.t.rows_slice(first, m), 1e-12, "out");
+    expect_close(lse_last.t.rows_slice(b * m, m), lse.t.rows_slice(first, m), 1e-12, "lse");
+    expect_close(dq_last.t.rows_slice(b * m, m), dq.t.rows_slice(first, m), 1e-12, "dq");
+  }
+  expect_close(dk2, dk, 1e-12, "dk");
+  expect_close(dv2, dv, 1e-12, "dv");
+}
+
+// Arguments that do not fit together are refused before any work, naming what is wrong.
+TEST(AttentionArgs, InconsistentArgumentsAreRefused) {
+  const int64_t seq = 8, width = 8;
+  const std::vector<KeySet> heads = {{1, 0, 0}, {1, 0, 0}};
+  Owned q = random(seq, width, 1), k = random(seq, width, 2), v = random(seq, width, 3), out(seq, width),
+        out_f32(seq, width, DType::f32), lse(seq, 2);
+  const AttentionArgs good{.q = q, .batch = 1, .q_len = seq, .k = k, .v = v, .k_len = seq, .head_keys = heads,
+                           .out = out, .lse = lse};
+  EXPECT_NO_THROW(attention_forward(good));
+  const auto refused = [](AttentionArgs a, const char* why) {
+    try {
+      attention_forward(a);
+      ADD_FAILURE() << "accepted: " << why;
+    } catch (const std::logic_error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  AttentionArgs a = good;
+  a.q_pos0 = 1;
+  refused(a, "need keys beyond k_len 8");
+  a = good;
+  a.k_len = 9;
+  refused(a, "k is 8 × 8, expected 9 × 8");
+  a = good;
+  a.batch = 2;
+  refused(a, "q is 8 × 8, expected 16 × 8");
+  a = good;
+  a.lse = lse.t.cols_slice(0, 1);
+  refused(a, "lse is 8 × 1, expected 8 × 2");
+  a = good;
+  a.out = out_f32;
+  refused(a, "out is f32, expected f64");
+  a = good;
+  const std::vector<KeySet> three = {{1, 0, 0}, {1, 0, 0}, {1, 0, 0}};
+  a.head_keys = three;
+  refused(a, "not a multiple of 3 heads");
+  a = good;
+  const std::vector<KeySet> negative = {{1, -1, 0}, {1, 0, 0}};
+  a.head_keys = negative;
+  refused(a, "negative");
+  a = good;
+  a.key_layout = static_cast<KeyLayout>(1);
+  refused(a, "only the sequence key layout");
+}
 
 }  // namespace
 }  // namespace ratplus::test

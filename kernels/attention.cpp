@@ -1,0 +1,84 @@
+// Attention's entry points (kernels/attention.h): every argument is checked once, then the call runs on the
+// CPU reference (kernels/cpu/attention.cpp) or the CUDA kernels (kernels/cuda/attention.cu, flash_*.cu).
+#include "kernels/attention.h"
+
+#include <fmt/format.h>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/flash_tiles.h"
+
+namespace ratplus {
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& why) { throw std::logic_error("attention: " + why); }
+
+// `name` must be a rows × cols matrix of `dtype` on q's device.
+void check_matrix(const Tensor& t, const char* name, int64_t rows, int64_t cols, DType dtype, const Tensor& q) {
+  if (t.empty() && rows * cols > 0) invalid(fmt::format("{} is missing", name));
+  if (t.rows != rows || t.cols != cols)
+    invalid(fmt::format("{} is {} × {}, expected {} × {}", name, t.rows, t.cols, rows, cols));
+  if (t.ld < t.cols) invalid(fmt::format("{} has row stride {} below its {} columns", name, t.ld, t.cols));
+  if (t.device != q.device)
+    invalid(fmt::format("{} is on {}, q on {}", name, device_name(t.device), device_name(q.device)));
+  if (t.dtype != dtype) invalid(fmt::format("{} is {}, expected {}", name, dtype_name(t.dtype), dtype_name(dtype)));
+}
+
+void validate(const AttentionArgs& a) {
+  const int64_t heads = static_cast<int64_t>(a.head_keys.size());
+  if (heads == 0) invalid("no heads (head_keys is empty)");
+  if (a.q.cols % heads != 0) invalid(fmt::format("q has {} columns, not a multiple of {} heads", a.q.cols, heads));
+  if (a.q.cols == 0) invalid("heads of width 0");
+  if (a.batch < 1 || a.q_len < 0) invalid(fmt::format("batch {} and q_len {}", a.batch, a.q_len));
+  if (a.key_layout != KeyLayout::sequence) invalid("only the sequence key layout is implemented");
+  if (a.q_pos0 < 0 || a.q_pos0 + a.q_len > a.k_len)
+    invalid(fmt::format("queries at positions {} … {} need keys beyond k_len {}", a.q_pos0, a.q_pos0 + a.q_len - 1,
+                        a.k_len));
+  for (const KeySet& s : a.head_keys)
+    if (s.dilation < 0 || s.window < 0 || s.sinks < 0)
+      invalid(fmt::format("key set D={} W={} P={} has a negative field", s.dilation, s.window, s.sinks));
+  if (a.q.dtype != DType::f32 && a.q.dtype != DType::f64 && a.q.dtype != DType::bf16)
+    invalid(fmt::format("activations of type {}", dtype_name(a.q.dtype)));
+  const int64_t q_rows = a.batch * a.q_len, k_rows = a.batch * a.k_len;
+  const DType act = a.q.dtype, stat = a.q.device == Device::cuda ? DType::f32 : act;
+  check_matrix(a.q, "q", q_rows, a.q.cols, act, a.q);
+  check_matrix(a.k, "k", k_rows, a.q.cols, act, a.q);
+  check_matrix(a.v, "v", k_rows, a.q.cols, act, a.q);
+  check_matrix(a.out, "out", q_rows, a.q.cols, act, a.q);
+  check_matrix(a.lse, "lse", q_rows, heads, stat, a.q);
+}
+
+void validate(const AttentionArgs& a, const AttentionGrads& g) {
+  validate(a);
+  if (a.q.device == Device::cuda) {
+    const int64_t need = attention_backward_workspace(a.batch, a.q_len, a.k_len,
+                                                      static_cast<int64_t>(a.head_keys.size()), a.q.cols);
+    if (g.workspace.dtype != DType::f32 || g.workspace.device != Device::cuda || g.workspace.numel() < need)
+      invalid(fmt::format("the GPU backward needs an f32 workspace of {} elements on the GPU", need));
+  }
+  check_matrix(g.dout, "dout", a.out.rows, a.out.cols, a.q.dtype, a.q);
+  check_matrix(g.dq, "dq", a.q.rows, a.q.cols, a.q.dtype, a.q);
+  check_matrix(g.dk, "dk", a.k.rows, a.k.cols, a.q.dtype, a.q);
+  check_matrix(g.dv, "dv", a.v.rows, a.v.cols, a.q.dtype, a.q);
+}
+
+}  // namespace
+
+int64_t attention_backward_workspace(int64_t batch, int64_t q_len, int64_t k_len, int64_t heads, int64_t width) {
+  const int64_t padded = (q_len + cuda::kBwdQueries - 1) / cuda::kBwdQueries * cuda::kBwdQueries;
+  return batch * (q_len * width + 2 * heads * padded + 2 * k_len * width);
+}
+
+void attention_forward(const AttentionArgs& a) {
+  validate(a);
+  RATPLUS_DISPATCH(a.q, attention_forward(a));
+}
+
+void attention_backward(const AttentionArgs& a, const AttentionGrads& g) {
+  validate(a, g);
+  RATPLUS_DISPATCH(a.q, attention_backward(a, g));
+}
+
+}  // namespace ratplus

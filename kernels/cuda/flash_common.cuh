@@ -1,0 +1,132 @@
+// What the tensor-core attention's forward (flash_forward.cu) and backward (flash_backward.cu) share: the
+// PTX wrappers (cp.async, ldmatrix, mma.sync m16n8k16 bf16 → f32, ex2), the fragment layouts of bf16 tiles
+// in shared memory, the tile loads, and on the host the test whether the path applies to a call.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+
+#include "kernels/attention.h"
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/flash_tiles.h"
+#include "kernels/cuda/head_keys.h"
+
+namespace ratplus::cuda {
+
+constexpr float kLog2e = 1.4426950408889634f, kLn2 = 0.6931471805599453f;
+
+// --- device: PTX wrappers and fragments ----------------------------------------------------------------
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global → shared, asynchronous; zeros when !valid (src must still be a valid address).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+}
+
+// d += a·b for a 16×16 bf16 A (row-major fragments), a 16×8 bf16 B and a 16×8 f32 accumulator.
+__device__ __forceinline__ void mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// A fragments (16 rows × 16 columns starting at column 16·kk) from accumulators of n-tiles 2kk, 2kk + 1.
+__device__ __forceinline__ void to_a_fragment(uint32_t (&a)[4], const float (&lo)[4], const float (&hi)[4]) {
+  a[0] = pack_bf16(lo[0], lo[1]);
+  a[1] = pack_bf16(lo[2], lo[3]);
+  a[2] = pack_bf16(hi[0], hi[1]);
+  a[3] = pack_bf16(hi[2], hi[3]);
+}
+
+// Fragment addresses in a row-major bf16 tile with row stride ld (elements). Lane l addresses row
+// l % 8 of 8×8 matrix l / 8.
+// A operand, rows r0 … r0 + 15 × columns c0 … c0 + 15 (matrices: rows +0/+8 × columns +0/+8).
+__device__ __forceinline__ uint32_t a_address(const bf16* tile, int ld, int r0, int c0, int lane) {
+  return smem_u32(tile + (r0 + (lane & 15)) * ld + c0 + (lane >> 4) * 8);
+}
+// B operand of two n-tiles from a tile stored [n][k] (Kᵀ, Qᵀ, dOᵀ): n0 … n0 + 15 × k0 … k0 + 15;
+// registers 0, 1 serve n-tile n0 and 2, 3 n-tile n0 + 8.
+__device__ __forceinline__ uint32_t bt_address(const bf16* tile, int ld, int n0, int k0, int lane) {
+  return smem_u32(tile + (n0 + (lane & 7) + (lane >> 4) * 8) * ld + k0 + (lane & 8));
+}
+// B operand of two n-tiles from a tile stored [k][n] (V, dO, Q, K), with ldmatrix.trans.
+__device__ __forceinline__ uint32_t b_address(const bf16* tile, int ld, int k0, int n0, int lane) {
+  return smem_u32(tile + (k0 + (lane & 7) + (lane & 8)) * ld + n0 + (lane >> 4) * 8);
+}
+
+// Copies ROWS rows of DH bf16 into a shared tile of row stride DH + 8 with cp.async; row r comes from
+// src(r), or is zero where src(r) is null (`any` is a valid address to name then).
+template <int DH, int ROWS, class Src>
+__device__ __forceinline__ void load_tile(bf16* dst, Src src, const bf16* any) {
+  constexpr int chunks = DH / 8;
+  static_assert(ROWS * chunks % kThreads == 0);
+#pragma unroll
+  for (int it = 0; it < ROWS * chunks / kThreads; ++it) {
+    const int i = it * kThreads + static_cast<int>(threadIdx.x), r = i / chunks, c = i % chunks;
+    const bf16* row = src(r);
+    cp_async16(smem_u32(dst + r * (DH + 8) + c * 8), row ? row + c * 8 : any, row != nullptr);
+  }
+}
+
+// --- host ---------------------------------------------------------------------------------------------
+
+inline bool flash_fits(const Tensor& t) {
+  return t.dtype == DType::bf16 && t.device == Device::cuda && reinterpret_cast<uintptr_t>(t.data) % 16 == 0 &&
+         t.ld % 8 == 0;
+}
+
+// The head width when the tensor-core path applies to a (validated) call with these bf16 tensors, else 0.
+// Chunks (q_pos0 > 0 or k_len ≠ q_len) run on the general kernel.
+inline int64_t flash_head_width(const AttentionArgs& a, std::initializer_list<const Tensor*> tensors) {
+  const int64_t heads = static_cast<int64_t>(a.head_keys.size());
+  if (a.q_pos0 != 0 || a.k_len != a.q_len || a.q_len > kMaxSeq) return 0;
+  if (heads == 0 || heads > kMaxHeads || a.q.cols % heads != 0 || a.lse.dtype != DType::f32) return 0;
+  const int64_t dh = a.q.cols / heads;
+  if (dh != 64 && dh != 128) return 0;
+  for (const Tensor* t : tensors)
+    if (!flash_fits(*t)) return 0;
+  return dh;
+}
+
+// The key sets normalised for sequences of `seq` keys (flash_tiles.h).
+inline HeadKeys normalised_head_keys(std::span<const KeySet> head_keys, int64_t seq) {
+  return pack_head_keys(head_keys, [seq](const KeySet& s) { return normalised(s, seq); });
+}
+
+template <class Kernel>
+void allow_shared_memory(Kernel kernel, size_t bytes) {
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes)),
+        "cudaFuncSetAttribute (flash attention)");
+}
+
+}  // namespace ratplus::cuda
