@@ -42,7 +42,8 @@ GatherPlan exchange_layouts(Communicator& world, const ModelConfig& model, const
     const double* theirs = numbers.data() + static_cast<size_t>(r) * kNumbers;
     layouts[r].tp_rank = static_cast<int>(theirs[0]);
     for (int group = 0; group < kTensorGroups; ++group)
-      layouts[r].held.push_back({static_cast<int64_t>(theirs[1 + 2 * group]), static_cast<int64_t>(theirs[2 + 2 * group])});
+      layouts[r].held.push_back(
+          {static_cast<int64_t>(theirs[1 + 2 * group]), static_cast<int64_t>(theirs[2 + 2 * group])});
   }
   return GatherPlan(model, slices.tp_size(), std::move(layouts));
 }

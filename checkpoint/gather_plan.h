@@ -28,15 +28,15 @@ struct RankLayout {
 
 class GatherPlan {
  public:
-  // ranks[r]: the layout of rank r of the gathering group (every rank with the same number of groups). The ranks of each tensor-parallel rank must hold,
-  // between them, every element of its slice table (internal error otherwise).
+  // ranks[r]: the layout of rank r of the gathering group (all with the same number of groups). The ranks of
+  // each tensor-parallel rank must hold, between them, every element of its slice table (else an internal
+  // error).
   GatherPlan(const ModelConfig& model, int tp_size, std::vector<RankLayout> ranks);
 
   int ranks() const { return static_cast<int>(ranks_.size()); }
   const ParameterTable& full() const { return full_; }
   // The slice table of a rank.
   const ParameterTable& slices(int rank) const { return tables_[ranks_[rank].tp_rank]; }
-  const RankLayout& layout(int rank) const { return ranks_[rank]; }
 
   // What rank `rank` sends of tensor `tensor` (an index of the tables' entries) in group `group`: a range of
   // its slice table's flat vector, inside that tensor's slice; empty when it sends nothing.

@@ -208,7 +208,8 @@ class MpiCommunicator final : public Communicator {
   // Calls piece(begin, count) for consecutive pieces of [begin, end) of at most count_limit_ elements.
   template <class F>
   void for_each_piece(int64_t begin, int64_t end, F&& piece) const {
-    for (int64_t at = begin; at < end; at += count_limit_) piece(at, static_cast<int>(std::min(count_limit_, end - at)));
+    for (int64_t at = begin; at < end; at += count_limit_)
+      piece(at, static_cast<int>(std::min(count_limit_, end - at)));
   }
 
   template <class T>
