@@ -40,7 +40,8 @@ TEST(MpiDistributedCheckpoint, SavesThroughPiecesOfFiveElementsAndLoadsEachRange
   // The path of rank 0's directory, on every rank.
   std::vector<char> directory(256, '\0');
   if (rank == 0) {
-    const std::string name = std::filesystem::temp_directory_path() / ("ratplus_mpi_ckpt_" + std::to_string(::getpid()));
+    const std::string name =
+        std::filesystem::temp_directory_path() / ("ratplus_mpi_ckpt_" + std::to_string(::getpid()));
     ASSERT_LT(name.size(), directory.size());
     std::copy(name.begin(), name.end(), directory.begin());
     std::filesystem::create_directories(name);
