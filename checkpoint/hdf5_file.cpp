@@ -1,17 +1,13 @@
 // The HDF5 checkpoint-file wrapper: path handling, checksummed chunked float datasets, attributes, error
-// translation, and the atomic write-then-rename of whole files.
+// translation, and whole files written through an AtomicFile.
 #include "checkpoint/hdf5_file.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <system_error>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 
 namespace ratplus {
@@ -61,15 +57,6 @@ void collect_datasets(const H5::Group& group, const std::string& prefix, std::ve
     if (type == H5O_TYPE_DATASET) out.push_back(prefix + name);
     if (type == H5O_TYPE_GROUP) collect_datasets(group.openGroup(name), prefix + name + "/", out);
   }
-}
-
-// fsync()s a file or directory; returns 0 or the errno of the failure.
-int fsync_path(const std::string& path, int flags) {
-  const int fd = ::open(path.c_str(), flags);
-  if (fd < 0) return errno;
-  const int result = ::fsync(fd) == 0 ? 0 : errno;
-  ::close(fd);
-  return result;
 }
 
 }  // namespace
@@ -352,24 +339,11 @@ std::string Hdf5File::describe(const std::string& object_path, const std::string
 }
 
 void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill) {
-  const std::string temporary = path + ".tmp";
-  try {
-    Hdf5File file = Hdf5File::create(temporary);
-    fill(file);
-    file.close();
-    const int sync_error = fsync_path(temporary, O_RDONLY);
-    require_input(sync_error == 0, temporary + ": cannot sync to disk: " + std::strerror(sync_error));
-    std::error_code error;
-    fs::rename(temporary, path, error);
-    require_input(!error, temporary + ": cannot rename to " + path + ": " + error.message());
-  } catch (...) {
-    std::error_code ignored;
-    fs::remove(temporary, ignored);
-    throw;
-  }
-  // Persist the rename as well; some file systems cannot sync directories, which is not worth failing over.
-  const std::string directory = fs::path(path).parent_path().string();
-  static_cast<void>(fsync_path(directory.empty() ? "." : directory, O_RDONLY | O_DIRECTORY));
+  AtomicFile out(path);
+  Hdf5File file = Hdf5File::create(out.temporary());
+  fill(file);
+  file.close();
+  out.commit();
 }
 
 }  // namespace ratplus

@@ -88,9 +88,9 @@ class Hdf5File {
   H5::H5File file_;
 };
 
-// Writes `path` atomically: `fill` writes into `path + ".tmp"` (same directory), which is then closed,
-// synced to disk and renamed over `path`. On any failure the temporary file is removed and the error
-// rethrown, so `path` is either the complete new file or untouched.
+// Writes `path` through an AtomicFile (core/atomic_file.h): `fill` writes the temporary file, which is then
+// closed and committed. On any failure the temporary file is removed and the error rethrown, so `path` is
+// either the complete new file or untouched.
 void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill);
 
 }  // namespace ratplus

@@ -51,11 +51,20 @@ void check_dataset_layout(const Hdf5File& file, const std::string& group, const 
 
 }  // namespace
 
+void write_parameter(Hdf5File& file, const std::string& group, const ParameterInfo& full, const float* values) {
+  check_internal(full.replicated(), "write_parameter: full tensors only");
+  file.write_floats(dataset_path(group, full.name), values, stored_shape(full));
+}
+
+void read_parameter(const Hdf5File& file, const std::string& group, const ParameterInfo& slice, float* values) {
+  file.read_floats(dataset_path(group, slice.name), values,
+                   Hdf5File::Part{slice.row_blocks, slice.row_begin, slice.rows, slice.col_begin, slice.cols});
+}
+
 void write_parameter_group(Hdf5File& file, const std::string& group, const ModelConfig& config, const float* values) {
   file.create_group(group);
   const ParameterTable table(config);
-  for (const ParameterInfo& p : table.entries())
-    file.write_floats(dataset_path(group, p.name), values + p.offset, stored_shape(p));
+  for (const ParameterInfo& p : table.entries()) write_parameter(file, group, p, values + p.offset);
 }
 
 void check_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config) {
@@ -68,9 +77,7 @@ void check_parameter_group(const Hdf5File& file, const std::string& group, const
 void read_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config,
                           const ParameterTable& slices, float* values) {
   check_parameter_group(file, group, config);
-  for (const ParameterInfo& p : slices.entries())
-    file.read_floats(dataset_path(group, p.name), values + p.offset,
-                     Hdf5File::Part{p.row_blocks, p.row_begin, p.rows, p.col_begin, p.cols});
+  for (const ParameterInfo& p : slices.entries()) read_parameter(file, group, p, values + p.offset);
 }
 
 void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params) {

@@ -35,6 +35,11 @@ void write_model_group(Hdf5File& file, const ModelConfig& config, const float* p
 ModelConfig read_model_group_config(const Hdf5File& file);
 void read_model_group(const Hdf5File& file, const ModelConfig& config, const ParameterTable& slices, float* params);
 
+// One tensor of a group laid out like /model: write the full values of an entry of ParameterTable(config);
+// read the part a slice entry (of a tensor-parallel rank's table) describes into `values` (slice.numel()).
+void write_parameter(Hdf5File& file, const std::string& group, const ParameterInfo& full, const float* values);
+void read_parameter(const Hdf5File& file, const std::string& group, const ParameterInfo& slice, float* values);
+
 // Any group laid out like /model (one float32 dataset per parameter, e.g. the AdamW moments /optim/m):
 // write `values`; check that the group holds exactly the table's datasets with their shapes (InputError
 // naming the dataset otherwise); check and then read it into `values`.

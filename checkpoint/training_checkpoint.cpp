@@ -89,21 +89,40 @@ int64_t step_of_file_name(const std::string& name) {
 
 }  // namespace
 
+const std::string& tensor_group_path(int group) {
+  static const std::string paths[kTensorGroups] = {kModelGroup, kFirstMomentGroup, kSecondMomentGroup};
+  check_internal(group >= 0 && group < kTensorGroups, "no such tensor group");
+  return paths[group];
+}
+
+TrainingCheckpointWriter::TrainingCheckpointWriter(const std::string& path, const ModelConfig& model)
+    : out_(path), file_(Hdf5File::create(out_.temporary())) {
+  for (int group = 0; group < kTensorGroups; ++group) file_.create_group(tensor_group_path(group));
+  file_.write_string_attribute(kModelGroup, "config", model_config_to_yaml(model));
+}
+
+void TrainingCheckpointWriter::write(int group, const ParameterInfo& full, const float* values) {
+  write_parameter(file_, tensor_group_path(group), full, values);
+}
+
+void TrainingCheckpointWriter::commit(const TrainingState& state) {
+  check_internal(has_non_negative_counts(state), "training checkpoint: negative step, count or loader position");
+  write_train_group(file_, state);
+  file_.close();
+  out_.commit();
+}
+
 void save_training_checkpoint(const std::string& path, const ModelConfig& model, const CheckpointValues& values,
                               const TrainingState& state) {
-  check_internal(has_non_negative_counts(state), "save_training_checkpoint: negative step, count or loader position");
-  const auto checked = [&](int group) {
-    std::vector<float> v = values(group);
-    check_internal(static_cast<int64_t>(v.size()) == ParameterTable(model).total_elements(),
+  const ParameterTable table(model);
+  TrainingCheckpointWriter writer(path, model);
+  for (int group = 0; group < kTensorGroups; ++group) {
+    const std::vector<float> v = values(group);
+    check_internal(static_cast<int64_t>(v.size()) == table.total_elements(),
                    "save_training_checkpoint: wrong number of values");
-    return v;
-  };
-  write_hdf5_atomically(path, [&](Hdf5File& file) {
-    write_model_group(file, model, checked(0).data());
-    write_parameter_group(file, kFirstMomentGroup, model, checked(1).data());
-    write_parameter_group(file, kSecondMomentGroup, model, checked(2).data());
-    write_train_group(file, state);
-  });
+    for (const ParameterInfo& p : table.entries()) writer.write(group, p, v.data() + p.offset);
+  }
+  writer.commit(state);
 }
 
 TrainingState read_training_state(const Hdf5File& file) {
@@ -123,20 +142,24 @@ TrainingState read_training_state(const Hdf5File& file) {
   return state;
 }
 
-TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const ParameterTable& slices,
-                                       const CheckpointSink& take) {
-  const Hdf5File file = Hdf5File::open_read_only(path);
+Hdf5File open_training_checkpoint(const std::string& path, const ModelConfig& model) {
+  Hdf5File file = Hdf5File::open_read_only(path);
   require_input(file.has_group(kModelGroup), file.path() + ": no " + kModelGroup + " group (not a model checkpoint)");
   require_input(file.has_group(kOptimGroup), not_training_checkpoint(file, kOptimGroup));
-  const TrainingState state = read_training_state(file);
-  for (const std::string& group : {kModelGroup, kFirstMomentGroup, kSecondMomentGroup})
-    check_parameter_group(file, group, model);
+  read_training_state(file);
+  for (int group = 0; group < kTensorGroups; ++group) check_parameter_group(file, tensor_group_path(group), model);
   require_same_model(file, model);
+  return file;
+}
+
+TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const ParameterTable& slices,
+                                       const CheckpointSink& take) {
+  const Hdf5File file = open_training_checkpoint(path, model);
+  const TrainingState state = read_training_state(file);
   std::vector<float> values(slices.total_elements());
-  int group = 0;
-  for (const std::string& name : {kModelGroup, kFirstMomentGroup, kSecondMomentGroup}) {
-    read_parameter_group(file, name, model, slices, values.data());
-    take(group++, values);
+  for (int group = 0; group < kTensorGroups; ++group) {
+    read_parameter_group(file, tensor_group_path(group), model, slices, values.data());
+    take(group, values);
   }
   return state;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "checkpoint/hdf5_file.h"
+#include "core/atomic_file.h"
 #include "core/model_config.h"
 #include "model/parameters.h"
 
@@ -22,6 +23,25 @@ struct TrainingState {
   std::string config_yaml;                // the full resolved experiment config
   std::vector<int64_t> loader_positions;  // next batch index of each data-parallel rank's loader
   uint64_t seed = 0;                      // train.seed (all randomness of a run derives from it and the step)
+};
+
+// The tensor groups of a training checkpoint: 0 = /model, 1 = /optim/m, 2 = /optim/v.
+constexpr int kTensorGroups = 3;
+const std::string& tensor_group_path(int group);
+
+// Writes a training checkpoint one full tensor at a time through an AtomicFile: the constructor creates the
+// temporary file and its groups, write() adds a tensor, commit() adds the /train attributes and moves the
+// file into place. A writer destroyed uncommitted (after a failure) leaves no file behind.
+class TrainingCheckpointWriter {
+ public:
+  TrainingCheckpointWriter(const std::string& path, const ModelConfig& model);
+  // The full values of entry `full` of ParameterTable(model) in tensor group `group`.
+  void write(int group, const ParameterInfo& full, const float* values);
+  void commit(const TrainingState& state);
+
+ private:
+  AtomicFile out_;
+  Hdf5File file_;
 };
 
 // The tensor groups of a training checkpoint travel one at a time — 0 = /model (parameters), 1 = /optim/m,
@@ -43,6 +63,8 @@ void save_training_checkpoint(const std::string& path, const ModelConfig& model,
 // rank's slices, of which only that part of the file is read).
 TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const ParameterTable& slices,
                                        const CheckpointSink& take);
+// Opens a training checkpoint and checks it as load_training_checkpoint does, before any tensor data is read.
+Hdf5File open_training_checkpoint(const std::string& path, const ModelConfig& model);
 // The /train attributes of an open file, without reading any tensor data (InputError as above).
 TrainingState read_training_state(const Hdf5File& file);
 

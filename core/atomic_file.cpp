@@ -1,4 +1,4 @@
-// Atomic text-file writes (see atomic_file.h).
+// Atomic file writes (see atomic_file.h).
 #include "core/atomic_file.h"
 
 #include <fcntl.h>
@@ -7,30 +7,68 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fmt/format.h>
+#include <utility>
 
 #include "core/error.h"
 
 namespace ratplus {
+namespace {
 
-void write_text_file_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw InputError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+// fsync()s a file or directory; returns 0 or the errno of the failure.
+int fsync_path(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return errno;
+  const int result = ::fsync(fd) == 0 ? 0 : errno;
+  ::close(fd);
+  return result;
+}
+
+// Writes all of `text` to `fd`; returns 0 or the errno of the failure.
+int write_all(int fd, const std::string& text) {
   size_t done = 0;
   while (done < text.size()) {
     const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n < 0) return errno;
     done += static_cast<size_t>(n);
   }
-  const int saved_errno = errno;
-  const bool ok = done == text.size() && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw InputError(fmt::format("cannot write '{}': {}", path, std::strerror(ok ? errno : saved_errno)));
-  }
+  return 0;
+}
+
+}  // namespace
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)), temporary_(path_ + ".tmp") {}
+
+AtomicFile::~AtomicFile() {
+  if (!committed_) std::remove(temporary_.c_str());
+}
+
+void AtomicFile::commit() {
+  const auto fail = [&](const std::string& what, int error) {
+    std::remove(temporary_.c_str());
+    throw InputError(fmt::format("cannot write '{}': {}: {}", path_, what, std::strerror(error)));
+  };
+  if (const int error = fsync_path(temporary_, O_RDONLY)) fail("cannot sync '" + temporary_ + "' to disk", error);
+  if (std::rename(temporary_.c_str(), path_.c_str()) != 0) fail("cannot rename '" + temporary_ + "'", errno);
+  committed_ = true;
+  // Some file systems cannot sync directories (EINVAL); that is not worth failing over.
+  const std::string directory = std::filesystem::path(path_).parent_path().string();
+  const int error = fsync_path(directory.empty() ? "." : directory, O_RDONLY | O_DIRECTORY);
+  if (error != 0 && error != EINVAL)
+    throw InputError(fmt::format("cannot write '{}': cannot sync its directory: {}", path_, std::strerror(error)));
+}
+
+void write_text_file_atomically(const std::string& path, const std::string& text) {
+  AtomicFile file(path);
+  const int fd = ::open(file.temporary().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw InputError(fmt::format("cannot write '{}': {}", path, std::strerror(errno)));
+  const int write_error = write_all(fd, text);
+  const int close_error = ::close(fd) == 0 ? 0 : errno;
+  if (const int error = write_error ? write_error : close_error)
+    throw InputError(fmt::format("cannot write '{}': {}", path, std::strerror(error)));
+  file.commit();
 }
 
 }  // namespace ratplus

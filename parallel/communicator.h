@@ -32,6 +32,10 @@ class Communicator {
   // ranks (the rest is unspecified); allgather (f32 or bf16) gives every rank every rank's range.
   virtual void reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) = 0;
   virtual void allgather(Tensor t, std::span<const int64_t> offsets) = 0;
+  // Rank `root` collects the ranges of a flat vector cut at offsets as above: each rank passes the values of
+  // its own range as `mine` (f32 or bf16, contiguous, on any device); root receives every range in `all`
+  // (host f32, [1, offsets.back()]; ignored elsewhere). Through host memory: for checkpoints, not for steps.
+  virtual void gather(Tensor mine, Tensor all, std::span<const int64_t> offsets, int root) = 0;
 
   // The same sums started without waiting: they may run while later device work proceeds, and
   // finish_started() orders all of them before any device work queued after it (the tensors must not be

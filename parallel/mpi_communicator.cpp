@@ -1,7 +1,9 @@
 // The MPI communicator and the choice between it and a single rank. MPI is only initialised when an MPI
 // launcher started the process (it sets OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK), so a plain
 // `ratplus train` needs no MPI runtime. Device tensors are copied to the host, reduced, and copied back;
-// bf16 tensors are summed as f32 and rounded once. Every blocking call is timed by the collective watchdog.
+// bf16 tensors are summed as f32 and rounded once. A message with more elements than the count limit (MPI
+// counts and displacements are ints) is split into pieces of at most that many. Every blocking call is timed
+// by the collective watchdog.
 #include "parallel/mpi_communicator.h"
 
 #include <algorithm>
@@ -10,6 +12,7 @@
 #include <spdlog/spdlog.h>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/buffer.h"
@@ -42,12 +45,17 @@ class SingleRank final : public Communicator {
   void allreduce_sum(std::span<double>) override {}
   void reduce_scatter_sum(Tensor, std::span<const int64_t>) override {}
   void allgather(Tensor, std::span<const int64_t>) override {}
+  void gather(Tensor mine, Tensor all, std::span<const int64_t> offsets, int) override {
+    from_host_floats(all.cols_slice(offsets[0], offsets[1] - offsets[0]), to_host_floats(mine));
+  }
   void barrier() override {}
 };
 
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator(MPI_Comm comm, int local_rank) : comm_(comm), local_rank_(local_rank) {
+  MpiCommunicator(MPI_Comm comm, int local_rank, int64_t count_limit)
+      : comm_(comm), local_rank_(local_rank), count_limit_(count_limit) {
+    check_internal(count_limit_ >= 1 && count_limit_ <= kMpiCountLimit, "MPI count limit out of range");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
@@ -76,52 +84,103 @@ class MpiCommunicator final : public Communicator {
 #else
     (void)device;
 #endif
-    return make_mpi_communicator(group, local_rank_);
+    return make_mpi_communicator(group, local_rank_, count_limit_);
   }
 
   void allreduce_sum(Tensor t) override {
     check_internal(t.contiguous(), "allreduce_sum: contiguous tensor expected");
     const CollectiveWait wait(world_rank_, "MPI_Allreduce");
-    if (t.device == Device::cpu && (t.dtype == DType::f32 || t.dtype == DType::f64)) {
-      check_mpi(MPI_Allreduce(MPI_IN_PLACE, t.data, static_cast<int>(t.numel()),
-                              t.dtype == DType::f32 ? MPI_FLOAT : MPI_DOUBLE, MPI_SUM, comm_),
-                "MPI_Allreduce");
-      return;
-    }
+    if (t.device == Device::cpu && t.dtype == DType::f64) return allreduce_pieces(t.ptr<double>(), t.numel());
+    if (t.device == Device::cpu && t.dtype == DType::f32) return allreduce_pieces(t.ptr<float>(), t.numel());
     check_internal(t.dtype == DType::f32 || t.dtype == DType::bf16, "allreduce_sum: f32 or bf16 tensors expected");
     std::vector<float> host = to_host_floats(t);
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, host.data(), static_cast<int>(host.size()), MPI_FLOAT, MPI_SUM, comm_),
-              "MPI_Allreduce");
+    allreduce_pieces(host.data(), static_cast<int64_t>(host.size()));
     from_host_floats(t, host);
   }
 
   void allreduce_sum(std::span<double> values) override {
     const CollectiveWait wait(world_rank_, "MPI_Allreduce");
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_DOUBLE, MPI_SUM, comm_),
-              "MPI_Allreduce");
+    allreduce_pieces(values.data(), static_cast<int64_t>(values.size()));
   }
 
+  // One MPI_Reduce_scatter when the whole vector fits one message, else each range reduced onto its rank.
   void reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) override {
     const CollectiveWait wait(world_rank_, "MPI_Reduce_scatter");
-    std::vector<int> counts = range_counts(offsets);
+    check_offsets(offsets);
     with_host_copy(t, [&](float* data) {
-      // MPI writes rank r's reduced range to the start of the receive buffer; move it into place.
-      std::vector<float> mine(counts[rank_]);
-      check_mpi(MPI_Reduce_scatter(data, mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, comm_),
-                "MPI_Reduce_scatter");
-      std::copy(mine.begin(), mine.end(), data + offsets[rank_]);
+      if (fits_one_message(offsets)) {
+        // MPI writes rank r's reduced range to the start of the receive buffer; move it into place.
+        const std::vector<int> counts = range_counts(offsets);
+        std::vector<float> mine(counts[rank_]);
+        check_mpi(MPI_Reduce_scatter(data + offsets[0], mine.data(), counts.data(), MPI_FLOAT, MPI_SUM, comm_),
+                  "MPI_Reduce_scatter");
+        std::copy(mine.begin(), mine.end(), data + offsets[rank_]);
+        return;
+      }
+      for (int r = 0; r < size_; ++r)
+        for_each_piece(offsets[r], offsets[r + 1], [&](int64_t begin, int count) {
+          check_mpi(MPI_Reduce(rank_ == r ? MPI_IN_PLACE : data + begin, data + begin, count, MPI_FLOAT, MPI_SUM, r,
+                               comm_),
+                    "MPI_Reduce");
+        });
     });
   }
 
+  // One MPI_Allgatherv when the whole vector fits one message, else each range broadcast from its rank.
   void allgather(Tensor t, std::span<const int64_t> offsets) override {
     const CollectiveWait wait(world_rank_, "MPI_Allgatherv");
-    std::vector<int> counts = range_counts(offsets), displacements(size_);
-    for (int r = 0; r < size_; ++r) displacements[r] = static_cast<int>(offsets[r]);
+    check_offsets(offsets);
     with_host_copy(t, [&](float* data) {
-      check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, counts.data(), displacements.data(),
-                               MPI_FLOAT, comm_),
-                "MPI_Allgatherv");
+      if (fits_one_message(offsets)) {
+        const std::vector<int> counts = range_counts(offsets), displacements = range_displacements(offsets);
+        check_mpi(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data + offsets[0], counts.data(),
+                                 displacements.data(), MPI_FLOAT, comm_),
+                  "MPI_Allgatherv");
+        return;
+      }
+      for (int r = 0; r < size_; ++r)
+        for_each_piece(offsets[r], offsets[r + 1], [&](int64_t begin, int count) {
+          check_mpi(MPI_Bcast(data + begin, count, MPI_FLOAT, r, comm_), "MPI_Bcast");
+        });
     });
+  }
+
+  // One MPI_Gatherv when the whole vector fits one message, else each range sent to the root in pieces.
+  void gather(Tensor mine, Tensor all, std::span<const int64_t> offsets, int root) override {
+    const CollectiveWait wait(world_rank_, "MPI_Gatherv");
+    check_offsets(offsets);
+    check_internal(root >= 0 && root < size_, "gather: no such root");
+    check_internal(mine.contiguous() && mine.numel() == offsets[rank_ + 1] - offsets[rank_],
+                   "gather: this rank's range expected");
+    check_internal(rank_ != root || (all.device == Device::cpu && all.dtype == DType::f32 && all.contiguous() &&
+                                     all.numel() >= offsets.back()),
+                   "gather: the root receives into a flat host f32 tensor");
+    std::vector<float> staged;
+    const float* sent = mine.device == Device::cpu && mine.dtype == DType::f32
+                            ? mine.ptr<float>()
+                            : (staged = to_host_floats(mine)).data();
+    float* received = all.ptr<float>();
+    if (fits_one_message(offsets)) {
+      const std::vector<int> counts = range_counts(offsets), displacements = range_displacements(offsets);
+      check_mpi(MPI_Gatherv(sent, counts[rank_], MPI_FLOAT, rank_ == root ? received + offsets[0] : nullptr,
+                            counts.data(), displacements.data(), MPI_FLOAT, root, comm_),
+                "MPI_Gatherv");
+      return;
+    }
+    constexpr int kTag = 0;
+    for (int r = 0; r < size_; ++r) {
+      if (rank_ != r && rank_ != root) continue;
+      for_each_piece(offsets[r], offsets[r + 1], [&](int64_t begin, int count) {
+        const float* piece = sent + (begin - offsets[r]);
+        if (r == root) {
+          std::copy(piece, piece + count, received + begin);
+        } else if (rank_ == r) {
+          check_mpi(MPI_Send(piece, count, MPI_FLOAT, root, kTag, comm_), "MPI_Send");
+        } else {
+          check_mpi(MPI_Recv(received + begin, count, MPI_FLOAT, r, kTag, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
+        }
+      });
+    }
   }
 
   void barrier() override {
@@ -146,11 +205,40 @@ class MpiCommunicator final : public Communicator {
     return std::adjacent_find(ids.begin(), ids.end()) == ids.end();
   }
 
-  std::vector<int> range_counts(std::span<const int64_t> offsets) const {
+  // Calls piece(begin, count) for consecutive pieces of [begin, end) of at most count_limit_ elements.
+  template <class F>
+  void for_each_piece(int64_t begin, int64_t end, F&& piece) const {
+    for (int64_t at = begin; at < end; at += count_limit_)
+      piece(at, static_cast<int>(std::min(count_limit_, end - at)));
+  }
+
+  template <class T>
+  void allreduce_pieces(T* data, int64_t n) const {
+    const MPI_Datatype type = std::is_same_v<T, double> ? MPI_DOUBLE : MPI_FLOAT;
+    for_each_piece(0, n, [&](int64_t begin, int count) {
+      check_mpi(MPI_Allreduce(MPI_IN_PLACE, data + begin, count, type, MPI_SUM, comm_), "MPI_Allreduce");
+    });
+  }
+
+  void check_offsets(std::span<const int64_t> offsets) const {
     check_internal(static_cast<int>(offsets.size()) == size_ + 1, "sharded collective: one range per rank");
+    for (int r = 0; r < size_; ++r)
+      check_internal(offsets[r] <= offsets[r + 1], "sharded collective: ranges out of order");
+  }
+
+  // Whether every count and displacement of the ranges, taken from offsets[0], fits one MPI call.
+  bool fits_one_message(std::span<const int64_t> offsets) const {
+    return offsets.back() - offsets.front() <= count_limit_;
+  }
+  std::vector<int> range_counts(std::span<const int64_t> offsets) const {
     std::vector<int> counts(size_);
     for (int r = 0; r < size_; ++r) counts[r] = static_cast<int>(offsets[r + 1] - offsets[r]);
     return counts;
+  }
+  std::vector<int> range_displacements(std::span<const int64_t> offsets) const {
+    std::vector<int> displacements(size_);
+    for (int r = 0; r < size_; ++r) displacements[r] = static_cast<int>(offsets[r] - offsets[0]);
+    return displacements;
   }
 
   // Runs f on the tensor's elements as f32 in host memory (staging device tensors through the host; bf16
@@ -167,6 +255,7 @@ class MpiCommunicator final : public Communicator {
 
   MPI_Comm comm_;
   int rank_ = 0, size_ = 1, local_rank_ = 0, world_rank_ = 0;
+  int64_t count_limit_;
 };
 
 // MPI for the lifetime of the process: initialised with the first world() call, finalised at exit after
@@ -184,7 +273,7 @@ class MpiWorld {
               "MPI_Comm_split_type");
     MPI_Comm_rank(node, &local_rank);
     MPI_Comm_free(&node);
-    comm = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, local_rank);
+    comm = std::make_unique<MpiCommunicator>(MPI_COMM_WORLD, local_rank, kMpiCountLimit);
   }
   ~MpiWorld() {
     comm.reset();
@@ -195,8 +284,8 @@ class MpiWorld {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm group, int local_rank) {
-  return std::make_unique<MpiCommunicator>(group, local_rank);
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm group, int local_rank, int64_t count_limit) {
+  return std::make_unique<MpiCommunicator>(group, local_rank, count_limit);
 }
 
 Communicator& world() {

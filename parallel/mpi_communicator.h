@@ -6,15 +6,23 @@
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <climits>
+#include <cstdint>
 #include <memory>
 
 #include "parallel/communicator.h"
 
 namespace ratplus {
 
-// Collectives over `group` on host memory (device tensors are copied to the host and back). Takes the
-// group over and frees it, unless it is MPI_COMM_WORLD.
-std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm group, int local_rank);
+// MPI takes counts and displacements as int: a message larger than this is sent in pieces.
+constexpr int64_t kMpiCountLimit = INT_MAX;
+
+// Collectives over `group` on host memory (device tensors are copied to the host and back). No count or
+// displacement passed to MPI exceeds count_limit (at most kMpiCountLimit; tests lower it to exercise the
+// splitting); groups split from it keep the limit. Takes the group over and frees it, unless it is
+// MPI_COMM_WORLD.
+std::unique_ptr<Communicator> make_mpi_communicator(MPI_Comm group, int local_rank,
+                                                    int64_t count_limit = kMpiCountLimit);
 
 // Collectives over `group` on device memory through NCCL, on the current GPU (host values and tensors
 // go through MPI on the same group). Takes the group over. Only in builds with NCCL.

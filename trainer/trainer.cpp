@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "checkpoint/distributed_checkpoint.h"
 #include "checkpoint/model_checkpoint.h"
 #include "core/device.h"
 #include "kernels/optimizer.h"
@@ -158,15 +159,16 @@ void Trainer::start_from_checkpoint_or_init() {
   state_.config_yaml = experiment_config_to_yaml(config_);
   state_.seed = config_.train.seed;
   if (config_.checkpoint.resume == ResumeMode::automatic) {
-    // Checkpoints hold full tensors; each rank reads the slices it holds.
-    const CheckpointSink take = [&](int group, const std::vector<float>& local) {
-      if (group == 0) return optimizer_.set_parameters(local);
-      const int64_t begin = optimizer_.owned_begin(), end = optimizer_.owned_end();
-      from_host_floats(optimizer_.moment(group - 1), {local.begin() + begin, local.begin() + end});
-    };
+    // Checkpoints hold full tensors; each rank reads the slices it holds and keeps its owned range.
+    // The parameters pass through the host in full (Optimizer::set_parameters takes the whole slice table).
+    std::vector<float> params;
     for (const std::string& path : list_checkpoints(config_.checkpoint.dir)) {
+      params.resize(model_.table().total_elements());
+      std::vector<HeldValues> held = held_state();
+      held[0] = {{0, model_.table().total_elements()}, host_tensor(params)};
       try {
-        TrainingState loaded = load_training_checkpoint(path, config_.model, model_.table(), take);
+        TrainingState loaded = load_distributed_checkpoint(path, config_.model, model_.table(), held);
+        optimizer_.set_parameters(params);
         loaded.config_yaml = state_.config_yaml;
         state_ = std::move(loaded);
         spdlog::info("resuming from {} at step {} ({} tokens seen)", path, state_.step, state_.tokens);
@@ -274,50 +276,23 @@ void Trainer::step() {
   metrics_.record_step(state_.step, batch_tokens, seconds, batch_tokens / seconds, mfu, waited);
 }
 
-std::vector<float> Trainer::gather_shards(std::vector<float> owned) {
-  if (!optimizer_.sharded()) return owned;
-  std::vector<float> local(model_.table().total_elements());
-  std::copy(owned.begin(), owned.end(), local.begin() + optimizer_.owned_begin());
-  dp_.allgather(host_tensor(local), optimizer_.ranges());
-  return local;
-}
-
-std::vector<float> Trainer::full_values(const std::vector<float>& local) {
-  const ParameterTable& table = model_.table();
-  if (table.tp_size() == 1) return local;
-  std::vector<float> full(ParameterTable(config_.model).total_elements(), 0.0f);
-  place_in_full(table, local.data(), full.data(), table.tp_rank() == 0);
-  grid_.tp->allreduce_sum(host_tensor(full));
-  return full;
+std::vector<HeldValues> Trainer::held_state() const {
+  const Range owned{optimizer_.owned_begin(), optimizer_.owned_end()};
+  return {{owned, optimizer_.master()}, {owned, optimizer_.moment(0)}, {owned, optimizer_.moment(1)}};
 }
 
 std::string Trainer::save_checkpoint() {
   const auto start = Clock::now();
   const std::string path = (std::filesystem::path(config_.checkpoint.dir) / checkpoint_file_name(state_.step)).string();
-  // Collective: the data-parallel ranks gather the ZeRO-1 moments, then the first data-parallel group gathers
-  // the tensor-parallel slices into full tensors, which world rank 0 writes.
-  // One group at a time, so that a single full-model array is in memory.
-  const std::vector<float> local_params = gather_shards(to_host_floats(optimizer_.master())),
-                           local_m = gather_shards(to_host_floats(optimizer_.moment(0))),
-                           local_v = gather_shards(to_host_floats(optimizer_.moment(1)));
-  const CheckpointValues values = [&](int group) {
-    return full_values(group == 0 ? local_params : group == 1 ? local_m : local_v);
-  };
-  if (dp_.rank() != 0) {
-    grid_.world.barrier();
-    return path;
+  // Collective over all ranks: world rank 0 gathers and writes one full tensor at a time.
+  if (grid_.world.rank() == 0) std::filesystem::create_directories(config_.checkpoint.dir);
+  save_distributed_checkpoint(path, config_.model, state_, model_.table(), held_state(), grid_.world);
+  if (grid_.world.rank() == 0) {
+    prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
+    const double seconds = seconds_since(start);
+    metrics_.record_checkpoint(state_.step, seconds);
+    spdlog::info("checkpoint {} ({:.2f} s)", path, seconds);
   }
-  if (grid_.world.rank() != 0) {  // the other ranks of the first tensor-parallel group send their slices
-    for (int group = 0; group < 3; ++group) values(group);
-    grid_.world.barrier();
-    return path;
-  }
-  std::filesystem::create_directories(config_.checkpoint.dir);
-  save_training_checkpoint(path, config_.model, values, state_);
-  prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
-  const double seconds = seconds_since(start);
-  metrics_.record_checkpoint(state_.step, seconds);
-  spdlog::info("checkpoint {} ({:.2f} s)", path, seconds);
   grid_.world.barrier();
   return path;
 }

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/training_checkpoint.h"
+#include "checkpoint/distributed_checkpoint.h"
 #include "core/buffer.h"
 #include "core/config.h"
 #include "data/batch_loader.h"
@@ -65,11 +65,8 @@ class Trainer {
   void start_from_checkpoint_or_init();
   double update(const Pass& pass, const Batch& batch, double lr);  // returns the pass's loss
   int64_t bucket_elements() const;
-  // Values over all of this rank's slices from the ZeRO-1 range each data-parallel rank owns (collective over
-  // the data-parallel group; nothing to gather without ZeRO-1).
-  std::vector<float> gather_shards(std::vector<float> owned);
-  // Full-model flat values from every tensor-parallel rank's slices (collective over the tp group).
-  std::vector<float> full_values(const std::vector<float>& local);
+  // What this rank holds of each checkpoint tensor group (parameters, AdamW m and v): ranges and values.
+  std::vector<HeldValues> held_state() const;
   void validate();
   void log_progress(double elapsed_seconds);
 

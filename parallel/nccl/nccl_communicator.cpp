@@ -113,6 +113,11 @@ class NcclCommunicator final : public Communicator {
     }));
   }
 
+  // Checkpoint traffic goes through host memory: MPI stages device values (ordered after the queued work).
+  void gather(Tensor mine, Tensor all, std::span<const int64_t> offsets, int root) override {
+    mpi_->gather(mine, all, offsets, root);
+  }
+
   void start_allreduce_sum(Tensor t) override {
     if (t.device == Device::cpu) return mpi_->allreduce_sum(t);
     enqueue_allreduce(t);

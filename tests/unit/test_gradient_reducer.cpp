@@ -23,6 +23,7 @@ class RecordingCommunicator final : public Communicator {
   void allreduce_sum(std::span<double>) override {}
   void reduce_scatter_sum(Tensor, std::span<const int64_t>) override { log.push_back("sync reduce_scatter"); }
   void allgather(Tensor, std::span<const int64_t>) override {}
+  void gather(Tensor, Tensor, std::span<const int64_t>, int) override {}
   void start_allreduce_sum(Tensor t) override { log.push_back(range(t)); }
   void start_reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) override {
     std::string text = range(t) + ":";
