@@ -2,15 +2,15 @@
 // same tokens) and atomic writers for llm.c and flat token files.
 #include "data/synthetic.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
 #include <limits>
 #include <utility>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "data/token_shard.h"
 
@@ -109,65 +109,25 @@ void require_16_bit(const std::string& path, const std::vector<uint32_t>& tokens
                    " at offset " + std::to_string(wide - tokens.begin()) + " does not fit");
 }
 
-// A file written under path + ".tmp" and renamed to path by commit(); removed if never committed.
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::string& path) : path_(path), temp_(path + ".tmp") {
-    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail("cannot create '" + temp_ + "'");
-  }
-  AtomicFile(const AtomicFile&) = delete;
-  AtomicFile& operator=(const AtomicFile&) = delete;
-  ~AtomicFile() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      ::unlink(temp_.c_str());
-    }
-  }
-
-  void write(const std::vector<unsigned char>& bytes) {
-    size_t done = 0;
-    while (done < bytes.size()) {
-      const ssize_t n = ::write(fd_, bytes.data() + done, bytes.size() - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fail("cannot write '" + temp_ + "'");
-      done += size_t(n);
-    }
-  }
-
-  void commit() {
-    if (::fsync(fd_) != 0) fail("cannot flush '" + temp_ + "'");
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0 || ::rename(temp_.c_str(), path_.c_str()) != 0) {
-      const int saved = errno;
-      ::unlink(temp_.c_str());
-      errno = saved;
-      fail("cannot rename '" + temp_ + "' to '" + path_ + "'");
-    }
-  }
-
- private:
-  [[noreturn]] static void fail(const std::string& what) { throw InputError(what + ": " + std::strerror(errno)); }
-
-  std::string path_;
-  std::string temp_;
-  int fd_ = -1;
-};
-
 // Writes header bytes then the tokens, width bytes each, in chunks.
 void write_token_file(const std::string& path, std::vector<unsigned char> header,
                       const std::vector<uint32_t>& tokens, int width) {
   constexpr size_t kChunkTokens = size_t(1) << 16;
   AtomicFile file(path);
-  file.write(header);
+  std::ofstream out(file.temporary(), std::ios::binary | std::ios::trunc);
+  const auto write = [&](const std::vector<unsigned char>& bytes) {
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  };
+  write(header);
   std::vector<unsigned char> chunk;
-  for (size_t begin = 0; begin < tokens.size(); begin += kChunkTokens) {
+  for (size_t begin = 0; begin < tokens.size() && out; begin += kChunkTokens) {
     chunk.clear();
     const size_t end = std::min(tokens.size(), begin + kChunkTokens);
     for (size_t i = begin; i < end; ++i) append_le(chunk, tokens[i], width);
-    file.write(chunk);
+    write(chunk);
   }
+  out.close();
+  require_input(!out.fail(), "cannot write token file '" + path + "': " + std::strerror(errno));
   file.commit();
 }
 
