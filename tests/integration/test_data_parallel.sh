@@ -36,7 +36,7 @@ if [[ $DEVICE == cuda ]]; then
     mpi 2 "$BIN" train --config "$CONFIG" "${args[@]}" train.micro_batch=2 runtime.precision=bf16 \
       parallel.zero1=$zero1 checkpoint.dir=bf16_$zero1 train.metrics_jsonl=bf16_$zero1.jsonl 2>bf16_$zero1.log
   done
-  check "bf16 ZeRO-1 plans 1/2 of the f32 master weights per rank" 'grep -q "f32 master, 1/2 with ZeRO-1" bf16_true.log'
+  check "bf16 ZeRO-1 plans 1/2 of the f32 master weights per rank" 'grep -q "master weights (f32, 1/2 with ZeRO-1)" bf16_true.log'
   check "and follows plain bf16 data parallelism" "$PY - <<'PY'
 import json
 a = [json.loads(l) for l in open('bf16_false.jsonl')]; b = [json.loads(l) for l in open('bf16_true.jsonl')]
