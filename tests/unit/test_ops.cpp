@@ -62,27 +62,39 @@ TEST_P(OpTest, RmsNormForward) {
   expect_close(y, expected, tol(), "rmsnorm");
 }
 
+// The recurrence by its definition, in double: every row's k̃ and ṽ ([batch · T, ch] each) and each
+// sequence's last state ([batch, 2 · ch]: k̃ then ṽ), from `start` (the same layout; empty: zeros).
+struct SequentialRecurrence {
+  Owned k, v, end;
+  SequentialRecurrence(const Tensor& k_in, const Tensor& v_in, const Tensor& g, int64_t batch, const Tensor& start)
+      : k(k_in.rows, k_in.cols), v(k_in.rows, k_in.cols), end(batch, 2 * k_in.cols) {
+    const int64_t seq = k_in.rows / batch, ch = k_in.cols;
+    for (int64_t b = 0; b < batch; ++b)
+      for (int64_t c = 0; c < ch; ++c) {
+        double hk = start.empty() ? 0 : get(start, b, c), hv = start.empty() ? 0 : get(start, b, ch + c);
+        for (int64_t t = 0; t < seq; ++t) {
+          const int64_t r = b * seq + t;
+          const double a = 1 / (1 + std::exp(-get(g, r, c)));
+          hk = a * hk + (1 - a) * get(k_in, r, c);
+          hv = a * hv + (1 - a) * get(v_in, r, c);
+          set(k, r, c, hk);
+          set(v, r, c, hv);
+        }
+        set(end, b, c, hk);
+        set(end, b, ch + c, hv);
+      }
+  }
+};
+
 TEST_P(OpTest, RecurrenceForwardMatchesSequentialDefinition) {
   const int64_t batch = 3, seq = 11, ch = 70;  // more channels than one block
   Owned z = random(batch * seq, 3 * ch, 6, 1, dt(), 2);
   const Tensor k = z.t.cols_slice(0, ch), v = z.t.cols_slice(ch, ch), g = z.t.cols_slice(2 * ch, ch);
   Owned ko(batch * seq, ch, dt()), vo(batch * seq, ch, dt());
   recurrence_forward(ko, vo, k, v, g, batch);
-  Owned ek(batch * seq, ch), ev(batch * seq, ch);
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t c = 0; c < ch; ++c) {
-      double hk = 0, hv = 0;
-      for (int64_t t = 0; t < seq; ++t) {
-        const int64_t r = b * seq + t;
-        const double a = 1 / (1 + std::exp(-get(g, r, c)));
-        hk = a * hk + (1 - a) * get(k, r, c);
-        hv = a * hv + (1 - a) * get(v, r, c);
-        set(ek, r, c, hk);
-        set(ev, r, c, hv);
-      }
-    }
-  expect_close(ko, ek, tol(), "k recurrence");
-  expect_close(vo, ev, tol(), "v recurrence");
+  const SequentialRecurrence expected(k, v, g, batch, Tensor{});
+  expect_close(ko, expected.k, tol(), "k recurrence");
+  expect_close(vo, expected.v, tol(), "v recurrence");
 }
 
 TEST_P(OpTest, RecurrenceFromAnInitialStateMatchesSequentialDefinition) {
@@ -93,24 +105,10 @@ TEST_P(OpTest, RecurrenceFromAnInitialStateMatchesSequentialDefinition) {
   Owned ko(batch * seq, ch, dt()), vo(batch * seq, ch, dt());
   recurrence_forward(ko, vo, k, v, g, batch, {start.t.cols_slice(0, ch), start.t.cols_slice(ch, ch)},
                      {end.t.cols_slice(0, ch), end.t.cols_slice(ch, ch)});
-  Owned ek(batch * seq, ch), ev(batch * seq, ch), e_end(batch, 2 * ch);
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t c = 0; c < ch; ++c) {
-      double hk = get(start, b, c), hv = get(start, b, ch + c);
-      for (int64_t t = 0; t < seq; ++t) {
-        const int64_t r = b * seq + t;
-        const double a = 1 / (1 + std::exp(-get(g, r, c)));
-        hk = a * hk + (1 - a) * get(k, r, c);
-        hv = a * hv + (1 - a) * get(v, r, c);
-        set(ek, r, c, hk);
-        set(ev, r, c, hv);
-      }
-      set(e_end, b, c, hk);
-      set(e_end, b, ch + c, hv);
-    }
-  expect_close(ko, ek, tol(), "k recurrence");
-  expect_close(vo, ev, tol(), "v recurrence");
-  expect_close(end, e_end, tol(), "final state");
+  const SequentialRecurrence expected(k, v, g, batch, start);
+  expect_close(ko, expected.k, tol(), "k recurrence");
+  expect_close(vo, expected.v, tol(), "v recurrence");
+  expect_close(end, expected.end, tol(), "final state");
 }
 
 // The first T1 rows of each sequence, then the remaining ones from the first part's final state: the same
