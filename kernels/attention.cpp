@@ -32,10 +32,15 @@ void validate(const AttentionArgs& a) {
   if (a.q.cols % heads != 0) invalid(fmt::format("q has {} columns, not a multiple of {} heads", a.q.cols, heads));
   if (a.q.cols == 0) invalid("heads of width 0");
   if (a.batch < 1 || a.q_len < 0) invalid(fmt::format("batch {} and q_len {}", a.batch, a.q_len));
-  if (a.key_layout != KeyLayout::sequence) invalid("only the sequence key layout is implemented");
-  if (a.q_pos0 < 0 || a.q_pos0 + a.q_len > a.k_len)
+  if (a.key_layout != KeyLayout::sequence && a.key_layout != KeyLayout::cache) invalid("unknown key layout");
+  if (a.key_layout == KeyLayout::cache) {
+    if (a.q.device != Device::cpu) invalid("the cache key layout runs on the CPU only");
+    if (!a.key_positions || !a.query_positions) invalid("the cache key layout needs key and query positions");
+    if (a.q_pos0 != 0) invalid("the cache key layout takes query positions, not q_pos0");
+  } else if (a.q_pos0 < 0 || a.q_pos0 + a.q_len > a.k_len) {
     invalid(fmt::format("queries at positions {} … {} need keys beyond k_len {}", a.q_pos0, a.q_pos0 + a.q_len - 1,
                         a.k_len));
+  }
   for (const KeySet& s : a.head_keys)
     if (s.dilation < 0 || s.window < 0 || s.sinks < 0)
       invalid(fmt::format("key set D={} W={} P={} has a negative field", s.dilation, s.window, s.sinks));
@@ -52,6 +57,7 @@ void validate(const AttentionArgs& a) {
 
 void validate(const AttentionArgs& a, const AttentionGrads& g) {
   validate(a);
+  if (a.key_layout != KeyLayout::sequence) invalid("the backward takes the sequence key layout only");
   if (a.q.device == Device::cuda) {
     const int64_t need = attention_backward_workspace(a.batch, a.q_len, a.k_len,
                                                       static_cast<int64_t>(a.head_keys.size()), a.q.cols);

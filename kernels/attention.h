@@ -48,6 +48,14 @@ RATPLUS_HOST_DEVICE inline int key_ranges(const KeySet& s, int64_t t, KeyRange o
   return n;
 }
 
+// Whether key position j is in the key set of query t (the same keys key_ranges lists).
+RATPLUS_HOST_DEVICE inline bool in_key_set(const KeySet& s, int64_t t, int64_t j) {
+  if (j < 0 || j > t) return false;
+  const int64_t lo = s.window >= t ? 0 : t - s.window;
+  if (j >= lo || j < s.sinks) return true;               // near, or a sink below lo
+  return s.dilation > 0 && (j + 1) % s.dilation == 0;    // P ≤ j < lo
+}
+
 // Calls f(j) for every key j of query t, in increasing order.
 template <class F>
 RATPLUS_HOST_DEVICE void for_each_key(const KeySet& s, int64_t t, F&& f) {
@@ -60,10 +68,14 @@ RATPLUS_HOST_DEVICE void for_each_key(const KeySet& s, int64_t t, F&& f) {
 // Where the keys and values come from. Validation refuses any layout an implementation lacks.
 enum class KeyLayout : uint8_t {
   // Each sequence's keys 0 … k_len − 1: key j of sequence b is row b · k_len + j of k and v (training,
-  // eval, prefill). Planned beside it for decoding: keys in a compact cache with each row's absolute
-  // position and a length per sequence; and data-dependent block lists (per query tile, the key blocks a
-  // top-k selection kept), which would narrow the key set that KeySet describes.
+  // eval, prefill).
   sequence,
+  // A compact decoding cache: row b · k_len + s of k and v holds the key at absolute position
+  // key_positions[b · k_len + s] (−1: an empty slot), in any order; the queries of sequence b sit at
+  // positions query_positions[b] + i. Each query attends to the cached keys in its key set. Forward only,
+  // on the CPU for now. Planned beside it: data-dependent block lists (per query tile, the key blocks a
+  // top-k selection kept), which would narrow the key set that KeySet describes.
+  cache,
 };
 
 // One call's arguments. Tensors are [rows, H · dh] matrices (they may be column slices, rows ld apart);
@@ -78,6 +90,9 @@ struct AttentionArgs {
   Tensor k, v;
   int64_t k_len = 0;
   std::span<const KeySet> head_keys;  // one per head
+  // KeyLayout::cache only, on the tensors' device: [batch · k_len] and [batch] positions.
+  const int32_t* key_positions = nullptr;
+  const int32_t* query_positions = nullptr;
   // Written by the forward, read by the backward. lse: [batch · q_len, H], each query's log-sum-exp of
   // its scaled scores, f32 (on the CPU the compute type: f64 when checking gradients).
   Tensor out, lse;

@@ -191,6 +191,10 @@ void Model::forward_staged(const ForwardInput& in, const ForwardOutput& output) 
                             a.residual_before(2 * i + 1), a.temporal_state(i),
                             in.initial_state.empty() ? RecurrenceState{} : in.initial_state[i],
                             in.final_state.empty() ? RecurrenceState{} : in.final_state[i]);
+    if (in.layer_keys) {
+      const TemporalMixingState& t = a.temporal_state(i);
+      in.layer_keys(i, t.k_rot, config_.recurrence ? t.v_rec : t.z.cols_slice(3 * dims.attn_width(), dims.attn_width()));
+    }
     channel_mixing_forward(dims, channel_weights(w, i), a.residual_before(2 * i + 1), a.residual_before(2 * i + 2),
                            a.channel_state(i));
   }

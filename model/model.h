@@ -36,12 +36,16 @@ using GradientsReady = std::function<void(int64_t offset)>;
 // layer, k̃ and ṽ of each sequence's last position ([batch, this rank's attention width], gradient_dtype(), on
 // the model's device). `initial_state` (empty: zeros) is the state before the first token; `final_state`
 // (empty: not written) receives the state after the last. Attention sees only the keys of this forward.
+// `layer_keys` (when set) receives each layer's attention keys (after RoPE) and values, [batch · seq, this
+// rank's attention width] each, while they exist: a prefill fills a decoding cache from them.
+using LayerKeys = std::function<void(int64_t layer, const Tensor& keys, const Tensor& values)>;
 struct ForwardInput {
   const int32_t* tokens;
   int64_t batch, seq;
   const Pattern& pattern;
   std::span<const RecurrenceState> initial_state = {};
   std::span<const RecurrenceState> final_state = {};
+  LayerKeys layer_keys = {};
 };
 
 // What a forward pass produces at the top of the model:

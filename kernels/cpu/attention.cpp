@@ -1,5 +1,5 @@
-// CPU reference attention, flash-style: for each query, keys are visited range by range in tiles of up to
-// 64; each tile's scores update a running max, a running sum and the output accumulator (online softmax), so
+// CPU reference attention, flash-style: for each query, keys are visited range by range (or, from a
+// decoding cache, slot by slot with a membership test) in tiles of up to 64; each tile's scores update a running max, a running sum and the output accumulator (online softmax), so
 // no q_len × k_len matrix exists and excluded keys cost nothing. The backward recomputes the probabilities
 // from the saved log-sum-exp. (sequence, head) pairs run in parallel; within a pair, keys are written by
 // one thread only, so the backward needs no atomics. Arguments are checked by the entry points
@@ -35,6 +35,17 @@ struct HeadView {
   T& lse(int64_t i) const { return at<T>(a.lse, b * a.q_len + i, h); }
 };
 
+// Calls f(j) for every key row j (of sequence b's k_len rows) that query i of head h attends to: the key
+// set's positions in order, or the cache slots whose position is in the key set.
+template <class F>
+void visit_keys(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, F&& f) {
+  const KeySet& keys = a.head_keys[h];
+  if (a.key_layout == KeyLayout::sequence) return for_each_key(keys, a.q_pos0 + i, f);
+  const int64_t t = a.query_positions[b] + i;
+  for (int64_t slot = 0; slot < a.k_len; ++slot)
+    if (in_key_set(keys, t, a.key_positions[b * a.k_len + slot])) f(slot);
+}
+
 template <class T>
 void forward_reference(const AttentionArgs& a) {
   const int64_t heads = static_cast<int64_t>(a.head_keys.size()), dh = a.q.cols / heads;
@@ -68,7 +79,7 @@ void forward_reference(const AttentionArgs& a) {
           running_max = tile_max;
           tile_keys.clear();
         };
-        for_each_key(a.head_keys[h], a.q_pos0 + i, [&](int64_t j) {
+        visit_keys(a, b, h, i, [&](int64_t j) {
           tile_keys.push_back(j);
           if (static_cast<int64_t>(tile_keys.size()) == kTile) flush();
         });

@@ -461,8 +461,10 @@ TEST(AttentionArgs, InconsistentArgumentsAreRefused) {
   a.head_keys = negative;
   refused(a, "negative");
   a = good;
-  a.key_layout = static_cast<KeyLayout>(1);
-  refused(a, "only the sequence key layout");
+  a.key_layout = KeyLayout::cache;
+  refused(a, "the cache key layout needs key and query positions");
+  a.key_layout = static_cast<KeyLayout>(2);
+  refused(a, "unknown key layout");
 }
 
 }  // namespace

@@ -1,0 +1,170 @@
+// Prefill and one-token steps over compact caches (see decoder.h).
+#include "inference/decoder.h"
+
+#include <algorithm>
+#include <fmt/format.h>
+#include <string>
+#include <tuple>
+
+#include "kernels/attention.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/norm.h"
+#include "kernels/recurrence.h"
+#include "kernels/rope.h"
+
+namespace ratplus {
+
+Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len)
+    : model_(model), pattern_(pattern), batch_(batch), max_len_(max_len), lengths_(batch, 0) {
+  const ModelConfig& c = model.config();
+  require_input(model.device() == Device::cpu && model.table().tp_size() == 1,
+                "decoding runs on the CPU without tensor parallelism in this version");
+  require_input(batch >= 1 && max_len >= 1,
+                fmt::format("decoding needs a batch and a length of at least 1, got {} and {}", batch, max_len));
+  pattern.check_fits(c.n_layers, c.n_heads);
+  const int64_t d = c.d_model, dh = c.head_dim(), f = c.d_ffn;
+  const DType act = model.dtype(), stat = model.gradient_dtype();
+  std::vector<std::pair<Tensor*, int>> bindings;
+  auto plan = [&](Tensor& t, const std::string& name, int64_t rows, int64_t cols, DType type) {
+    bindings.emplace_back(&t, memory_.reserve(name, rows, cols, type));
+  };
+  groups_.resize(c.n_layers);
+  state_.resize(c.recurrence ? c.n_layers : 0);
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    const std::vector<KeySet> heads = pattern.head_keys(i, c.n_heads);
+    for (int64_t h = 0; h < c.n_heads;) {
+      int64_t n = 1;
+      while (h + n < c.n_heads && heads[h + n] == heads[h]) ++n;
+      groups_[i].push_back({h, n, std::vector<KeySet>(n, heads[h]), CacheLayout(heads[h], max_len), {}, {}, {}});
+      h += n;
+    }
+    for (HeadGroup& g : groups_[i]) {
+      const std::string name = fmt::format("cache/{}/{}", i, g.first_head);
+      plan(g.k, name + "/k", batch * g.layout.capacity(), g.heads * dh, act);
+      plan(g.v, name + "/v", batch * g.layout.capacity(), g.heads * dh, act);
+      g.positions.assign(batch * g.layout.capacity(), -1);
+    }
+    if (c.recurrence) {
+      plan(state_[i].k, fmt::format("state/{}/k", i), batch, d, stat);
+      plan(state_[i].v, fmt::format("state/{}/v", i), batch, d, stat);
+    }
+  }
+  const int64_t z_cols = (c.recurrence ? 5 : 4) * d;
+  for (auto [t, name, cols] : {std::tuple{&x_, "x", d}, {&y_, "y", d}, {&h_, "h", d}, {&z_, "z", z_cols},
+                               {&k_rec_, "k_rec", d}, {&v_rec_, "v_rec", d}, {&q_rot_, "q_rot", d},
+                               {&k_rot_, "k_rot", d}, {&att_, "att", d}, {&gated_, "gated", d},
+                               {&ffn_.h, "ffn/h", d}, {&ffn_.pre, "ffn/pre", f}, {&ffn_.act, "ffn/act", f}})
+    plan(*t, fmt::format("step/{}", name), batch, cols, act);
+  plan(rstd_, "step/rstd", 1, batch, stat);
+  plan(ffn_.rstd, "step/ffn/rstd", 1, batch, stat);
+  plan(lse_, "step/lse", batch, c.n_heads, stat);
+  memory_.allocate(Device::cpu);
+  for (auto& [tensor, handle] : bindings) *tensor = memory_.get(handle);
+}
+
+size_t Decoder::cache_bytes_per_sequence() const {
+  const ModelConfig& c = model_.config();
+  size_t bytes = 0;
+  for (const auto& layer : groups_)
+    for (const HeadGroup& g : layer)
+      bytes += static_cast<size_t>(g.layout.capacity()) *
+               (2 * g.heads * c.head_dim() * dtype_size(model_.dtype()) + sizeof(int32_t));
+  return bytes + state_.size() * 2 * c.d_model * dtype_size(model_.gradient_dtype());
+}
+
+void Decoder::store(HeadGroup& g, int64_t b, int64_t position, const Tensor& key_row, const Tensor& value_row) {
+  const int64_t dh = model_.config().head_dim(), row = b * g.layout.capacity() + g.layout.slot(position);
+  copy_tensor(g.k.rows_slice(row, 1), key_row.cols_slice(g.first_head * dh, g.heads * dh));
+  copy_tensor(g.v.rows_slice(row, 1), value_row.cols_slice(g.first_head * dh, g.heads * dh));
+  g.positions[row] = static_cast<int32_t>(position);
+}
+
+void Decoder::prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits) {
+  const ModelConfig& c = model_.config();
+  const auto n = static_cast<int64_t>(prompt.size());
+  require_input(b >= 0 && b < batch_, fmt::format("prefill: sequence {} is outside the batch of {}", b, batch_));
+  require_input(n >= 1 && n <= max_len_,
+                fmt::format("prefill: a prompt of {} tokens (1 to {} fit the decoder)", n, max_len_));
+  for (int64_t i = 0; i < n; ++i)
+    require_input(prompt[i] >= 0 && prompt[i] < c.vocab_size,
+                  fmt::format("prefill: prompt token {} at offset {} is outside the vocabulary of {}", prompt[i], i,
+                              c.vocab_size));
+  for (auto& layer : groups_)
+    for (HeadGroup& g : layer)
+      std::fill_n(g.positions.begin() + b * g.layout.capacity(), g.layout.capacity(), -1);
+  std::vector<RecurrenceState> final_state;
+  for (const RecurrenceState& s : state_) final_state.push_back({s.k.rows_slice(b, 1), s.v.rows_slice(b, 1)});
+  const LayerKeys fill = [&](int64_t layer, const Tensor& keys, const Tensor& values) {
+    for (HeadGroup& g : groups_[layer])
+      for (int64_t t = 0; t < n; ++t) store(g, b, t, keys.rows_slice(t, 1), values.rows_slice(t, 1));
+  };
+  const std::vector<int64_t> last = {n - 1};
+  model_.forward({prompt.data(), 1, n, pattern_, {}, final_state, fill}, LogitsOutput{last, logits});
+  lengths_[b] = n;
+}
+
+void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y, const std::vector<int32_t>& positions) {
+  const ModelConfig& c = model_.config();
+  const ParameterTable& table = model_.table();
+  const Tensor w = model_.weights();
+  const LayerParameterIndex& l = table.layer(layer);
+  const int64_t d = c.d_model, dh = c.head_dim();
+  rmsnorm_forward(h_, rstd_, x, model_.view(w, l.attn_norm), c.norm_eps);
+  matmul(z_, h_, false, model_.view(w, l.in_proj), true);
+  const Tensor o = z_.cols_slice(0, d), q = z_.cols_slice(d, d);
+  Tensor keys = z_.cols_slice(2 * d, d), values = z_.cols_slice(3 * d, d);
+  if (c.recurrence) {  // one update per sequence from its state, which it then replaces
+    recurrence_forward(k_rec_, v_rec_, keys, values, z_.cols_slice(4 * d, d), batch_, state_[layer], state_[layer]);
+    keys = k_rec_;
+    values = v_rec_;
+  }
+  for (int64_t b = 0; b < batch_; ++b) {
+    rope(q_rot_.rows_slice(b, 1), q.rows_slice(b, 1), 1, c.n_heads, c.rope_base, positions[b], false);
+    rope(k_rot_.rows_slice(b, 1), keys.rows_slice(b, 1), 1, c.n_heads, c.rope_base, positions[b], false);
+  }
+  for (HeadGroup& g : groups_[layer]) {
+    for (int64_t b = 0; b < batch_; ++b) store(g, b, positions[b], k_rot_.rows_slice(b, 1), values.rows_slice(b, 1));
+    const int64_t c0 = g.first_head * dh, width = g.heads * dh;
+    AttentionArgs a{.q = q_rot_.cols_slice(c0, width), .batch = batch_, .q_len = 1,
+                    .key_layout = KeyLayout::cache, .k = g.k, .v = g.v, .k_len = g.layout.capacity(),
+                    .head_keys = g.keys, .key_positions = g.positions.data(), .query_positions = positions.data(),
+                    .out = att_.cols_slice(c0, width), .lse = lse_.cols_slice(g.first_head, g.heads)};
+    attention_forward(a);
+  }
+  sigmoid_gate_forward(gated_, att_, o);
+  const Dims dims = Dims::of(c, table, batch_, 1, nullptr);
+  row_parallel_output(dims, y, x, gated_, model_.view(w, l.out_proj));
+}
+
+void Decoder::step(std::span<const int32_t> tokens, Tensor logits) {
+  const ModelConfig& c = model_.config();
+  const ParameterTable& table = model_.table();
+  require_input(static_cast<int64_t>(tokens.size()) == batch_,
+                fmt::format("step: {} tokens for a batch of {}", tokens.size(), batch_));
+  std::vector<int32_t> positions(batch_);
+  for (int64_t b = 0; b < batch_; ++b) {
+    require_input(tokens[b] >= 0 && tokens[b] < c.vocab_size,
+                  fmt::format("step: token {} of sequence {} is outside the vocabulary of {}", tokens[b], b,
+                              c.vocab_size));
+    require_input(lengths_[b] >= 1 && lengths_[b] < max_len_,
+                  fmt::format("step: sequence {} holds {} positions (1 to {} can take another)", b, lengths_[b],
+                              max_len_ - 1));
+    positions[b] = static_cast<int32_t>(lengths_[b]);
+  }
+  const Tensor w = model_.weights();
+  const Dims dims = Dims::of(c, table, batch_, 1, nullptr);
+  embedding_forward(x_, tokens.data(), model_.view(w, table.embed()), 0);
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    temporal_mixing_step(i, x_, y_, positions);
+    const LayerParameterIndex& l = table.layer(i);
+    channel_mixing_forward(dims, {model_.view(w, l.ffn_norm), model_.view(w, l.fc1), model_.view(w, l.fc2)}, y_, x_,
+                           ffn_);
+  }
+  rmsnorm_forward(h_, rstd_, x_, model_.view(w, table.final_norm()), c.norm_eps);
+  matmul(logits, h_, false, model_.view(w, table.lm_head()), true);
+  for (int64_t b = 0; b < batch_; ++b) ++lengths_[b];
+}
+
+}  // namespace ratplus

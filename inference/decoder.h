@@ -1,0 +1,66 @@
+// Decoding (SPEC §3, §10): a batch of sequences, each prefilled from its prompt by one forward pass of the
+// model, then extended one token at a time for the whole batch. Per layer the decoder keeps the recurrent
+// state (k̃, ṽ of each sequence's last position) and, per head group of the layer's pattern, a compact cache
+// of post-RoPE keys and values with their absolute positions (inference/key_cache.h), so memory per sequence
+// grows as P + W + 1 + T/D, not T. A step runs the same operations as the full forward on one row per
+// sequence — norm, projections, one recurrence update from the state, RoPE at the sequence's position, the
+// append to the cache, attention over the cached keys of the query's key set, gate, output projection, FFN —
+// so prefill(n) and k steps give the full forward's logits at those positions.
+// This version runs on the CPU without tensor parallelism; the model allocates no training state.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "core/buffer.h"
+#include "inference/key_cache.h"
+#include "model/model.h"
+#include "model/pattern.h"
+
+namespace ratplus {
+
+class Decoder {
+ public:
+  // Caches and state for `batch` sequences of up to `max_len` positions under `pattern` (InputError when
+  // the pattern does not fit the model or the model is not a CPU model without tensor parallelism).
+  Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len);
+
+  int64_t batch() const { return batch_; }
+  int64_t max_len() const { return max_len_; }
+  // Positions held by sequence b (its prompt and generated tokens so far).
+  int64_t length(int64_t b) const { return lengths_[b]; }
+  // Bytes of keys, values and positions one sequence's caches hold, and of its recurrent state.
+  size_t cache_bytes_per_sequence() const;
+
+  // Runs sequence b's prompt (1 ≤ size ≤ max_len tokens, < vocab_size) through one forward pass, replacing
+  // whatever the sequence held, and writes the logits of its last token into `logits` [1, vocab_size].
+  void prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits);
+  // Appends tokens[b] to every sequence b (each prefilled and shorter than max_len) and writes the logits at
+  // the new positions into `logits` [batch, vocab_size].
+  void step(std::span<const int32_t> tokens, Tensor logits);
+
+ private:
+  struct HeadGroup {
+    int64_t first_head, heads;
+    std::vector<KeySet> keys;  // one per head (all equal)
+    CacheLayout layout;
+    Tensor k, v;                       // [batch · capacity, heads · head_dim]
+    std::vector<int32_t> positions;    // [batch · capacity], −1 = empty
+  };
+  void store(HeadGroup& g, int64_t b, int64_t position, const Tensor& key_row, const Tensor& value_row);
+  void temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y, const std::vector<int32_t>& positions);
+
+  Model& model_;
+  Pattern pattern_;
+  int64_t batch_, max_len_;
+  std::vector<int64_t> lengths_;
+  Arena memory_;
+  std::vector<std::vector<HeadGroup>> groups_;  // per layer
+  std::vector<RecurrenceState> state_;          // per layer (RAT+), [batch, d] each
+  // One step's activations, one row per sequence.
+  Tensor x_, y_, h_, rstd_, z_, k_rec_, v_rec_, q_rot_, k_rot_, att_, lse_, gated_;
+  ChannelMixingState ffn_;
+};
+
+}  // namespace ratplus

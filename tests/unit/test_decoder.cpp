@@ -1,0 +1,149 @@
+// Decoding is the full forward pass in pieces: for every kind of pattern, prefill(n) and k steps give the
+// logits of one forward over the n + k tokens at those positions, for sequences of different lengths in one
+// batch, with prompt lengths on both sides of D, W and the ring's size. The compact cache holds P + ⌊T/D⌋ +
+// W + 1 slots, and its slots are where the layout says.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "inference/decoder.h"
+#include "inference/key_cache.h"
+#include "test_util.h"
+
+namespace ratplus::test {
+namespace {
+
+constexpr int64_t kVocab = 29;
+
+ModelConfig decode_config(bool recurrence, bool tied) {
+  ModelConfig config;
+  config.vocab_size = kVocab;
+  config.d_model = 16;
+  config.n_layers = 2;
+  config.n_heads = 2;
+  config.d_ffn = 24;
+  config.recurrence = recurrence;
+  config.tie_embeddings = tied;
+  config.init_std = 0.3;
+  return config;
+}
+
+std::vector<int32_t> tokens_of(int64_t n, uint64_t seed) {
+  std::vector<int32_t> t(n);
+  for (int64_t i = 0; i < n; ++i) t[i] = static_cast<int32_t>(splitmix64(seed * 1000 + i) % kVocab);
+  return t;
+}
+
+struct DecodeCase {
+  const char* name;
+  bool recurrence, tied;
+  const char* pattern;
+};
+
+void PrintTo(const DecodeCase& c, std::ostream* os) { *os << c.name; }
+
+class Decoding : public ::testing::TestWithParam<DecodeCase> {};
+
+TEST_P(Decoding, PrefillAndStepsGiveTheFullForwardLogits) {
+  const DecodeCase& c = GetParam();
+  Model model(decode_config(c.recurrence, c.tied), Device::cpu, DType::f64);
+  model.init_parameters(12);
+  const Pattern pattern = Pattern::parse(c.pattern);
+  const std::vector<int64_t> prompts = {1, 4, 5, 9};  // around D = 4 and 5, W = 3 and the ring of W + 1
+  const int64_t steps = 14, batch = static_cast<int64_t>(prompts.size()), max_len = 9 + steps;
+  std::vector<std::vector<int32_t>> sequences;
+  for (int64_t b = 0; b < batch; ++b) sequences.push_back(tokens_of(prompts[b] + steps, b + 1));
+
+  // The reference: one forward over each whole sequence, the logits of every row.
+  std::vector<Owned> full;
+  for (int64_t b = 0; b < batch; ++b) {
+    const auto n = static_cast<int64_t>(sequences[b].size());
+    std::vector<int64_t> rows(n);
+    for (int64_t r = 0; r < n; ++r) rows[r] = r;
+    full.emplace_back(n, kVocab);
+    model.forward({sequences[b].data(), 1, n, pattern}, LogitsOutput{rows, full.back()});
+  }
+
+  Decoder decoder(model, pattern, batch, max_len);
+  for (int64_t b = 0; b < batch; ++b) {
+    Owned logits(1, kVocab);
+    decoder.prefill(b, std::span(sequences[b]).first(prompts[b]), logits);
+    for (int64_t v = 0; v < kVocab; ++v)
+      ASSERT_NEAR(get(logits, 0, v), get(full[b], prompts[b] - 1, v), 1e-10) << "prefill of sequence " << b;
+  }
+  Owned logits(batch, kVocab);
+  for (int64_t k = 0; k < steps; ++k) {
+    std::vector<int32_t> next(batch);
+    for (int64_t b = 0; b < batch; ++b) next[b] = sequences[b][prompts[b] + k];
+    decoder.step(next, logits);
+    for (int64_t b = 0; b < batch; ++b) {
+      ASSERT_EQ(decoder.length(b), prompts[b] + k + 1);
+      for (int64_t v = 0; v < kVocab; ++v)
+        ASSERT_NEAR(get(logits, b, v), get(full[b], prompts[b] + k, v), 1e-10)
+            << "step " << k << " of sequence " << b << ", logit " << v;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Patterns, Decoding,
+    ::testing::Values(DecodeCase{"dense", true, true, "dense"},
+                      DecodeCase{"dilated", true, true, "dilated:D=4"},
+                      DecodeCase{"dilated_window_sinks_untied", true, false, "dilated:D=5,W=3,P=2"},
+                      DecodeCase{"local_sinks", true, true, "local:W=3,P=1"},
+                      DecodeCase{"per_layer", true, true, "layers=dense|dilated:D=4,W=3"},
+                      DecodeCase{"per_head", true, true, "heads=1:dilated:D=5,P=3+1:local:W=3"},
+                      DecodeCase{"attention_only_dense", false, true, "dense"},
+                      DecodeCase{"attention_only_hybrid_untied", false, false, "layers=local:W=3|heads=1:dense+1:dilated:D=4"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(CacheLayout, HoldsSinksDilatedPositionsAndARing) {
+  const int64_t T = 1000;
+  EXPECT_EQ(CacheLayout({1, 0, 0}, T).capacity(), T);  // dense keeps every position
+  EXPECT_EQ(CacheLayout({16, 0, 0}, T).capacity(), 62 + 1);  // ⌊1000/16⌋ dilated + the current position
+  EXPECT_EQ(CacheLayout({16, 256, 4}, T).capacity(), 4 + 62 + 257);
+  EXPECT_EQ(CacheLayout({0, 64, 4}, T).capacity(), 4 + 65);
+  // Every slot a key set can still need at once is distinct: over a whole sequence, the positions in any
+  // query's key set never share a slot.
+  for (const KeySet s : {KeySet{16, 0, 0}, KeySet{5, 3, 2}, KeySet{0, 7, 3}, KeySet{1, 0, 0}, KeySet{4, 50, 9}}) {
+    const CacheLayout layout(s, 300);
+    for (int64_t t = 0; t < 300; ++t) {
+      std::vector<int> used(layout.capacity(), 0);
+      for_each_key(s, t, [&](int64_t j) {
+        const int64_t slot = layout.slot(j);
+        ASSERT_GE(slot, 0);
+        ASSERT_LT(slot, layout.capacity());
+        ASSERT_EQ(used[slot]++, 0) << "D " << s.dilation << " W " << s.window << " P " << s.sinks << ": query " << t
+                                   << " needs two keys in slot " << slot;
+      });
+    }
+  }
+}
+
+TEST(Decoding, ADilatedCacheIsASixteenthOfDense) {
+  ModelConfig config = decode_config(true, true);
+  Model model(config, Device::cpu, DType::f32);
+  const Decoder dense(model, Pattern::dense(), 1, 1024), sparse(model, Pattern::dilated(16), 1, 1024);
+  const double ratio = static_cast<double>(sparse.cache_bytes_per_sequence()) / dense.cache_bytes_per_sequence();
+  EXPECT_NEAR(ratio, 1.0 / 16, 0.01);
+}
+
+TEST(Decoding, BadRequestsAreRefused) {
+  Model model(decode_config(true, true), Device::cpu, DType::f32);
+  Decoder decoder(model, Pattern::dense(), 2, 8);
+  Owned logits(1, kVocab, DType::f32), both(2, kVocab, DType::f32);
+  const std::vector<int32_t> empty, outside = {3, kVocab}, long_prompt(9, 1), fine = {1, 2};
+  expect_input_error([&] { decoder.prefill(0, empty, logits); }, {"prompt of 0 tokens"});
+  expect_input_error([&] { decoder.prefill(0, outside, logits); }, {"prompt token 29 at offset 1", "vocabulary"});
+  expect_input_error([&] { decoder.prefill(0, long_prompt, logits); }, {"prompt of 9 tokens", "1 to 8"});
+  expect_input_error([&] { decoder.prefill(2, fine, logits); }, {"sequence 2", "batch of 2"});
+  decoder.prefill(0, fine, logits);
+  expect_input_error([&] { decoder.step(std::vector<int32_t>{1, 1}, both); }, {"sequence 1 holds 0 positions"});
+  expect_input_error([&] { decoder.step(std::vector<int32_t>{1}, both); }, {"1 tokens for a batch of 2"});
+  expect_input_error([&] { Decoder(model, Pattern::parse("layers=dense*3"), 1, 8); }, {"layers"});
+}
+
+}  // namespace
+}  // namespace ratplus::test
