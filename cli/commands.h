@@ -15,5 +15,6 @@ Action add_data_command(CLI::App& app);
 Action add_train_command(CLI::App& app);
 Action add_ckpt_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
+Action add_generate_command(CLI::App& app);
 
 }  // namespace ratplus::cli

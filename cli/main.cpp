@@ -19,12 +19,13 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("[%H:%M:%S] %^%v%$");
   namespace cli = ratplus::cli;
   const cli::Action actions[] = {cli::add_train_command(app), cli::add_eval_command(app), cli::add_init_command(app),
-                                 cli::add_data_command(app), cli::add_ckpt_command(app), cli::add_bench_command(app)};
+                                 cli::add_data_command(app), cli::add_ckpt_command(app), cli::add_bench_command(app),
+                                 cli::add_generate_command(app)};
   const auto commands = app.get_subcommands({});
   const bool known = argc > 1 && std::any_of(commands.begin(), commands.end(),
                                              [&](CLI::App* c) { return c->check_name(argv[1]); });
   if (argc > 1 && argv[1][0] != '-' && !known) {
-    std::fprintf(stderr, "ratplus: error: unknown command '%s' (commands: train, eval, init, data, ckpt, bench; see --help)\n", argv[1]);
+    std::fprintf(stderr, "ratplus: error: unknown command '%s' (commands: train, eval, generate, init, data, ckpt, bench; see --help)\n", argv[1]);
     return 2;
   }
   try {

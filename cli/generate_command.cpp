@@ -1,0 +1,124 @@
+// `ratplus generate --checkpoint FILE (--prompt-tokens 1,2,3 [--prompt-tokens ...] | --prompt-file FILE)
+//  --max-new N --pattern P [--temperature 0] [--top-k K] [--top-p P] [--seed S] [--eos-id ID]
+//  [--json FILE]`: prefill each prompt, then decode N tokens for all of them in one batch (SPEC §10), on the
+// CPU in this version. Prints each sequence's generated ids, streaming them as they come for a single prompt.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "checkpoint/model_checkpoint.h"
+#include "cli/commands.h"
+#include "core/atomic_file.h"
+#include "inference/generate.h"
+
+namespace ratplus::cli {
+
+namespace {
+
+// Token ids separated by commas or white space; `what` names the source in errors.
+std::vector<int32_t> parse_token_ids(const std::string& text, const std::string& what) {
+  std::string spaced = text;
+  for (char& c : spaced)
+    if (c == ',') c = ' ';
+  std::istringstream in(spaced);
+  std::vector<int32_t> ids;
+  std::string word;
+  while (in >> word) {
+    size_t used = 0;
+    long long id = -1;
+    try {
+      id = std::stoll(word, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    require_input(used == word.size() && id >= 0 && id <= INT32_MAX,
+                  fmt::format("{}: '{}' is not a token id", what, word));
+    ids.push_back(static_cast<int32_t>(id));
+  }
+  return ids;
+}
+
+std::vector<std::vector<int32_t>> read_prompt_file(const std::string& path) {
+  std::ifstream in(path);
+  require_input(in.good(), fmt::format("--prompt-file: cannot read '{}'", path));
+  std::vector<std::vector<int32_t>> prompts;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    std::vector<int32_t> ids = parse_token_ids(line, fmt::format("{} line {}", path, number));
+    if (!ids.empty()) prompts.push_back(std::move(ids));
+  }
+  require_input(!prompts.empty(), fmt::format("--prompt-file: '{}' holds no prompt", path));
+  return prompts;
+}
+
+std::string ids_text(const std::vector<int32_t>& ids) {
+  std::string text;
+  for (const int32_t id : ids) text += (text.empty() ? "" : " ") + std::to_string(id);
+  return text;
+}
+
+}  // namespace
+
+Action add_generate_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "decode tokens from prompts (on the CPU in this version)");
+  struct Options {
+    std::string checkpoint, pattern, prompt_file, json;
+    std::vector<std::string> prompt_tokens;
+    int64_t max_new = 0, top_k = 0, eos_id = -1;
+    double temperature = 0, top_p = 1;
+    uint64_t seed = 0;
+  };
+  auto o = std::make_shared<Options>();
+  cmd->add_option("--checkpoint", o->checkpoint, "HDF5 checkpoint (its /model group is used)")->required();
+  auto* tokens = cmd->add_option("--prompt-tokens", o->prompt_tokens, "a prompt as token ids (1,2,3), repeatable");
+  auto* file = cmd->add_option("--prompt-file", o->prompt_file, "prompts as token ids, one per line");
+  tokens->excludes(file);
+  cmd->add_option("--max-new", o->max_new, "tokens to generate per prompt")->required();
+  cmd->add_option("--pattern", o->pattern, "attention pattern (e.g. dense, dilated:D=16,W=256,P=4)")->required();
+  cmd->add_option("--temperature", o->temperature, "0 = greedy (argmax), else sampling")->capture_default_str();
+  cmd->add_option("--top-k", o->top_k, "sample among the k most likely ids (0 = all)")->capture_default_str();
+  cmd->add_option("--top-p", o->top_p, "sample among the smallest set of ids reaching this probability")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "seed of the sampling draws")->capture_default_str();
+  cmd->add_option("--eos-id", o->eos_id, "stop a sequence after this token (-1 = none)")->capture_default_str();
+  cmd->add_option("--json", o->json, "also write prompts, tokens and log-probs as JSON to this file");
+  return [o] {
+    std::vector<std::vector<int32_t>> prompts;
+    if (!o->prompt_file.empty()) {
+      prompts = read_prompt_file(o->prompt_file);
+    } else {
+      require_input(!o->prompt_tokens.empty(), "give --prompt-tokens or --prompt-file");
+      for (const std::string& text : o->prompt_tokens) prompts.push_back(parse_token_ids(text, "--prompt-tokens"));
+    }
+    const Pattern pattern = Pattern::parse(o->pattern);
+    const ModelConfig config = read_checkpoint_model_config(o->checkpoint);
+    for (size_t b = 0; b < prompts.size(); ++b)
+      for (const int32_t id : prompts[b])
+        require_input(id < config.vocab_size, fmt::format("prompt {}: token {} is outside the vocabulary of {}", b, id,
+                                                          config.vocab_size));
+    Model model(config, Device::cpu, DType::f32);
+    std::vector<float> values(model.table().total_elements());
+    load_model_parameters(o->checkpoint, config, values.data());
+    model.set_parameters(values);
+    const GenerateOptions options{o->max_new, o->eos_id, {o->temperature, o->top_k, o->top_p, o->seed}};
+    const bool stream = prompts.size() == 1;
+    const TokenCallback print = [&](int64_t, int32_t token) {
+      fmt::print("{} ", token);
+      std::fflush(stdout);
+    };
+    const std::vector<GeneratedSequence> out = generate(model, pattern, prompts, options, stream ? print : TokenCallback{});
+    if (stream) fmt::print("\n");
+    else
+      for (const GeneratedSequence& s : out) fmt::print("{}\n", ids_text(s.tokens));
+    if (o->json.empty()) return;
+    nlohmann::json list = nlohmann::json::array();
+    for (const GeneratedSequence& s : out)
+      list.push_back({{"prompt", s.prompt}, {"tokens", s.tokens}, {"logprobs", s.logprobs}});
+    write_text_file_atomically(o->json, nlohmann::json{{"sequences", list}}.dump(2) + "\n");
+  };
+}
+
+}  // namespace ratplus::cli
