@@ -32,6 +32,7 @@
 #include "core/temp_dir.h"
 #include "core/atomic_file.h"
 #include "core/config.h"
+#include "core/device.h"
 #include "core/rng.h"
 #include "data/synthetic.h"
 #include "model/flops.h"
@@ -103,15 +104,6 @@ struct MemoryUse {
   std::string measure;  // what `bytes` counts
 };
 
-// The peak resident set of this process (VmHWM of /proc/self/status).
-int64_t peak_resident_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmHWM:", 0) == 0) return 1024 * std::stoll(line.substr(6));  // the value is in kB
-  throw std::runtime_error("/proc/self/status has no VmHWM line");
-}
-
 MemoryUse memory_use([[maybe_unused]] Device device) {
 #ifdef RATPLUS_HAVE_CUDA
   if (device == Device::cuda) {
@@ -122,7 +114,7 @@ MemoryUse memory_use([[maybe_unused]] Device device) {
             "other process on the GPU)"};
   }
 #endif
-  return {peak_resident_bytes(), "peak resident memory of the process (VmHWM)"};
+  return {static_cast<int64_t>(peak_resident_memory()), "peak resident memory of the process (VmHWM)"};
 }
 
 double median(std::vector<double> x) {
@@ -247,7 +239,8 @@ void print_result(const TrainBenchResult& r, const TrainBenchOptions& o) {
 }  // namespace
 
 Action add_bench_command(CLI::App& app) {
-  auto* bench = app.add_subcommand("bench", "measure performance (bench train: training throughput and MFU)");
+  auto* bench = app.add_subcommand(
+      "bench", "measure performance (bench train: training throughput and MFU; bench decode: decoding throughput)");
   bench->require_subcommand(1);
   auto* train = bench->add_subcommand("train", "time training steps of a config on random tokens");
   auto o = std::make_shared<TrainBenchOptions>();
@@ -260,7 +253,9 @@ Action add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
       ->capture_default_str();
   train->add_option("--json", o->json, "also write the results to this file as one JSON object");
-  return [o] {
+  const Action decode = add_bench_decode_command(*bench);
+  return [o, train, decode] {
+    if (!train->parsed()) return decode();
     const TrainBenchResult result = run_train_benchmark(*o);
     if (world().rank() != 0) return;
     print_result(result, *o);

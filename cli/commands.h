@@ -16,5 +16,7 @@ Action add_train_command(CLI::App& app);
 Action add_ckpt_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 Action add_generate_command(CLI::App& app);
+// `bench decode`, registered under the `bench` command by add_bench_command.
+Action add_bench_decode_command(CLI::App& bench);
 
 }  // namespace ratplus::cli

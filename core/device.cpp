@@ -73,4 +73,12 @@ size_t available_memory(Device device) {
   return 0;
 }
 
+size_t peak_resident_memory() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmHWM:", 0) == 0) return 1024 * std::stoull(line.substr(6));  // the value is in kB
+  throw std::runtime_error("/proc/self/status has no VmHWM line");
+}
+
 }  // namespace ratplus

@@ -25,4 +25,7 @@ std::string current_gpu_identity();
 // Bytes that can still be allocated on the device: free GPU memory, or MemAvailable of /proc/meminfo.
 size_t available_memory(Device device);
 
+// The peak resident set of this process in bytes (VmHWM of /proc/self/status).
+size_t peak_resident_memory();
+
 }  // namespace ratplus
