@@ -91,8 +91,8 @@ Action add_bench_decode_command(CLI::App& bench) {
 
     const int64_t prompt = o->context - o->gen;
     Arena logits_memory;
-    logits_memory.reserve("logits", batch, c.vocab_size, model.dtype());
-    logits_memory.allocate(Device::cpu);
+    logits_memory.reserve("logits", batch, c.vocab_size, model.gradient_dtype());
+    logits_memory.allocate(model.device());
     const Tensor logits = logits_memory.get(0);
     std::vector<int32_t> tokens(prompt);
     for (int64_t b = 0; b < batch; ++b) {

@@ -1,7 +1,8 @@
 // `ratplus generate --checkpoint FILE (--prompt-tokens 1,2,3 [--prompt-tokens ...] | --prompt-file FILE)
 //  --max-new N --pattern P [--temperature 0] [--top-k K] [--top-p P] [--seed S] [--eos-id ID]
-//  [--json FILE]`: prefill each prompt, then decode N tokens for all of them in one batch (SPEC §10), on the
-// CPU in this version. Prints each sequence's generated ids, streaming them as they come for a single prompt.
+//  [--device auto|cpu|cuda] [--precision fp32|bf16] [--json FILE]`: prefill each prompt, then decode N tokens for
+// all of them in one batch (SPEC §10). Prints each sequence's generated ids, streaming them as they come for a
+// single prompt.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -12,6 +13,8 @@
 #include "checkpoint/model_checkpoint.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
+#include "core/config_choices.h"
+#include "core/device.h"
 #include "inference/generate.h"
 
 namespace ratplus::cli {
@@ -63,9 +66,9 @@ std::string ids_text(const std::vector<int32_t>& ids) {
 }  // namespace
 
 Action add_generate_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("generate", "decode tokens from prompts (on the CPU in this version)");
+  auto* cmd = app.add_subcommand("generate", "decode tokens from prompts");
   struct Options {
-    std::string checkpoint, pattern, prompt_file, json;
+    std::string checkpoint, pattern, prompt_file, json, device = "auto", precision = "fp32";
     std::vector<std::string> prompt_tokens;
     int64_t max_new = 0, top_k = 0, eos_id = -1;
     double temperature = 0, top_p = 1;
@@ -84,6 +87,12 @@ Action add_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", o->seed, "seed of the sampling draws")->capture_default_str();
   cmd->add_option("--eos-id", o->eos_id, "stop a sequence after this token (-1 = none)")->capture_default_str();
+  cmd->add_option("--device", o->device, "auto (the GPU when there is one), cpu or cuda")
+      ->check(CLI::IsMember(choice_strings<DeviceChoice>()))
+      ->capture_default_str();
+  cmd->add_option("--precision", o->precision, "fp32, or bf16 (bf16 weights and cache, on the GPU only)")
+      ->check(CLI::IsMember(choice_strings<Precision>()))
+      ->capture_default_str();
   cmd->add_option("--json", o->json, "also write prompts, tokens and log-probs as JSON to this file");
   return [o] {
     std::vector<std::vector<int32_t>> prompts;
@@ -99,7 +108,10 @@ Action add_generate_command(CLI::App& app) {
       for (const int32_t id : prompts[b])
         require_input(id < config.vocab_size, fmt::format("prompt {}: token {} is outside the vocabulary of {}", b, id,
                                                           config.vocab_size));
-    Model model(config, Device::cpu, DType::f32);
+    const Device device = select_device(parse_choice<DeviceChoice>(o->device, "--device"));
+    const bool bf16 = parse_choice<Precision>(o->precision, "--precision") == Precision::bf16;
+    require_input(!bf16 || device == Device::cuda, "--precision bf16 needs the GPU (--device cuda or auto)");
+    Model model(config, device, bf16 ? DType::bf16 : DType::f32);
     std::vector<float> values(model.table().total_elements());
     load_model_parameters(o->checkpoint, config, values.data());
     model.set_parameters(values);

@@ -16,11 +16,20 @@
 
 namespace ratplus {
 
+namespace {
+
+// Host i32 values as a [1, n] tensor.
+Tensor host_ints(const std::vector<int32_t>& values) {
+  const auto n = static_cast<int64_t>(values.size());
+  return Tensor{const_cast<int32_t*>(values.data()), 1, n, n, DType::i32, Device::cpu};
+}
+
+}  // namespace
+
 Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len)
     : model_(model), pattern_(pattern), batch_(batch), max_len_(max_len), lengths_(batch, 0) {
   const ModelConfig& c = model.config();
-  require_input(model.device() == Device::cpu && model.table().tp_size() == 1,
-                "decoding runs on the CPU without tensor parallelism in this version");
+  require_input(model.table().tp_size() == 1, "decoding runs without tensor parallelism in this version");
   require_input(batch >= 1 && max_len >= 1,
                 fmt::format("decoding needs a batch and a length of at least 1, got {} and {}", batch, max_len));
   pattern.check_fits(c.n_layers, c.n_heads);
@@ -44,6 +53,7 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
       const std::string name = fmt::format("cache/{}/{}", i, g.first_head);
       plan(g.k, name + "/k", batch * g.layout.capacity(), g.heads * dh, act);
       plan(g.v, name + "/v", batch * g.layout.capacity(), g.heads * dh, act);
+      if (model.device() == Device::cuda) plan(g.device_positions, name + "/positions", 1, batch * g.layout.capacity(), DType::i32);
       g.positions.assign(batch * g.layout.capacity(), -1);
     }
     if (c.recurrence) {
@@ -60,8 +70,18 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   plan(rstd_, "step/rstd", 1, batch, stat);
   plan(ffn_.rstd, "step/ffn/rstd", 1, batch, stat);
   plan(lse_, "step/lse", batch, c.n_heads, stat);
-  memory_.allocate(Device::cpu);
+  if (model.device() == Device::cuda) {
+    plan(step_tokens_, "step/tokens", 1, batch, DType::i32);
+    plan(query_positions_, "step/positions", 1, batch, DType::i32);
+  }
+  memory_.allocate(model.device());
   for (auto& [tensor, handle] : bindings) *tensor = memory_.get(handle);
+  for (auto& layer : groups_)
+    for (HeadGroup& g : layer) upload_positions(g);
+}
+
+void Decoder::upload_positions(HeadGroup& g) {
+  if (!g.device_positions.empty()) copy_tensor(g.device_positions, host_ints(g.positions));
 }
 
 size_t Decoder::cache_bytes_per_sequence() const {
@@ -102,6 +122,8 @@ void Decoder::prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits)
   };
   const std::vector<int64_t> last = {n - 1};
   model_.forward({prompt.data(), 1, n, pattern_, {}, final_state, fill}, LogitsOutput{last, logits});
+  for (auto& layer : groups_)
+    for (HeadGroup& g : layer) upload_positions(g);
   lengths_[b] = n;
 }
 
@@ -127,9 +149,13 @@ void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y, con
   for (HeadGroup& g : groups_[layer]) {
     for (int64_t b = 0; b < batch_; ++b) store(g, b, positions[b], k_rot_.rows_slice(b, 1), values.rows_slice(b, 1));
     const int64_t c0 = g.first_head * dh, width = g.heads * dh;
+    upload_positions(g);
+    const bool gpu = !g.device_positions.empty();
     AttentionArgs a{.q = q_rot_.cols_slice(c0, width), .batch = batch_, .q_len = 1,
                     .key_layout = KeyLayout::cache, .k = g.k, .v = g.v, .k_len = g.layout.capacity(),
-                    .head_keys = g.keys, .key_positions = g.positions.data(), .query_positions = positions.data(),
+                    .head_keys = g.keys,
+                    .key_positions = gpu ? g.device_positions.ptr<int32_t>() : g.positions.data(),
+                    .query_positions = gpu ? query_positions_.ptr<int32_t>() : positions.data(),
                     .out = att_.cols_slice(c0, width), .lse = lse_.cols_slice(g.first_head, g.heads)};
     attention_forward(a);
   }
@@ -155,7 +181,13 @@ void Decoder::step(std::span<const int32_t> tokens, Tensor logits) {
   }
   const Tensor w = model_.weights();
   const Dims dims = Dims::of(c, table, batch_, 1, nullptr);
-  embedding_forward(x_, tokens.data(), model_.view(w, table.embed()), 0);
+  const int32_t* ids = tokens.data();
+  if (!step_tokens_.empty()) {  // the ids and positions on the GPU
+    copy_tensor(step_tokens_, Tensor{const_cast<int32_t*>(ids), 1, batch_, batch_, DType::i32, Device::cpu});
+    copy_tensor(query_positions_, host_ints(positions));
+    ids = step_tokens_.ptr<int32_t>();
+  }
+  embedding_forward(x_, ids, model_.view(w, table.embed()), 0);
   for (int64_t i = 0; i < c.n_layers; ++i) {
     temporal_mixing_step(i, x_, y_, positions);
     const LayerParameterIndex& l = table.layer(i);

@@ -6,7 +6,9 @@
 // sequence — norm, projections, one recurrence update from the state, RoPE at the sequence's position, the
 // append to the cache, attention over the cached keys of the query's key set, gate, output projection, FFN —
 // so prefill(n) and k steps give the full forward's logits at those positions.
-// This version runs on the CPU without tensor parallelism; the model allocates no training state.
+// It runs on the model's device (CPU or GPU, through the same ops) without tensor parallelism; nothing of
+// training is allocated. On the GPU this is the correct path, not yet the fast one: RoPE runs row by row,
+// cache positions are uploaded each step, and the step is not yet fused or captured in a CUDA graph.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +25,7 @@ namespace ratplus {
 class Decoder {
  public:
   // Caches and state for `batch` sequences of up to `max_len` positions under `pattern` (InputError when
-  // the pattern does not fit the model or the model is not a CPU model without tensor parallelism).
+  // the pattern does not fit the model or the model is split by tensor parallelism).
   Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len);
 
   int64_t batch() const { return batch_; }
@@ -35,9 +37,10 @@ class Decoder {
 
   // Runs sequence b's prompt (1 ≤ size ≤ max_len tokens, < vocab_size) through one forward pass, replacing
   // whatever the sequence held, and writes the logits of its last token into `logits` [1, vocab_size].
+  // Logits are in the model's gradient_dtype() (f32; f64 for an f64 model) on its device.
   void prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits);
-  // Appends tokens[b] to every sequence b (each prefilled and shorter than max_len) and writes the logits at
-  // the new positions into `logits` [batch, vocab_size].
+  // Appends tokens[b] (host ids) to every sequence b (each prefilled and shorter than max_len) and writes the
+  // logits at the new positions into `logits` [batch, vocab_size].
   void step(std::span<const int32_t> tokens, Tensor logits);
 
  private:
@@ -46,8 +49,10 @@ class Decoder {
     std::vector<KeySet> keys;  // one per head (all equal)
     CacheLayout layout;
     Tensor k, v;                       // [batch · capacity, heads · head_dim]
-    std::vector<int32_t> positions;    // [batch · capacity], −1 = empty
+    std::vector<int32_t> positions;    // [batch · capacity], −1 = empty (the host's copy)
+    Tensor device_positions;           // the same on the GPU (i32 [1, batch · capacity]); empty on the CPU
   };
+  void upload_positions(HeadGroup& g);
   void store(HeadGroup& g, int64_t b, int64_t position, const Tensor& key_row, const Tensor& value_row);
   void temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y, const std::vector<int32_t>& positions);
 
@@ -60,6 +65,7 @@ class Decoder {
   std::vector<RecurrenceState> state_;          // per layer (RAT+), [batch, d] each
   // One step's activations, one row per sequence.
   Tensor x_, y_, h_, rstd_, z_, k_rec_, v_rec_, q_rot_, k_rot_, att_, lse_, gated_;
+  Tensor step_tokens_, query_positions_;  // i32 [1, batch] on the GPU (the host arrays serve the CPU)
   ChannelMixingState ffn_;
 };
 

@@ -21,12 +21,14 @@ double log_sum_exp(std::span<const double> x) {
   return max + std::log(sum);
 }
 
+// One row of logits (f32 on any device, or f64 on the CPU) as host doubles.
 std::vector<double> row_of(const Tensor& logits, int64_t row) {
-  std::vector<double> values(logits.cols);
-  for (int64_t c = 0; c < logits.cols; ++c)
-    values[c] = logits.dtype == DType::f64 ? logits.ptr<double>()[row * logits.ld + c]
-                                           : logits.ptr<float>()[row * logits.ld + c];
-  return values;
+  if (logits.dtype != DType::f64) {
+    const std::vector<float> values = to_host_floats(logits.rows_slice(row, 1));
+    return {values.begin(), values.end()};
+  }
+  const double* p = logits.ptr<double>() + row * logits.ld;
+  return {p, p + logits.cols};
 }
 
 }  // namespace
@@ -74,7 +76,7 @@ std::vector<GeneratedSequence> generate(Model& model, const Pattern& pattern,
   const int64_t vocab = model.config().vocab_size;
   Decoder decoder(model, pattern, batch, static_cast<int64_t>(longest) + options.max_new);
   Arena logits_memory;
-  logits_memory.reserve("logits", batch, vocab, model.dtype());
+  logits_memory.reserve("logits", batch, vocab, model.gradient_dtype());
   logits_memory.allocate(model.device());
   const Tensor logits = logits_memory.get(0);
 

@@ -34,7 +34,6 @@ void validate(const AttentionArgs& a) {
   if (a.batch < 1 || a.q_len < 0) invalid(fmt::format("batch {} and q_len {}", a.batch, a.q_len));
   if (a.key_layout != KeyLayout::sequence && a.key_layout != KeyLayout::cache) invalid("unknown key layout");
   if (a.key_layout == KeyLayout::cache) {
-    if (a.q.device != Device::cpu) invalid("the cache key layout runs on the CPU only");
     if (!a.key_positions || !a.query_positions) invalid("the cache key layout needs key and query positions");
     if (a.q_pos0 != 0) invalid("the cache key layout takes query positions, not q_pos0");
   } else if (a.q_pos0 < 0 || a.q_pos0 + a.q_len > a.k_len) {

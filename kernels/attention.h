@@ -72,8 +72,8 @@ enum class KeyLayout : uint8_t {
   sequence,
   // A compact decoding cache: row b · k_len + s of k and v holds the key at absolute position
   // key_positions[b · k_len + s] (−1: an empty slot), in any order; the queries of sequence b sit at
-  // positions query_positions[b] + i. Each query attends to the cached keys in its key set. Forward only,
-  // on the CPU for now. Planned beside it: data-dependent block lists (per query tile, the key blocks a
+  // positions query_positions[b] + i. Each query attends to the cached keys in its key set. Forward only
+  // (the CPU reference and the general CUDA kernel). Planned beside it: data-dependent block lists (per query tile, the key blocks a
   // top-k selection kept), which would narrow the key set that KeySet describes.
   cache,
 };
@@ -90,7 +90,7 @@ struct AttentionArgs {
   Tensor k, v;
   int64_t k_len = 0;
   std::span<const KeySet> head_keys;  // one per head
-  // KeyLayout::cache only, on the tensors' device: [batch · k_len] and [batch] positions.
+  // KeyLayout::cache only, in the memory of the tensors' device: [batch · k_len] and [batch] positions.
   const int32_t* key_positions = nullptr;
   const int32_t* query_positions = nullptr;
   // Written by the forward, read by the backward. lse: [batch · q_len, H], each query's log-sum-exp of

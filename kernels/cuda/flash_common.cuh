@@ -109,7 +109,7 @@ inline bool flash_fits(const Tensor& t) {
 // Chunks (q_pos0 > 0 or k_len ≠ q_len) run on the general kernel.
 inline int64_t flash_head_width(const AttentionArgs& a, std::initializer_list<const Tensor*> tensors) {
   const int64_t heads = static_cast<int64_t>(a.head_keys.size());
-  if (a.q_pos0 != 0 || a.k_len != a.q_len || a.q_len > kMaxSeq) return 0;
+  if (a.key_layout != KeyLayout::sequence || a.q_pos0 != 0 || a.k_len != a.q_len || a.q_len > kMaxSeq) return 0;
   if (heads == 0 || heads > kMaxHeads || a.q.cols % heads != 0 || a.lse.dtype != DType::f32) return 0;
   const int64_t dh = a.q.cols / heads;
   if (dh != 64 && dh != 128) return 0;
