@@ -187,7 +187,12 @@ void Hdf5File::read_floats(const std::string& dataset_path, float* out, const Pa
                        part.row_begin + block_rows <= rows / part.row_blocks &&
                        static_cast<hsize_t>(part.col_begin + part.cols) <= dims[rank - 1],
                    "read_floats: part outside the dataset");
-    // Row blocks are strided: one hyperslab block per row block, in the file's row-major order.
+    const hsize_t dataset_cols = dims[rank - 1];
+    if (part.row_begin == 0 && part.col_begin == 0 && block_rows * part.row_blocks == rows &&
+        static_cast<hsize_t>(part.cols) == dataset_cols)
+      return dataset.read(out, H5::PredType::NATIVE_FLOAT);  // the whole tensor: HDF5's fast path
+    // Row blocks are strided: one hyperslab block per row block, in the file's row-major order; the memory
+    // space has the selection's shape, so HDF5 copies whole rows.
     const hsize_t start[2] = {static_cast<hsize_t>(part.row_begin), static_cast<hsize_t>(part.col_begin)};
     const hsize_t stride[2] = {rows / part.row_blocks, 1};
     const hsize_t count[2] = {static_cast<hsize_t>(part.row_blocks), 1};
@@ -197,8 +202,9 @@ void Hdf5File::read_floats(const std::string& dataset_path, float* out, const Pa
     } else {
       space.selectHyperslab(H5S_SELECT_SET, count + 1, start + 1, stride + 1, block + 1);
     }
-    const hsize_t memory_dims[1] = {static_cast<hsize_t>(part.rows * part.cols)};
-    dataset.read(out, H5::PredType::NATIVE_FLOAT, H5::DataSpace(1, memory_dims), space);
+    const hsize_t memory_dims[2] = {static_cast<hsize_t>(part.rows), static_cast<hsize_t>(part.cols)};
+    dataset.read(out, H5::PredType::NATIVE_FLOAT, H5::DataSpace(rank, rank == 2 ? memory_dims : memory_dims + 1),
+                 space);
   });
 }
 

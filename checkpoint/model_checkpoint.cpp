@@ -1,6 +1,8 @@
 // Writing and reading the /model group of SPEC §7 checkpoints, with strict layout checks on load.
 #include "checkpoint/model_checkpoint.h"
 
+#include "core/buffer.h"
+
 #include <vector>
 
 #include "core/config.h"
@@ -111,6 +113,27 @@ void load_model_parameters(const std::string& path, const ModelConfig& config, c
 
 void load_model_parameters(const std::string& path, const ModelConfig& config, float* params) {
   load_model_parameters(path, config, ParameterTable(config), params);
+}
+
+void load_model_weights(const std::string& path, Model& model) {
+  const Hdf5File file = Hdf5File::open_read_only(path);
+  require_model_group(file);
+  check_parameter_group(file, kModelGroup, model.config());
+  const Tensor weights = model.weights();
+  const bool direct = model.device() == Device::cpu && model.dtype() == DType::f32;
+  check_internal(direct || model.dtype() != DType::f64, "load_model_weights: f64 models load through set_parameters");
+  std::vector<float> staging;
+  const auto& entries = model.table().entries();
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const ParameterInfo& p = entries[i];
+    if (direct) {
+      read_parameter(file, kModelGroup, p, weights.ptr<float>() + p.offset);
+      continue;
+    }
+    staging.resize(static_cast<size_t>(p.numel()));
+    read_parameter(file, kModelGroup, p, staging.data());
+    from_host_floats(weights.cols_slice(p.offset, p.numel()), staging);
+  }
 }
 
 }  // namespace ratplus

@@ -8,6 +8,7 @@
 
 #include "checkpoint/hdf5_file.h"
 #include "core/model_config.h"
+#include "model/model.h"
 #include "model/parameters.h"
 
 namespace ratplus {
@@ -29,6 +30,11 @@ void load_model_parameters(const std::string& path, const ModelConfig& config, f
 // are read, into `params` laid out by `slices`.
 void load_model_parameters(const std::string& path, const ModelConfig& config, const ParameterTable& slices,
                            float* params);
+
+// Reads the /model group into the weights of `model` (whose config the file must match), one tensor at a
+// time: straight into an f32 model on the CPU, else through a host buffer of one tensor, converted to the
+// model's type on its device — so loading needs no host copy of the whole model. Errors as above.
+void load_model_weights(const std::string& path, Model& model);
 
 // The same, on an open file.
 void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params);

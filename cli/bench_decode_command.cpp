@@ -78,9 +78,7 @@ Action add_bench_decode_command(CLI::App& bench) {
                                             : load_experiment_config(o->config).model;
     Model model(c, Device::cpu, DType::f32);
     if (o->config.empty()) {
-      std::vector<float> values(model.table().total_elements());
-      load_model_parameters(o->checkpoint, c, values.data());
-      model.set_parameters(values);
+      load_model_weights(o->checkpoint, model);
     } else {
       model.init_parameters(load_experiment_config(o->config).train.seed);
     }

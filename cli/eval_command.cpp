@@ -64,9 +64,7 @@ Action add_eval_command(CLI::App& app) {
         .check_fits(device, fmt::format("memory plan on {}", device_name(device)),
                     "lower --micro-batch or --seq-len, or use --precision bf16");
     Model model(config, device, dtype);
-    std::vector<float> values(model.table().total_elements());
-    load_model_parameters(o->checkpoint, config, values.data());
-    model.set_parameters(values);
+    load_model_weights(o->checkpoint, model);
     const EvalOptions options{o->seq_len, o->batches, o->eos_id, o->micro_batch};
     const std::vector<EvalResult> results = evaluate_patterns(model, data, options, patterns);
     print_table(results);

@@ -112,9 +112,7 @@ Action add_generate_command(CLI::App& app) {
     const bool bf16 = parse_choice<Precision>(o->precision, "--precision") == Precision::bf16;
     require_input(!bf16 || device == Device::cuda, "--precision bf16 needs the GPU (--device cuda or auto)");
     Model model(config, device, bf16 ? DType::bf16 : DType::f32);
-    std::vector<float> values(model.table().total_elements());
-    load_model_parameters(o->checkpoint, config, values.data());
-    model.set_parameters(values);
+    load_model_weights(o->checkpoint, model);
     const GenerateOptions options{o->max_new, o->eos_id, {o->temperature, o->top_k, o->top_p, o->seed}};
     const bool stream = prompts.size() == 1;
     const TokenCallback print = [&](int64_t, int32_t token) {

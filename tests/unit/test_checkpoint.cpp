@@ -103,6 +103,20 @@ TEST_F(CheckpointTest, RoundTripIsBitwiseExact) {
   EXPECT_FALSE(file.has_dataset("/model/lm_head/weight"));
 }
 
+// A model's weights load tensor by tensor, straight into an f32 model, and to the same values as the flat read.
+TEST_F(CheckpointTest, ModelWeightsLoadToTheSavedValues) {
+  for (const bool tied : {true, false}) {
+    const ModelConfig config = small_config(tied);
+    const std::string path = dir_.file(tied ? "tied.h5" : "untied.h5");
+    const std::vector<float> saved = save_small(path, config);
+    Model model(config, Device::cpu, DType::f32);
+    load_model_weights(path, model);
+    EXPECT_TRUE(same_bits(model.get_parameters(), saved)) << "tied " << tied;
+  }
+  Model other(small_config(true, false), Device::cpu, DType::f32);
+  expect_input_error([&] { load_model_weights(dir_.file("tied.h5"), other); }, {"tied.h5"});
+}
+
 TEST_F(CheckpointTest, UntiedEmbeddingsWithoutRecurrence) {
   const ModelConfig config = small_config(/*tie_embeddings=*/false, /*recurrence=*/false);
   const std::string path = dir_.file("untied.h5");
