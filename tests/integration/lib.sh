@@ -113,6 +113,20 @@ unmatched() {
     done
 }
 
+# expect_usage_error NAME NEEDLE COMMAND...: exit code 2, NEEDLE on stderr, no out.json.
+expect_usage_error() {
+    local name=$1 needle=$2 rc
+    shift 2
+    rm -f out.json
+    timeout 120 "$@" >/dev/null 2>stderr.txt
+    rc=$?
+    local problems=""
+    [ "$rc" -eq 2 ] || problems+="exit code $rc, not 2; "
+    problems+=$(unmatched stderr "$(cat stderr.txt)" "F:$needle")
+    [ ! -e out.json ] || problems+="out.json written; "
+    if [ -z "$problems" ]; then ok "$name"; else bad "$name" "$problems"; fi
+}
+
 # finish: prints the tally and exits, with status 0 only when nothing failed.
 finish() {
     echo "$passed passed, $failed failed"

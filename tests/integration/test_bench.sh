@@ -52,19 +52,6 @@ EOF
 if [ -z "$problems" ]; then ok "bench train JSON"; else bad "bench train JSON" "$problems"; fi
 
 # --- bad input ---------------------------------------------------------------------------
-# expect_usage_error NAME NEEDLE COMMAND...: exit code 2, NEEDLE on stderr, no out.json.
-expect_usage_error() {
-    local name=$1 needle=$2 rc
-    shift 2
-    rm -f out.json
-    timeout 120 "$@" >/dev/null 2>stderr.txt
-    rc=$?
-    local problems=""
-    [ "$rc" -eq 2 ] || problems+="exit code $rc, not 2; "
-    problems+=$(unmatched stderr "$(cat stderr.txt)" "F:$needle")
-    [ ! -e out.json ] || problems+="out.json written; "
-    if [ -z "$problems" ]; then ok "$name"; else bad "$name" "$problems"; fi
-}
 expect_usage_error "bad config override exits 2 and names the key" nope \
     "$BIN" bench train --config "$CONFIG" --steps 1 --warmup 0 --json out.json model.nope=3
 expect_usage_error "--steps 0 exits 2" --steps \

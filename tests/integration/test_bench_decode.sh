@@ -41,19 +41,7 @@ PY
 if [ -z "$problems" ]; then ok "JSON keys, bytes per step, and a dilated(16) cache of ~1/16 of dense"; else
   bad "JSON keys, bytes per step, and a dilated(16) cache of ~1/16 of dense" "$problems"; fi
 
-expect_usage_error() {
-    local name=$1 needle=$2
-    shift 2
-    rm -f out.json
-    timeout 120 "$@" --json out.json >/dev/null 2>stderr.txt
-    rc=$?
-    local problems=""
-    [ "$rc" -eq 2 ] || problems+="exit code $rc, not 2; "
-    problems+=$(unmatched stderr "$(cat stderr.txt)" "F:$needle")
-    [ ! -e out.json ] || problems+="out.json written; "
-    if [ -z "$problems" ]; then ok "$name"; else bad "$name" "$problems"; fi
-}
-base=("$BIN" bench decode --config "$CONFIG")
+base=("$BIN" bench decode --json out.json --config "$CONFIG")
 expect_usage_error "context below gen exits 2" "--context 8 must exceed --gen 16" \
     "${base[@]}" --context 8 --gen 16 --pattern dense
 expect_usage_error "an unknown pattern exits 2" "sparse" "${base[@]}" --context 64 --gen 4 --pattern sparse:X=1
@@ -62,6 +50,6 @@ expect_usage_error "a batch that is no number exits 2" "--batch must be a positi
 expect_usage_error "a batch that cannot fit exits 2" "the caches need" \
     "${base[@]}" --context 64 --gen 4 --pattern dense --batch 100000000000
 expect_usage_error "neither config nor checkpoint exits 2" "give --config or --checkpoint" \
-    "$BIN" bench decode --context 64 --gen 4 --pattern dense
+    "$BIN" bench decode --json out.json --context 64 --gen 4 --pattern dense
 
 finish

@@ -9,6 +9,20 @@
 
 namespace ratplus::test {
 
+// A two-layer, two-head model of width 16 (FFN 24) over a small vocabulary.
+inline ModelConfig tiny_model_config(int64_t vocab, bool recurrence, bool tied) {
+  ModelConfig config;
+  config.vocab_size = vocab;
+  config.d_model = 16;
+  config.n_layers = 2;
+  config.n_heads = 2;
+  config.d_ffn = 24;
+  config.recurrence = recurrence;
+  config.tie_embeddings = tied;
+  config.init_std = 0.3;
+  return config;
+}
+
 // A flat gradient vector laid out like the model's weights, zero-filled.
 struct Gradients {
   Arena arena;

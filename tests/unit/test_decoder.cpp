@@ -10,6 +10,7 @@
 
 #include "inference/decoder.h"
 #include "inference/key_cache.h"
+#include "model_test_util.h"
 #include "test_util.h"
 
 namespace ratplus::test {
@@ -17,18 +18,7 @@ namespace {
 
 constexpr int64_t kVocab = 29;
 
-ModelConfig decode_config(bool recurrence, bool tied) {
-  ModelConfig config;
-  config.vocab_size = kVocab;
-  config.d_model = 16;
-  config.n_layers = 2;
-  config.n_heads = 2;
-  config.d_ffn = 24;
-  config.recurrence = recurrence;
-  config.tie_embeddings = tied;
-  config.init_std = 0.3;
-  return config;
-}
+ModelConfig decode_config(bool recurrence, bool tied) { return tiny_model_config(kVocab, recurrence, tied); }
 
 std::vector<int32_t> tokens_of(int64_t n, uint64_t seed) {
   std::vector<int32_t> t(n);

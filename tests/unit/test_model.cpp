@@ -17,18 +17,7 @@
 namespace ratplus::test {
 namespace {
 
-ModelConfig small_config(bool recurrence, bool tied) {
-  ModelConfig config;
-  config.vocab_size = 37;
-  config.d_model = 16;
-  config.n_layers = 2;
-  config.n_heads = 2;
-  config.d_ffn = 24;
-  config.recurrence = recurrence;
-  config.tie_embeddings = tied;
-  config.init_std = 0.3;
-  return config;
-}
+ModelConfig small_config(bool recurrence, bool tied) { return tiny_model_config(37, recurrence, tied); }
 
 struct Batch {
   int64_t batch = 3, seq = 11;
