@@ -101,6 +101,23 @@ void Decoder::store(HeadGroup& g, int64_t b, int64_t position, const Tensor& key
   g.positions[row] = static_cast<int32_t>(position);
 }
 
+void Decoder::store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Tensor& values, int64_t n) {
+  const int64_t dh = model_.config().head_dim(), capacity = g.layout.capacity();
+  // Rows position, position + step, … of x's columns of this group, as one strided view.
+  const auto rows = [&](const Tensor& x, const CacheLayout::Run& r) {
+    Tensor t = x.rows_slice(r.position, 1).cols_slice(g.first_head * dh, g.heads * dh);
+    t.rows = r.count;
+    t.ld *= r.step;
+    return t;
+  };
+  for (const CacheLayout::Run& r : g.layout.prompt_runs(n)) {
+    copy_tensor(g.k.rows_slice(b * capacity + r.slot, r.count), rows(keys, r));
+    copy_tensor(g.v.rows_slice(b * capacity + r.slot, r.count), rows(values, r));
+  }
+  for (int64_t s = 0; s < capacity; ++s)
+    g.positions[b * capacity + s] = static_cast<int32_t>(g.layout.position_after_prompt(s, n));
+}
+
 void Decoder::prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits) {
   const ModelConfig& c = model_.config();
   const auto n = static_cast<int64_t>(prompt.size());
@@ -111,14 +128,10 @@ void Decoder::prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits)
     require_input(prompt[i] >= 0 && prompt[i] < c.vocab_size,
                   fmt::format("prefill: prompt token {} at offset {} is outside the vocabulary of {}", prompt[i], i,
                               c.vocab_size));
-  for (auto& layer : groups_)
-    for (HeadGroup& g : layer)
-      std::fill_n(g.positions.begin() + b * g.layout.capacity(), g.layout.capacity(), -1);
   std::vector<RecurrenceState> final_state;
   for (const RecurrenceState& s : state_) final_state.push_back({s.k.rows_slice(b, 1), s.v.rows_slice(b, 1)});
   const LayerKeys fill = [&](int64_t layer, const Tensor& keys, const Tensor& values) {
-    for (HeadGroup& g : groups_[layer])
-      for (int64_t t = 0; t < n; ++t) store(g, b, t, keys.rows_slice(t, 1), values.rows_slice(t, 1));
+    for (HeadGroup& g : groups_[layer]) store_prompt(g, b, keys, values, n);
   };
   const std::vector<int64_t> last = {n - 1};
   model_.forward({prompt.data(), 1, n, pattern_, {}, final_state, fill}, LogitsOutput{last, logits});

@@ -54,6 +54,8 @@ class Decoder {
   };
   void upload_positions(HeadGroup& g);
   void store(HeadGroup& g, int64_t b, int64_t position, const Tensor& key_row, const Tensor& value_row);
+  // Positions 0 … n − 1 of sequence b (keys and values [n, attention width]) into g's cache, in block copies.
+  void store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Tensor& values, int64_t n);
   void temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y, const std::vector<int32_t>& positions);
 
   Model& model_;

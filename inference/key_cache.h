@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/attention.h"
 
@@ -18,6 +19,17 @@ class CacheLayout {
   int64_t capacity() const { return sinks_ + dilated_ + ring_; }
   // The slot of position j (0 ≤ j < max_len).
   int64_t slot(int64_t j) const;
+
+  // How positions 0 … n − 1 of a prompt reach their slots in a few block copies: rows `position`,
+  // `position + step`, … (`count` of them) go to slots `slot` … slot + count − 1. The ring receives every one
+  // of the last positions, sinks and dilated ones too; ring_position() says which of its slots hold a key of
+  // their own (the others are empty: −1).
+  struct Run {
+    int64_t slot, position, count, step;
+  };
+  std::vector<Run> prompt_runs(int64_t n) const;
+  // The position a slot holds after a prompt of n positions, or −1.
+  int64_t position_after_prompt(int64_t slot, int64_t n) const;
 
  private:
   KeySet keys_;

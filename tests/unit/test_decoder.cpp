@@ -112,6 +112,36 @@ TEST(CacheLayout, HoldsSinksDilatedPositionsAndARing) {
   }
 }
 
+// A prompt's block copies put every position a later query can reach into its slot, and the slots said to hold
+// a position hold the one the copies wrote there.
+TEST(CacheLayout, PromptRunsFillTheSlotsOfEveryReachablePosition) {
+  for (const KeySet s : {KeySet{1, 0, 0}, KeySet{16, 0, 0}, KeySet{5, 3, 2}, KeySet{0, 7, 3}, KeySet{4, 50, 9},
+                         KeySet{3, 0, 4}, KeySet{7, 2, 0}}) {
+    const int64_t max_len = 120;
+    const CacheLayout layout(s, max_len);
+    for (int64_t n = 1; n <= max_len; ++n) {
+      std::vector<int64_t> copied(layout.capacity(), -1);
+      for (const CacheLayout::Run& r : layout.prompt_runs(n))
+        for (int64_t i = 0; i < r.count; ++i) {
+          ASSERT_LT(r.position + i * r.step, n);
+          copied[r.slot + i] = r.position + i * r.step;
+        }
+      const std::string where = "D " + std::to_string(s.dilation) + " W " + std::to_string(s.window) + " P " +
+                                std::to_string(s.sinks) + ", n " + std::to_string(n);
+      for (int64_t slot = 0; slot < layout.capacity(); ++slot) {
+        const int64_t held = layout.position_after_prompt(slot, n);
+        if (held >= 0) ASSERT_EQ(copied[slot], held) << where << ", slot " << slot;
+      }
+      // Every key that a query at position n − 1 or later may attend to is held in its slot.
+      for (int64_t j = 0; j < n; ++j) {
+        bool reachable = false;
+        for (int64_t t = n - 1; t < max_len && !reachable; ++t) reachable = in_key_set(s, t, j);
+        if (reachable) ASSERT_EQ(layout.position_after_prompt(layout.slot(j), n), j) << where << ", position " << j;
+      }
+    }
+  }
+}
+
 TEST(Decoding, ADilatedCacheIsASixteenthOfDense) {
   ModelConfig config = decode_config(true, true);
   Model model(config, Device::cpu, DType::f32);
