@@ -1,12 +1,15 @@
-// `ratplus generate --checkpoint FILE (--prompt-tokens 1,2,3 [--prompt-tokens ...] | --prompt-file FILE)
+// `ratplus generate --checkpoint FILE (--prompt-tokens 1,2,3 [--prompt-tokens ...] | --prompt-file FILE |
+//  --prompt TEXT [--prompt TEXT ...] --tokenizer FILE)
 //  --max-new N --pattern P [--temperature 0] [--top-k K] [--top-p P] [--seed S] [--eos-id ID]
 //  [--device auto|cpu|cuda] [--precision fp32|bf16] [--json FILE]`: prefill each prompt, then decode N tokens for
-// all of them in one batch (SPEC §10). Prints each sequence's generated ids, streaming them as they come for a
-// single prompt.
+// all of them in one batch (SPEC §10). Prints each sequence's generated ids (with a tokenizer, their text),
+// streaming them as they come for a single prompt. Text prompts start with the tokenizer's BOS id.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -16,6 +19,7 @@
 #include "core/config_choices.h"
 #include "core/device.h"
 #include "inference/generate.h"
+#include "inference/tokenizer.h"
 
 namespace ratplus::cli {
 
@@ -68,8 +72,8 @@ std::string ids_text(const std::vector<int32_t>& ids) {
 Action add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "decode tokens from prompts");
   struct Options {
-    std::string checkpoint, pattern, prompt_file, json, device = "auto", precision = "fp32";
-    std::vector<std::string> prompt_tokens;
+    std::string checkpoint, pattern, prompt_file, json, device = "auto", precision = "fp32", tokenizer;
+    std::vector<std::string> prompt_tokens, prompt_texts;
     int64_t max_new = 0, top_k = 0, eos_id = -1;
     double temperature = 0, top_p = 1;
     uint64_t seed = 0;
@@ -78,7 +82,10 @@ Action add_generate_command(CLI::App& app) {
   cmd->add_option("--checkpoint", o->checkpoint, "HDF5 checkpoint (its /model group is used)")->required();
   auto* tokens = cmd->add_option("--prompt-tokens", o->prompt_tokens, "a prompt as token ids (1,2,3), repeatable");
   auto* file = cmd->add_option("--prompt-file", o->prompt_file, "prompts as token ids, one per line");
+  auto* texts = cmd->add_option("--prompt", o->prompt_texts, "a prompt as text (with --tokenizer), repeatable");
+  auto* tokenizer = cmd->add_option("--tokenizer", o->tokenizer, "SentencePiece model (e.g. LLaMA-2's tokenizer.model)");
   tokens->excludes(file);
+  texts->excludes(tokens)->excludes(file)->needs(tokenizer);
   cmd->add_option("--max-new", o->max_new, "tokens to generate per prompt")->required();
   cmd->add_option("--pattern", o->pattern, "attention pattern (e.g. dense, dilated:D=16,W=256,P=4)")->required();
   cmd->add_option("--temperature", o->temperature, "0 = greedy (argmax), else sampling")->capture_default_str();
@@ -96,14 +103,21 @@ Action add_generate_command(CLI::App& app) {
   cmd->add_option("--json", o->json, "also write prompts, tokens and log-probs as JSON to this file");
   return [o] {
     std::vector<std::vector<int32_t>> prompts;
-    if (!o->prompt_file.empty()) {
+    std::unique_ptr<Tokenizer> text;
+    if (!o->tokenizer.empty()) text = std::make_unique<Tokenizer>(o->tokenizer);
+    if (!o->prompt_texts.empty()) {
+      for (const std::string& p : o->prompt_texts) prompts.push_back(text->encode(p, true));  // BOS first, as LLaMA
+    } else if (!o->prompt_file.empty()) {
       prompts = read_prompt_file(o->prompt_file);
     } else {
-      require_input(!o->prompt_tokens.empty(), "give --prompt-tokens or --prompt-file");
+      require_input(!o->prompt_tokens.empty(), "give --prompt-tokens, --prompt-file or --prompt");
       for (const std::string& text : o->prompt_tokens) prompts.push_back(parse_token_ids(text, "--prompt-tokens"));
     }
     const Pattern pattern = Pattern::parse(o->pattern);
     const ModelConfig config = read_checkpoint_model_config(o->checkpoint);
+    require_input(!text || text->vocab_size() <= config.vocab_size,
+                  fmt::format("--tokenizer: its {} pieces do not fit the model's vocabulary of {}",
+                              text ? text->vocab_size() : 0, config.vocab_size));
     for (size_t b = 0; b < prompts.size(); ++b)
       for (const int32_t id : prompts[b])
         require_input(id < config.vocab_size, fmt::format("prompt {}: token {} is outside the vocabulary of {}", b, id,
@@ -114,15 +128,25 @@ Action add_generate_command(CLI::App& app) {
     Model model(config, device, bf16 ? DType::bf16 : DType::f32);
     load_model_weights(o->checkpoint, model);
     const GenerateOptions options{o->max_new, o->eos_id, {o->temperature, o->top_k, o->top_p, o->seed}};
+    // One prompt streams its tokens (ids, or the text they add) as they come; several print a line each.
     const bool stream = prompts.size() == 1;
+    std::vector<int32_t> so_far;
+    std::string shown;
     const TokenCallback print = [&](int64_t, int32_t token) {
-      fmt::print("{} ", token);
+      so_far.push_back(token);
+      if (text) {
+        const std::string now = text->decode(so_far);
+        fmt::print("{}", now.substr(std::min(shown.size(), now.size())));
+        shown = now;
+      } else {
+        fmt::print("{} ", token);
+      }
       std::fflush(stdout);
     };
     const std::vector<GeneratedSequence> out = generate(model, pattern, prompts, options, stream ? print : TokenCallback{});
     if (stream) fmt::print("\n");
     else
-      for (const GeneratedSequence& s : out) fmt::print("{}\n", ids_text(s.tokens));
+      for (const GeneratedSequence& s : out) fmt::print("{}\n", text ? text->decode(s.tokens) : ids_text(s.tokens));
     if (o->json.empty()) return;
     nlohmann::json list = nlohmann::json::array();
     for (const GeneratedSequence& s : out)

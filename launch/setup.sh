@@ -3,16 +3,16 @@
 # missing) and builds it into build/. Safe to run again: it only installs what is missing and rebuilds
 # what changed.
 #   bash launch/setup.sh            # Release build in build/
-#   bash launch/setup.sh --tests    # also the tools the test suite uses (the Prometheus server)
+#   bash launch/setup.sh --tests    # also the tools the test suite uses (the Prometheus server, spm_train)
 #   BUILD_DIR=build-debug BUILD_TYPE=Debug bash launch/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake ninja-build pkg-config
   libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev prometheus-cpp-dev libcpp-httplib-dev libcli11-dev
-  libspdlog-dev libfmt-dev nlohmann-json3-dev libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libspdlog-dev libfmt-dev nlohmann-json3-dev libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev
   python3 python3-numpy python3-h5py)
-[[ ${1:-} == --tests ]] && packages+=(prometheus)
+[[ ${1:-} == --tests ]] && packages+=(prometheus sentencepiece)
 
 missing=()
 for p in "${packages[@]}"; do
