@@ -9,20 +9,13 @@
 
 #include "core/rng.h"
 #include "gpu_test_util.h"
+#include "tests/unit/model_test_util.h"
 #include "inference/decoder.h"
 
 namespace ratplus::test {
 namespace {
 
-struct DecodeCase {
-  const char* name;
-  bool recurrence, tied;
-  const char* pattern;
-};
-
-void PrintTo(const DecodeCase& c, std::ostream* os) { *os << c.name; }
-
-class GpuDecoding : public ::testing::TestWithParam<DecodeCase> {};
+class GpuDecoding : public ::testing::TestWithParam<ModelCase> {};
 
 // The largest |gpu − cpu| over rows [r0, r0 + n) of the logits, relative to max(1, the largest |cpu|).
 double relative_error(const Pair& logits, int64_t r0, int64_t n) {
@@ -37,7 +30,7 @@ double relative_error(const Pair& logits, int64_t r0, int64_t n) {
   return error / scale;
 }
 
-void decode_and_compare(const DecodeCase& c, DType gpu_type, double tol) {
+void decode_and_compare(const ModelCase& c, DType gpu_type, double tol) {
   ModelConfig config;
   config.vocab_size = 301;
   config.d_model = 128;
@@ -83,11 +76,11 @@ TEST_P(GpuDecoding, Bf16TracksTheCpuDecoder) {
 
 INSTANTIATE_TEST_SUITE_P(
     Patterns, GpuDecoding,
-    ::testing::Values(DecodeCase{"dense", true, true, "dense"},
-                      DecodeCase{"dilated_window_sinks_untied", true, false, "dilated:D=16,W=8,P=2"},
-                      DecodeCase{"local", true, true, "local:W=24,P=1"},
-                      DecodeCase{"per_layer_and_head", true, true, "layers=dense|heads=1:dilated:D=8+1:local:W=5"},
-                      DecodeCase{"attention_only", false, true, "dilated:D=4,W=3"}),
+    ::testing::Values(ModelCase{"dense", true, true, "dense"},
+                      ModelCase{"dilated_window_sinks_untied", true, false, "dilated:D=16,W=8,P=2"},
+                      ModelCase{"local", true, true, "local:W=24,P=1"},
+                      ModelCase{"per_layer_and_head", true, true, "layers=dense|heads=1:dilated:D=8+1:local:W=5"},
+                      ModelCase{"attention_only", false, true, "dilated:D=4,W=3"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -16,14 +16,6 @@
 namespace ratplus::test {
 namespace {
 
-struct ModelCase {
-  const char* name;
-  bool recurrence, tied;
-  const char* pattern;
-};
-
-void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
-
 class GpuModel : public ::testing::TestWithParam<ModelCase> {};
 
 // Both models with the same parameters, one batch through forward_backward on each.

@@ -3,11 +3,20 @@
 #pragma once
 
 #include <cstdint>
+#include <ostream>
 
 #include "core/buffer.h"
 #include "model/model.h"
 
 namespace ratplus::test {
+
+// A model variant under an attention pattern, for parameterised tests (printed by name).
+struct ModelCase {
+  const char* name;
+  bool recurrence, tied;
+  const char* pattern;
+};
+inline void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
 
 // A two-layer, two-head model of width 16 (FFN 24) over a small vocabulary.
 inline ModelConfig tiny_model_config(int64_t vocab, bool recurrence, bool tied) {

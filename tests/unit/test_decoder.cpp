@@ -26,18 +26,10 @@ std::vector<int32_t> tokens_of(int64_t n, uint64_t seed) {
   return t;
 }
 
-struct DecodeCase {
-  const char* name;
-  bool recurrence, tied;
-  const char* pattern;
-};
-
-void PrintTo(const DecodeCase& c, std::ostream* os) { *os << c.name; }
-
-class Decoding : public ::testing::TestWithParam<DecodeCase> {};
+class Decoding : public ::testing::TestWithParam<ModelCase> {};
 
 TEST_P(Decoding, PrefillAndStepsGiveTheFullForwardLogits) {
-  const DecodeCase& c = GetParam();
+  const ModelCase& c = GetParam();
   Model model(decode_config(c.recurrence, c.tied), Device::cpu, DType::f64);
   model.init_parameters(12);
   const Pattern pattern = Pattern::parse(c.pattern);
@@ -79,14 +71,14 @@ TEST_P(Decoding, PrefillAndStepsGiveTheFullForwardLogits) {
 
 INSTANTIATE_TEST_SUITE_P(
     Patterns, Decoding,
-    ::testing::Values(DecodeCase{"dense", true, true, "dense"},
-                      DecodeCase{"dilated", true, true, "dilated:D=4"},
-                      DecodeCase{"dilated_window_sinks_untied", true, false, "dilated:D=5,W=3,P=2"},
-                      DecodeCase{"local_sinks", true, true, "local:W=3,P=1"},
-                      DecodeCase{"per_layer", true, true, "layers=dense|dilated:D=4,W=3"},
-                      DecodeCase{"per_head", true, true, "heads=1:dilated:D=5,P=3+1:local:W=3"},
-                      DecodeCase{"attention_only_dense", false, true, "dense"},
-                      DecodeCase{"attention_only_hybrid_untied", false, false, "layers=local:W=3|heads=1:dense+1:dilated:D=4"}),
+    ::testing::Values(ModelCase{"dense", true, true, "dense"},
+                      ModelCase{"dilated", true, true, "dilated:D=4"},
+                      ModelCase{"dilated_window_sinks_untied", true, false, "dilated:D=5,W=3,P=2"},
+                      ModelCase{"local_sinks", true, true, "local:W=3,P=1"},
+                      ModelCase{"per_layer", true, true, "layers=dense|dilated:D=4,W=3"},
+                      ModelCase{"per_head", true, true, "heads=1:dilated:D=5,P=3+1:local:W=3"},
+                      ModelCase{"attention_only_dense", false, true, "dense"},
+                      ModelCase{"attention_only_hybrid_untied", false, false, "layers=local:W=3|heads=1:dense+1:dilated:D=4"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(CacheLayout, HoldsSinksDilatedPositionsAndARing) {

@@ -190,14 +190,6 @@ TEST(ChannelMixingGradient, MatchesFiniteDifferences) {
 
 // ---- the whole model ----
 
-struct ModelCase {
-  const char* name;
-  bool recurrence, tied;
-  const char* pattern;
-};
-
-void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.name; }
-
 class ModelGradient : public ::testing::TestWithParam<ModelCase> {};
 
 TEST_P(ModelGradient, EveryParameterMatchesFiniteDifferences) {
