@@ -83,13 +83,6 @@ void check_cuda(cudaError_t err, const char* what) {
 }
 #endif
 
-// Waits until the GPU has finished all queued work (nothing to wait for on the CPU).
-void synchronize([[maybe_unused]] Device device) {
-#ifdef RATPLUS_HAVE_CUDA
-  if (device == Device::cuda) check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-#endif
-}
-
 double timed_step(Trainer& trainer) {
   const Device device = trainer.model().device();
   synchronize(device);
@@ -240,7 +233,8 @@ void print_result(const TrainBenchResult& r, const TrainBenchOptions& o) {
 
 Action add_bench_command(CLI::App& app) {
   auto* bench = app.add_subcommand(
-      "bench", "measure performance (bench train: training throughput and MFU; bench decode: decoding throughput)");
+      "bench", "measure performance (train: training throughput and MFU; decode: decoding throughput; prefill: "
+               "prefill time)");
   bench->require_subcommand(1);
   auto* train = bench->add_subcommand("train", "time training steps of a config on random tokens");
   auto o = std::make_shared<TrainBenchOptions>();
@@ -253,9 +247,10 @@ Action add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
       ->capture_default_str();
   train->add_option("--json", o->json, "also write the results to this file as one JSON object");
-  const Action decode = add_bench_decode_command(*bench);
-  return [o, train, decode] {
-    if (!train->parsed()) return decode();
+  const Action decode = add_bench_decode_command(*bench), prefill = add_bench_prefill_command(*bench);
+  return [o, bench, train, decode, prefill] {
+    if (bench->got_subcommand("decode")) return decode();
+    if (bench->got_subcommand("prefill")) return prefill();
     const TrainBenchResult result = run_train_benchmark(*o);
     if (world().rank() != 0) return;
     print_result(result, *o);

@@ -73,6 +73,14 @@ size_t available_memory(Device device) {
   return 0;
 }
 
+void synchronize([[maybe_unused]] Device device) {
+#ifdef RATPLUS_HAVE_CUDA
+  if (device != Device::cuda) return;
+  const cudaError_t err = cudaDeviceSynchronize();
+  if (err != cudaSuccess) throw std::runtime_error(std::string("cudaDeviceSynchronize: ") + cudaGetErrorString(err));
+#endif
+}
+
 size_t peak_resident_memory() {
   std::ifstream status("/proc/self/status");
   std::string line;

@@ -25,6 +25,9 @@ std::string current_gpu_identity();
 // Bytes that can still be allocated on the device: free GPU memory, or MemAvailable of /proc/meminfo.
 size_t available_memory(Device device);
 
+// Waits until the GPU has finished all queued work (nothing to wait for on the CPU).
+void synchronize(Device device);
+
 // The peak resident set of this process in bytes (VmHWM of /proc/self/status).
 size_t peak_resident_memory();
 
