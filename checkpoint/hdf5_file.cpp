@@ -344,8 +344,9 @@ std::string Hdf5File::describe(const std::string& object_path, const std::string
   return path_ + ": " + object_path + ": " + what;
 }
 
-void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill) {
-  AtomicFile out(path);
+void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill,
+                           uint64_t expected_bytes) {
+  AtomicFile out(path, expected_bytes);
   Hdf5File file = Hdf5File::create(out.temporary());
   fill(file);
   file.close();

@@ -90,7 +90,9 @@ class Hdf5File {
 
 // Writes `path` through an AtomicFile (core/atomic_file.h): `fill` writes the temporary file, which is then
 // closed and committed. On any failure the temporary file is removed and the error rethrown, so `path` is
-// either the complete new file or untouched.
-void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill);
+// either the complete new file or untouched. With `expected_bytes`, a file system with less space free refuses
+// the write before HDF5 starts (HDF5 does not survive a disk that fills under it).
+void write_hdf5_atomically(const std::string& path, const std::function<void(Hdf5File&)>& fill,
+                           uint64_t expected_bytes = 0);
 
 }  // namespace ratplus

@@ -98,8 +98,15 @@ void read_model_group(const Hdf5File& file, const ModelConfig& config, const Par
   read_parameter_group(file, kModelGroup, config, slices, params);
 }
 
+uint64_t checkpoint_file_bytes(const ModelConfig& config, int groups) {
+  const ParameterTable table(config);
+  const auto datasets = static_cast<uint64_t>(table.entries().size());
+  return groups * (static_cast<uint64_t>(table.total_elements()) * sizeof(float) + datasets * (16 << 10)) + (1 << 20);
+}
+
 void save_model_checkpoint(const std::string& path, const ModelConfig& config, const float* params) {
-  write_hdf5_atomically(path, [&](Hdf5File& file) { write_model_group(file, config, params); });
+  write_hdf5_atomically(path, [&](Hdf5File& file) { write_model_group(file, config, params); },
+                        checkpoint_file_bytes(config, 1));
 }
 
 ModelConfig read_checkpoint_model_config(const std::string& path) {

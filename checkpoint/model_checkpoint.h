@@ -4,6 +4,7 @@
 // it into a larger file.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "checkpoint/hdf5_file.h"
@@ -12,6 +13,10 @@
 #include "model/parameters.h"
 
 namespace ratplus {
+
+// A little more than the bytes a file of `groups` tensor groups laid out like /model takes: the float32 data,
+// 16 KiB per dataset for its header, chunk index and checksums, and 1 MiB for the rest.
+uint64_t checkpoint_file_bytes(const ModelConfig& config, int groups);
 
 // Writes an inference checkpoint atomically (via `path + ".tmp"` and a rename). `params` is the flat
 // buffer laid out by ParameterTable(config).

@@ -96,7 +96,7 @@ const std::string& tensor_group_path(int group) {
 }
 
 TrainingCheckpointWriter::TrainingCheckpointWriter(const std::string& path, const ModelConfig& model)
-    : out_(path), file_(Hdf5File::create(out_.temporary())) {
+    : out_(path, checkpoint_file_bytes(model, kTensorGroups)), file_(Hdf5File::create(out_.temporary())) {
   for (int group = 0; group < kTensorGroups; ++group) file_.create_group(tensor_group_path(group));
   file_.write_string_attribute(kModelGroup, "config", model_config_to_yaml(model));
 }

@@ -6,14 +6,17 @@
 // Failures are InputErrors naming the file.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace ratplus {
 
 class AtomicFile {
  public:
-  // Nothing is created yet: the writer creates temporary() itself, writes it and closes it.
-  explicit AtomicFile(std::string path);
+  // Nothing is created yet: the writer creates temporary() itself, writes it and closes it. With
+  // `expected_bytes`, the file system must first have that much space free (else std::runtime_error naming
+  // both numbers): libraries that cannot fail cleanly when a disk fills mid-write (HDF5) are never started.
+  explicit AtomicFile(std::string path, uint64_t expected_bytes = 0);
   ~AtomicFile();
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;

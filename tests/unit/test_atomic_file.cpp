@@ -35,6 +35,20 @@ TEST(AtomicFileTest, TextReplacesTheFileAndLeavesNoTemporary) {
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"results.json"});
 }
 
+TEST(AtomicFileTest, TooLittleFreeSpaceIsRefusedBeforeAnythingIsWritten) {
+  const TempDir dir;
+  const std::string path = dir.file("big.h5");
+  try {
+    write_hdf5_atomically(path, [](Hdf5File&) { FAIL() << "the write must not start"; }, uint64_t{1} << 62);
+    FAIL() << "no error";
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(path), std::string::npos) << what;
+    EXPECT_NE(what.find("MB free"), std::string::npos) << what;
+  }
+  EXPECT_TRUE(dir.entries().empty());
+}
+
 TEST(AtomicFileTest, AFailureWhileWritingLeavesTheOldFileAndNoTemporary) {
   const TempDir dir;
   const std::string path = dir.file("state.txt");
