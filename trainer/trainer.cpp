@@ -162,7 +162,9 @@ void Trainer::start_from_checkpoint_or_init() {
     // Checkpoints hold full tensors; each rank reads the slices it holds and keeps its owned range.
     // The parameters pass through the host in full (Optimizer::set_parameters takes the whole slice table).
     std::vector<float> params;
-    for (const std::string& path : list_checkpoints(config_.checkpoint.dir)) {
+    const std::vector<std::string> paths = list_checkpoints(config_.checkpoint.dir);
+    std::string newest_problem;
+    for (const std::string& path : paths) {
       params.resize(model_.table().total_elements());
       std::vector<HeldValues> held = held_state();
       held[0] = {{0, model_.table().total_elements()}, host_tensor(params)};
@@ -175,8 +177,14 @@ void Trainer::start_from_checkpoint_or_init() {
         return;
       } catch (const InputError& e) {
         spdlog::warn("not resuming from {}: {}", path, e.what());
+        if (newest_problem.empty()) newest_problem = e.what();
       }
     }
+    // Starting over would soon prune them: a run that cannot use any of them stops instead.
+    require_input(paths.empty(),
+                  fmt::format("checkpoint.dir: '{}' holds {} checkpoint(s) this run cannot resume from (the newest: {}); "
+                              "move them away to start over there, or set checkpoint.resume: never",
+                              config_.checkpoint.dir, paths.size(), newest_problem));
   }
   zero_tensor(optimizer_.moment(0));
   zero_tensor(optimizer_.moment(1));

@@ -16,6 +16,7 @@
 #include "trainer/schedule.h"
 #include "trainer/trainer.h"
 #include "model_test_util.h"
+#include "test_util.h"
 
 namespace ratplus::test {
 namespace {
@@ -212,6 +213,21 @@ TEST_F(TrainerTest, StoppedAndResumedRunIsBitwiseIdenticalToAStraightRun) {
     ++lines;
   }
   EXPECT_EQ(lines, 14);
+}
+
+// A run whose model differs from the checkpoints in its directory stops rather than start over and prune them.
+TEST_F(TrainerTest, CheckpointsOfAnotherModelStopTheRunAndStay) {
+  const std::string dir = dir_.file("other_model");
+  {
+    Trainer trainer(config({"train.objective=dense", "train.steps=2", "checkpoint.dir=" + dir}));
+    trainer.run();
+  }
+  const std::vector<std::string> before = list_checkpoints(dir);
+  ASSERT_FALSE(before.empty());
+  expect_input_error([&] { Trainer(config({"train.objective=dense", "train.steps=4", "model.d_ffn=48",
+                                           "checkpoint.dir=" + dir})); },
+                     {"checkpoint.dir", "cannot resume from", "ffn/fc1/weight", "checkpoint.resume: never"});
+  EXPECT_EQ(list_checkpoints(dir), before);
 }
 
 TEST_F(TrainerTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
