@@ -14,10 +14,9 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/model_checkpoint.h"
+#include "cli/bench_model.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
-#include "core/config.h"
 #include "core/device.h"
 #include "core/rng.h"
 #include "inference/decoder.h"
@@ -27,7 +26,8 @@ namespace ratplus::cli {
 namespace {
 
 struct DecodeBenchOptions {
-  std::string config, checkpoint, batch = "auto", pattern, json;
+  BenchModelSource source;
+  std::string batch = "auto", pattern, json;
   int64_t context = 0, gen = 0;
 };
 
@@ -61,29 +61,21 @@ int64_t choose_batch(const std::string& text, size_t per_sequence, size_t fixed)
 Action add_bench_decode_command(CLI::App& bench) {
   auto* cmd = bench.add_subcommand("decode", "time decoding steps of a batch after a prefill of T - G tokens");
   auto o = std::make_shared<DecodeBenchOptions>();
-  auto* config = cmd->add_option("--config", o->config, "experiment YAML file (random weights)");
-  auto* checkpoint = cmd->add_option("--checkpoint", o->checkpoint, "HDF5 checkpoint (its /model weights)");
-  config->excludes(checkpoint);
+  o->source.add_options(*cmd);
   cmd->add_option("--context", o->context, "positions per sequence at the end (T)")->required();
   cmd->add_option("--gen", o->gen, "timed decoding steps (G)")->required();
   cmd->add_option("--batch", o->batch, "sequences decoded together, or auto")->capture_default_str();
   cmd->add_option("--pattern", o->pattern, "attention pattern")->required();
   cmd->add_option("--json", o->json, "also write the results to this file as one JSON object");
   return [o] {
-    require_input(o->config.empty() != o->checkpoint.empty(), "give --config or --checkpoint");
+    const ModelConfig c = o->source.model_config();
     require_input(o->gen >= 1 && o->context > o->gen,
                   fmt::format("--context {} must exceed --gen {} (at least 1)", o->context, o->gen));
     const Pattern pattern = Pattern::parse(o->pattern);
-    const ModelConfig c = o->config.empty() ? read_checkpoint_model_config(o->checkpoint)
-                                            : load_experiment_config(o->config).model;
     Model model(c, Device::cpu, DType::f32);
-    if (o->config.empty()) {
-      load_model_weights(o->checkpoint, model);
-    } else {
-      model.init_parameters(load_experiment_config(o->config).train.seed);
-    }
+    o->source.load_weights(model);
     const size_t weight_bytes = static_cast<size_t>(model.table().total_elements()) * dtype_size(model.dtype());
-    const size_t per_sequence = Decoder(model, pattern, 1, o->context).cache_bytes_per_sequence();
+    const size_t per_sequence = cache_bytes_per_sequence(model, pattern, o->context);
     const int64_t batch = choose_batch(o->batch, per_sequence, weight_bytes);
     Decoder decoder(model, pattern, batch, o->context);
 

@@ -13,10 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "checkpoint/model_checkpoint.h"
+#include "cli/bench_model.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
-#include "core/config.h"
 #include "core/config_choices.h"
 #include "core/device.h"
 #include "core/rng.h"
@@ -30,7 +29,8 @@ namespace ratplus::cli {
 namespace {
 
 struct PrefillBenchOptions {
-  std::string config, checkpoint, pattern, json, device = "auto";
+  BenchModelSource source;
+  std::string pattern, json, device = "auto";
   int64_t context = 0, repeats = 3;
   bool op = false;
 };
@@ -86,9 +86,7 @@ double time_operator(const ModelConfig& c, const Pattern& pattern, int64_t T, De
 Action add_bench_prefill_command(CLI::App& bench) {
   auto* cmd = bench.add_subcommand("prefill", "time a prefill of T tokens (the whole model, or --operator)");
   auto o = std::make_shared<PrefillBenchOptions>();
-  auto* config = cmd->add_option("--config", o->config, "experiment YAML file (random weights)");
-  auto* checkpoint = cmd->add_option("--checkpoint", o->checkpoint, "HDF5 checkpoint (its /model weights)");
-  config->excludes(checkpoint);
+  o->source.add_options(*cmd);
   cmd->add_option("--context", o->context, "tokens of the prefill (T)")->required();
   cmd->add_option("--pattern", o->pattern, "attention pattern")->required();
   cmd->add_flag("--operator", o->op, "one layer's temporal-mixing core (scan, RoPE, attention) instead");
@@ -100,12 +98,10 @@ Action add_bench_prefill_command(CLI::App& bench) {
       ->capture_default_str();
   cmd->add_option("--json", o->json, "also write the results to this file as one JSON object");
   return [o] {
-    require_input(o->config.empty() != o->checkpoint.empty(), "give --config or --checkpoint");
+    const ModelConfig c = o->source.model_config();
     require_input(o->context >= 1 && o->context <= 262144,
                   fmt::format("--context must be 1 to 262144 tokens, got {}", o->context));
     const Pattern pattern = Pattern::parse(o->pattern);
-    const ModelConfig c = o->config.empty() ? read_checkpoint_model_config(o->checkpoint)
-                                            : load_experiment_config(o->config).model;
     pattern.check_fits(c.n_layers, c.n_heads);
     const Device device = select_device(parse_choice<DeviceChoice>(o->device, "--device"));
     const DType dtype = device == Device::cuda ? DType::bf16 : DType::f32;
@@ -117,10 +113,7 @@ Action add_bench_prefill_command(CLI::App& bench) {
       Model::memory_plan(c, dtype, 1, T, false)
           .check_fits(device, fmt::format("memory plan on {}", device_name(device)), "lower --context");
       Model model(c, device, dtype);
-      if (o->config.empty())
-        load_model_weights(o->checkpoint, model);
-      else
-        model.init_parameters(load_experiment_config(o->config).train.seed);
+      o->source.load_weights(model);
       std::vector<int32_t> tokens(T);
       for (int64_t i = 0; i < T; ++i) tokens[i] = static_cast<int32_t>(splitmix64(i) % c.vocab_size);
       seconds = median_seconds(device, o->repeats,

@@ -24,7 +24,36 @@ Tensor host_ints(const std::vector<int32_t>& values) {
   return Tensor{const_cast<int32_t*>(values.data()), 1, n, n, DType::i32, Device::cpu};
 }
 
+// The head groups of a layer's pattern: runs of consecutive heads that share one key set.
+struct HeadRun {
+  int64_t first, count;
+  KeySet keys;
+};
+std::vector<HeadRun> head_runs(const Pattern& pattern, int64_t layer, int64_t n_heads) {
+  const std::vector<KeySet> heads = pattern.head_keys(layer, n_heads);
+  std::vector<HeadRun> runs;
+  for (int64_t h = 0; h < n_heads;) {
+    int64_t n = 1;
+    while (h + n < n_heads && heads[h + n] == heads[h]) ++n;
+    runs.push_back({h, n, heads[h]});
+    h += n;
+  }
+  return runs;
+}
+
 }  // namespace
+
+size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len) {
+  const ModelConfig& c = model.config();
+  pattern.check_fits(c.n_layers, c.n_heads);
+  size_t bytes = 0;
+  for (int64_t i = 0; i < c.n_layers; ++i)
+    for (const HeadRun& g : head_runs(pattern, i, c.n_heads))
+      bytes += static_cast<size_t>(CacheLayout(g.keys, max_len).capacity()) *
+               (2 * g.count * c.head_dim() * dtype_size(model.dtype()) + sizeof(int32_t));
+  const size_t state = c.recurrence ? c.n_layers * 2 * c.d_model * dtype_size(model.gradient_dtype()) : 0;
+  return bytes + state;
+}
 
 Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len)
     : model_(model), pattern_(pattern), batch_(batch), max_len_(max_len), lengths_(batch, 0) {
@@ -42,13 +71,9 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   groups_.resize(c.n_layers);
   state_.resize(c.recurrence ? c.n_layers : 0);
   for (int64_t i = 0; i < c.n_layers; ++i) {
-    const std::vector<KeySet> heads = pattern.head_keys(i, c.n_heads);
-    for (int64_t h = 0; h < c.n_heads;) {
-      int64_t n = 1;
-      while (h + n < c.n_heads && heads[h + n] == heads[h]) ++n;
-      groups_[i].push_back({h, n, std::vector<KeySet>(n, heads[h]), CacheLayout(heads[h], max_len), {}, {}, {}});
-      h += n;
-    }
+    for (const HeadRun& r : head_runs(pattern, i, c.n_heads))
+      groups_[i].push_back({r.first, r.count, std::vector<KeySet>(r.count, r.keys), CacheLayout(r.keys, max_len), {},
+                            {}, {}, {}});
     for (HeadGroup& g : groups_[i]) {
       const std::string name = fmt::format("cache/{}/{}", i, g.first_head);
       plan(g.k, name + "/k", batch * g.layout.capacity(), g.heads * dh, act);
@@ -85,13 +110,7 @@ void Decoder::upload_positions(HeadGroup& g) {
 }
 
 size_t Decoder::cache_bytes_per_sequence() const {
-  const ModelConfig& c = model_.config();
-  size_t bytes = 0;
-  for (const auto& layer : groups_)
-    for (const HeadGroup& g : layer)
-      bytes += static_cast<size_t>(g.layout.capacity()) *
-               (2 * g.heads * c.head_dim() * dtype_size(model_.dtype()) + sizeof(int32_t));
-  return bytes + state_.size() * 2 * c.d_model * dtype_size(model_.gradient_dtype());
+  return ratplus::cache_bytes_per_sequence(model_, pattern_, max_len_);
 }
 
 void Decoder::store(HeadGroup& g, int64_t b, int64_t position, const Tensor& key_row, const Tensor& value_row) {

@@ -22,6 +22,10 @@
 
 namespace ratplus {
 
+// Bytes of keys, values and positions one sequence's caches hold at up to max_len positions under `pattern`,
+// and of its recurrent state — what a Decoder allocates per sequence, known before allocating.
+size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len);
+
 class Decoder {
  public:
   // Caches and state for `batch` sequences of up to `max_len` positions under `pattern` (InputError when

@@ -19,19 +19,13 @@
 
 namespace ratplus {
 
-namespace {
-
-DType statistics_type(DType dtype) { return dtype == DType::f64 ? DType::f64 : DType::f32; }
-
-}  // namespace
-
 Model::Model(const ModelConfig& config, Device device, DType dtype, Communicator* tp)
     : config_(config),
       table_(config, tp ? tp->rank() : 0, tp ? tp->size() : 1),
       tp_(tp),
       device_(device),
       dtype_(dtype),
-      stat_dtype_(statistics_type(dtype)) {
+      stat_dtype_(gradient_dtype(dtype)) {
   check_internal(dtype != DType::bf16 || device == Device::cuda, "Model: bf16 activations need the GPU backend");
 #ifdef RATPLUS_HAVE_CUDA
   if (device == Device::cuda) cuda::gpu_context();  // the thread's stream, cuBLASLt handle and scratch
@@ -52,7 +46,7 @@ MemoryPlan Model::memory_plan(const ModelConfig& config, DType dtype, int64_t ba
   if (dtype == DType::bf16)
     plan.items.emplace_back("GPU context (cuBLASLt workspace, reduction scratch)", cuda::GpuContext::scratch_bytes());
 #endif
-  const Activations a(config, table, std::nullopt, dtype, statistics_type(dtype), batch, seq_len, training);
+  const Activations a(config, table, std::nullopt, dtype, gradient_dtype(dtype), batch, seq_len, training);
   plan.items.emplace_back(fmt::format("activations ({} x {} tokens, {})", batch, seq_len,
                                       training ? "all layers kept for the backward" : "one layer at a time"),
                           a.arena.planned_bytes());

@@ -88,6 +88,7 @@ class Model {
   DType dtype() const { return dtype_; }
   // The type of gradients, statistics and logits: f32, or f64 for an f64 model.
   DType gradient_dtype() const { return stat_dtype_; }
+  static DType gradient_dtype(DType dtype) { return dtype == DType::f64 ? DType::f64 : DType::f32; }
 
   // The flat weights [1, N] in the compute type, and a view of one tensor (of the weights or of any flat
   // vector laid out like them, e.g. the gradients).

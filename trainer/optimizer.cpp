@@ -45,7 +45,7 @@ MemoryPlan Optimizer::memory_plan(const ModelConfig& config, DType dtype, int tp
   const std::string share = shards > 1 ? fmt::format(", 1/{} with ZeRO-1", shards) : std::string();
   MemoryPlan plan;
   if (dtype == DType::bf16) plan.items.emplace_back(fmt::format("master weights (f32{})", share), own * 4);
-  plan.items.emplace_back("gradients", n * dtype_size(dtype == DType::f64 ? DType::f64 : DType::f32));
+  plan.items.emplace_back("gradients", n * dtype_size(Model::gradient_dtype(dtype)));
   plan.items.emplace_back(fmt::format("AdamW moments (f32 m and v{})", share), 2 * 4 * own);
   return plan;
 }

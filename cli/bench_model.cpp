@@ -1,0 +1,31 @@
+// The benchmarks' model source (see bench_model.h).
+#include "cli/bench_model.h"
+
+#include "checkpoint/model_checkpoint.h"
+#include "core/config.h"
+#include "core/error.h"
+
+namespace ratplus::cli {
+
+void BenchModelSource::add_options(CLI::App& cmd) {
+  auto* from_config = cmd.add_option("--config", config, "experiment YAML file (random weights)");
+  auto* from_checkpoint = cmd.add_option("--checkpoint", checkpoint, "HDF5 checkpoint (its /model weights)");
+  from_config->excludes(from_checkpoint);
+}
+
+ModelConfig BenchModelSource::model_config() {
+  require_input(config.empty() != checkpoint.empty(), "give --config or --checkpoint");
+  if (!checkpoint.empty()) return read_checkpoint_model_config(checkpoint);
+  const ExperimentConfig experiment = load_experiment_config(config);
+  seed_ = experiment.train.seed;
+  return experiment.model;
+}
+
+void BenchModelSource::load_weights(Model& model) const {
+  if (checkpoint.empty())
+    model.init_parameters(seed_);
+  else
+    load_model_weights(checkpoint, model);
+}
+
+}  // namespace ratplus::cli
