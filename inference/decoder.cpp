@@ -6,13 +6,12 @@
 #include <string>
 #include <tuple>
 
+#include "core/rng.h"
 #include "kernels/attention.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/norm.h"
-#include "kernels/recurrence.h"
-#include "kernels/rope.h"
 
 namespace ratplus {
 
@@ -23,6 +22,8 @@ Tensor host_ints(const std::vector<int32_t>& values) {
   const auto n = static_cast<int64_t>(values.size());
   return Tensor{const_cast<int32_t*>(values.data()), 1, n, n, DType::i32, Device::cpu};
 }
+
+constexpr int64_t kMaxHeadGroups = 64;  // per layer, what one cache_append call takes on the GPU
 
 // The head groups of a layer's pattern: runs of consecutive heads that share one key set.
 struct HeadRun {
@@ -56,11 +57,12 @@ size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int6
 }
 
 Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len)
-    : model_(model), pattern_(pattern), batch_(batch), max_len_(max_len), lengths_(batch, 0) {
+    : model_(model), pattern_(pattern), batch_(batch), max_len_(max_len), lengths_(batch, 0), graph_(model.device()) {
   const ModelConfig& c = model.config();
   require_input(model.table().tp_size() == 1, "decoding runs without tensor parallelism in this version");
   require_input(batch >= 1 && max_len >= 1,
                 fmt::format("decoding needs a batch and a length of at least 1, got {} and {}", batch, max_len));
+  require_input(max_len < (int64_t(1) << 31), fmt::format("decoding positions stop below 2^31, got {}", max_len));
   pattern.check_fits(c.n_layers, c.n_heads);
   const int64_t d = c.d_model, dh = c.head_dim(), f = c.d_ffn;
   const DType act = model.dtype(), stat = model.gradient_dtype();
@@ -70,16 +72,25 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   };
   groups_.resize(c.n_layers);
   state_.resize(c.recurrence ? c.n_layers : 0);
+  int64_t workspace = 0;
   for (int64_t i = 0; i < c.n_layers; ++i) {
-    for (const HeadRun& r : head_runs(pattern, i, c.n_heads))
-      groups_[i].push_back({r.first, r.count, std::vector<KeySet>(r.count, r.keys), CacheLayout(r.keys, max_len), {},
-                            {}, {}, {}});
-    for (HeadGroup& g : groups_[i]) {
-      const std::string name = fmt::format("cache/{}/{}", i, g.first_head);
-      plan(g.k, name + "/k", batch * g.layout.capacity(), g.heads * dh, act);
-      plan(g.v, name + "/v", batch * g.layout.capacity(), g.heads * dh, act);
-      if (model.device() == Device::cuda) plan(g.device_positions, name + "/positions", 1, batch * g.layout.capacity(), DType::i32);
-      g.positions.assign(batch * g.layout.capacity(), -1);
+    const std::vector<HeadRun> runs = head_runs(pattern, i, c.n_heads);
+    require_input(static_cast<int64_t>(runs.size()) <= kMaxHeadGroups,
+                  fmt::format("decoding: layer {} of the pattern has {} runs of heads with one key set; at most {}",
+                              i, runs.size(), kMaxHeadGroups));
+    groups_[i].reserve(runs.size());  // the plan keeps pointers into the groups
+    for (const HeadRun& r : runs) {
+      groups_[i].push_back({std::vector<KeySet>(r.count, r.keys), CacheLayout(r.keys, max_len), {}});
+      HeadGroup& g = groups_[i].back();
+      g.cache.first_head = r.first;
+      g.cache.heads = r.count;
+      g.cache.slots = g.layout.slots();
+      const int64_t rows = batch * g.layout.capacity();
+      const std::string name = fmt::format("cache/{}/{}", i, r.first);
+      plan(g.cache.k, name + "/k", rows, r.count * dh, act);
+      plan(g.cache.v, name + "/v", rows, r.count * dh, act);
+      plan(g.cache.positions, name + "/positions", 1, rows, DType::i32);
+      workspace = std::max(workspace, cache_attention_workspace(batch, r.count, g.layout.capacity(), dh));
     }
     if (c.recurrence) {
       plan(state_[i].k, fmt::format("state/{}/k", i), batch, d, stat);
@@ -88,53 +99,56 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   }
   const int64_t z_cols = (c.recurrence ? 5 : 4) * d;
   for (auto [t, name, cols] : {std::tuple{&x_, "x", d}, {&y_, "y", d}, {&h_, "h", d}, {&z_, "z", z_cols},
-                               {&k_rec_, "k_rec", d}, {&v_rec_, "v_rec", d}, {&q_rot_, "q_rot", d},
-                               {&k_rot_, "k_rot", d}, {&att_, "att", d}, {&gated_, "gated", d},
+                               {&q_rot_, "q_rot", d}, {&att_, "att", d}, {&gated_, "gated", d},
                                {&ffn_.h, "ffn/h", d}, {&ffn_.pre, "ffn/pre", f}, {&ffn_.act, "ffn/act", f}})
     plan(*t, fmt::format("step/{}", name), batch, cols, act);
   plan(rstd_, "step/rstd", 1, batch, stat);
   plan(ffn_.rstd, "step/ffn/rstd", 1, batch, stat);
   plan(lse_, "step/lse", batch, c.n_heads, stat);
-  if (model.device() == Device::cuda) {
-    plan(step_tokens_, "step/tokens", 1, batch, DType::i32);
-    plan(query_positions_, "step/positions", 1, batch, DType::i32);
-  }
+  plan(step_tokens_, "step/tokens", 1, batch, DType::i32);
+  plan(step_positions_, "step/positions", 1, batch, DType::i32);
+  if (model.device() == Device::cuda && workspace > 0) plan(workspace_, "step/attention", 1, workspace, DType::f32);
   memory_.allocate(model.device());
   for (auto& [tensor, handle] : bindings) *tensor = memory_.get(handle);
-  for (auto& layer : groups_)
-    for (HeadGroup& g : layer) upload_positions(g);
-}
-
-void Decoder::upload_positions(HeadGroup& g) {
-  if (!g.device_positions.empty()) copy_tensor(g.device_positions, host_ints(g.positions));
+  caches_.resize(c.n_layers);
+  int64_t most_rows = 0;
+  for (const auto& layer : groups_)
+    for (const HeadGroup& g : layer) most_rows = std::max(most_rows, g.cache.positions.cols);
+  const std::vector<int32_t> empty(most_rows, -1);
+  for (int64_t i = 0; i < c.n_layers; ++i)
+    for (HeadGroup& g : groups_[i]) {
+      caches_[i].push_back(g.cache);
+      const int64_t rows = g.cache.positions.cols;
+      copy_tensor(g.cache.positions, Tensor{const_cast<int32_t*>(empty.data()), 1, rows, rows, DType::i32, Device::cpu});
+    }
 }
 
 size_t Decoder::cache_bytes_per_sequence() const {
   return ratplus::cache_bytes_per_sequence(model_, pattern_, max_len_);
 }
 
-void Decoder::store(HeadGroup& g, int64_t b, int64_t position, const Tensor& key_row, const Tensor& value_row) {
-  const int64_t dh = model_.config().head_dim(), row = b * g.layout.capacity() + g.layout.slot(position);
-  copy_tensor(g.k.rows_slice(row, 1), key_row.cols_slice(g.first_head * dh, g.heads * dh));
-  copy_tensor(g.v.rows_slice(row, 1), value_row.cols_slice(g.first_head * dh, g.heads * dh));
-  g.positions[row] = static_cast<int32_t>(position);
+void Decoder::set_positions(HeadGroup& g, int64_t b, int64_t n) {
+  const int64_t capacity = g.layout.capacity();
+  std::vector<int32_t> positions(capacity);
+  for (int64_t s = 0; s < capacity; ++s) positions[s] = static_cast<int32_t>(g.layout.position_after_prompt(s, n));
+  copy_tensor(g.cache.positions.cols_slice(b * capacity, capacity), host_ints(positions));
 }
 
 void Decoder::store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Tensor& values, int64_t n) {
   const int64_t dh = model_.config().head_dim(), capacity = g.layout.capacity();
+  const int64_t c0 = g.cache.first_head * dh, width = g.cache.heads * dh;
   // Rows position, position + step, … of x's columns of this group, as one strided view.
   const auto rows = [&](const Tensor& x, const CacheLayout::Run& r) {
-    Tensor t = x.rows_slice(r.position, 1).cols_slice(g.first_head * dh, g.heads * dh);
+    Tensor t = x.rows_slice(r.position, 1).cols_slice(c0, width);
     t.rows = r.count;
     t.ld *= r.step;
     return t;
   };
   for (const CacheLayout::Run& r : g.layout.prompt_runs(n)) {
-    copy_tensor(g.k.rows_slice(b * capacity + r.slot, r.count), rows(keys, r));
-    copy_tensor(g.v.rows_slice(b * capacity + r.slot, r.count), rows(values, r));
+    copy_tensor(g.cache.k.rows_slice(b * capacity + r.slot, r.count), rows(keys, r));
+    copy_tensor(g.cache.v.rows_slice(b * capacity + r.slot, r.count), rows(values, r));
   }
-  for (int64_t s = 0; s < capacity; ++s)
-    g.positions[b * capacity + s] = static_cast<int32_t>(g.layout.position_after_prompt(s, n));
+  set_positions(g, b, n);
 }
 
 void Decoder::prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits) {
@@ -154,12 +168,38 @@ void Decoder::prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits)
   };
   const std::vector<int64_t> last = {n - 1};
   model_.forward({prompt.data(), 1, n, pattern_, {}, final_state, fill}, LogitsOutput{last, logits});
-  for (auto& layer : groups_)
-    for (HeadGroup& g : layer) upload_positions(g);
   lengths_[b] = n;
 }
 
-void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y, const std::vector<int32_t>& positions) {
+void Decoder::prefill_synthetic(int64_t n, uint64_t seed) {
+  require_input(n >= 1 && n < max_len_,
+                fmt::format("a synthetic prefill of {} positions (1 to {} leave room for a step)", n, max_len_ - 1));
+  const int64_t dh = model_.config().head_dim();
+  for (auto& layer : groups_)
+    for (HeadGroup& g : layer) {
+      // One block of random rows, repeated over the cache (the values do not change a step's work).
+      const int64_t width = g.cache.heads * dh, block = std::min<int64_t>(g.cache.k.rows, 256);
+      std::vector<float> values(block * width);
+      for (size_t i = 0; i < values.size(); ++i)
+        values[i] = static_cast<float>(static_cast<double>(splitmix64(seed + i) >> 11) * 0x1.0p-53 * 2 - 1);
+      from_host_floats(g.cache.k.rows_slice(0, block), values);
+      from_host_floats(g.cache.v.rows_slice(0, block), values);
+      for (int64_t r = block; r < g.cache.k.rows; r += block) {
+        const int64_t count = std::min(block, g.cache.k.rows - r);
+        copy_tensor(g.cache.k.rows_slice(r, count), g.cache.k.rows_slice(0, count));
+        copy_tensor(g.cache.v.rows_slice(r, count), g.cache.v.rows_slice(0, count));
+      }
+      for (int64_t b = 0; b < batch_; ++b) set_positions(g, b, n);
+      seed += values.size();
+    }
+  for (const RecurrenceState& s : state_) {
+    zero_tensor(s.k);
+    zero_tensor(s.v);
+  }
+  std::fill(lengths_.begin(), lengths_.end(), n);
+}
+
+void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y) {
   const ModelConfig& c = model_.config();
   const ParameterTable& table = model_.table();
   const Tensor w = model_.weights();
@@ -167,38 +207,42 @@ void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y, con
   const int64_t d = c.d_model, dh = c.head_dim();
   rmsnorm_forward(h_, rstd_, x, model_.view(w, l.attn_norm), c.norm_eps);
   matmul(z_, h_, false, model_.view(w, l.in_proj), true);
-  const Tensor o = z_.cols_slice(0, d), q = z_.cols_slice(d, d);
-  Tensor keys = z_.cols_slice(2 * d, d), values = z_.cols_slice(3 * d, d);
-  if (c.recurrence) {  // one update per sequence from its state, which it then replaces
-    recurrence_forward(k_rec_, v_rec_, keys, values, z_.cols_slice(4 * d, d), batch_, state_[layer], state_[layer]);
-    keys = k_rec_;
-    values = v_rec_;
-  }
-  for (int64_t b = 0; b < batch_; ++b) {
-    rope(q_rot_.rows_slice(b, 1), q.rows_slice(b, 1), 1, c.n_heads, c.rope_base, positions[b], false);
-    rope(k_rot_.rows_slice(b, 1), keys.rows_slice(b, 1), 1, c.n_heads, c.rope_base, positions[b], false);
-  }
-  for (HeadGroup& g : groups_[layer]) {
-    for (int64_t b = 0; b < batch_; ++b) store(g, b, positions[b], k_rot_.rows_slice(b, 1), values.rows_slice(b, 1));
-    const int64_t c0 = g.first_head * dh, width = g.heads * dh;
-    upload_positions(g);
-    const bool gpu = !g.device_positions.empty();
-    AttentionArgs a{.q = q_rot_.cols_slice(c0, width), .batch = batch_, .q_len = 1,
-                    .key_layout = KeyLayout::cache, .k = g.k, .v = g.v, .k_len = g.layout.capacity(),
-                    .head_keys = g.keys,
-                    .key_positions = gpu ? g.device_positions.ptr<int32_t>() : g.positions.data(),
-                    .query_positions = gpu ? query_positions_.ptr<int32_t>() : positions.data(),
-                    .out = att_.cols_slice(c0, width), .lse = lse_.cols_slice(g.first_head, g.heads)};
-    attention_forward(a);
+  const Tensor o = z_.cols_slice(0, d);
+  cache_append({.q = z_.cols_slice(d, d), .k = z_.cols_slice(2 * d, d), .v = z_.cols_slice(3 * d, d),
+                .g = c.recurrence ? z_.cols_slice(4 * d, d) : Tensor{},
+                .state = c.recurrence ? state_[layer] : RecurrenceState{}, .positions = step_positions_,
+                .q_out = q_rot_, .caches = caches_[layer], .n_heads = c.n_heads, .rope_base = c.rope_base});
+  for (const HeadGroup& g : groups_[layer]) {
+    const int64_t c0 = g.cache.first_head * dh, width = g.cache.heads * dh;
+    attention_forward({.q = q_rot_.cols_slice(c0, width), .batch = batch_, .q_len = 1,
+                       .key_layout = KeyLayout::cache, .k = g.cache.k, .v = g.cache.v, .k_len = g.layout.capacity(),
+                       .head_keys = g.keys, .key_positions = g.cache.positions.ptr<int32_t>(),
+                       .query_positions = step_positions_.ptr<int32_t>(), .out = att_.cols_slice(c0, width),
+                       .lse = lse_.cols_slice(g.cache.first_head, g.cache.heads), .workspace = workspace_});
   }
   sigmoid_gate_forward(gated_, att_, o);
   const Dims dims = Dims::of(c, table, batch_, 1, nullptr);
   row_parallel_output(dims, y, x, gated_, model_.view(w, l.out_proj));
 }
 
-void Decoder::step(std::span<const int32_t> tokens, Tensor logits) {
+void Decoder::run_step(Tensor logits) {
   const ModelConfig& c = model_.config();
   const ParameterTable& table = model_.table();
+  const Tensor w = model_.weights();
+  const Dims dims = Dims::of(c, table, batch_, 1, nullptr);
+  embedding_forward(x_, step_tokens_.ptr<int32_t>(), model_.view(w, table.embed()), 0);
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    temporal_mixing_step(i, x_, y_);
+    const LayerParameterIndex& l = table.layer(i);
+    channel_mixing_forward(dims, {model_.view(w, l.ffn_norm), model_.view(w, l.fc1), model_.view(w, l.fc2)}, y_, x_,
+                           ffn_);
+  }
+  rmsnorm_forward(h_, rstd_, x_, model_.view(w, table.final_norm()), c.norm_eps);
+  matmul(logits, h_, false, model_.view(w, table.lm_head()), true);
+}
+
+void Decoder::step(std::span<const int32_t> tokens, Tensor logits) {
+  const ModelConfig& c = model_.config();
   require_input(static_cast<int64_t>(tokens.size()) == batch_,
                 fmt::format("step: {} tokens for a batch of {}", tokens.size(), batch_));
   std::vector<int32_t> positions(batch_);
@@ -211,23 +255,9 @@ void Decoder::step(std::span<const int32_t> tokens, Tensor logits) {
                               max_len_ - 1));
     positions[b] = static_cast<int32_t>(lengths_[b]);
   }
-  const Tensor w = model_.weights();
-  const Dims dims = Dims::of(c, table, batch_, 1, nullptr);
-  const int32_t* ids = tokens.data();
-  if (!step_tokens_.empty()) {  // the ids and positions on the GPU
-    copy_tensor(step_tokens_, Tensor{const_cast<int32_t*>(ids), 1, batch_, batch_, DType::i32, Device::cpu});
-    copy_tensor(query_positions_, host_ints(positions));
-    ids = step_tokens_.ptr<int32_t>();
-  }
-  embedding_forward(x_, ids, model_.view(w, table.embed()), 0);
-  for (int64_t i = 0; i < c.n_layers; ++i) {
-    temporal_mixing_step(i, x_, y_, positions);
-    const LayerParameterIndex& l = table.layer(i);
-    channel_mixing_forward(dims, {model_.view(w, l.ffn_norm), model_.view(w, l.fc1), model_.view(w, l.fc2)}, y_, x_,
-                           ffn_);
-  }
-  rmsnorm_forward(h_, rstd_, x_, model_.view(w, table.final_norm()), c.norm_eps);
-  matmul(logits, h_, false, model_.view(w, table.lm_head()), true);
+  copy_tensor(step_tokens_, Tensor{const_cast<int32_t*>(tokens.data()), 1, batch_, batch_, DType::i32, Device::cpu});
+  copy_tensor(step_positions_, host_ints(positions));
+  graph_.run([&] { run_step(logits); }, logits.data);
   for (int64_t b = 0; b < batch_; ++b) ++lengths_[b];
 }
 

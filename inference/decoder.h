@@ -7,8 +7,10 @@
 // append to the cache, attention over the cached keys of the query's key set, gate, output projection, FFN —
 // so prefill(n) and k steps give the full forward's logits at those positions.
 // It runs on the model's device (CPU or GPU, through the same ops) without tensor parallelism; nothing of
-// training is allocated. On the GPU this is the correct path, not yet the fast one: RoPE runs row by row,
-// cache positions are uploaded each step, and the step is not yet fused or captured in a CUDA graph.
+// training is allocated. Between the input projection and attention one op (kernels/cache_append.h)
+// advances the recurrence, rotates and appends, and attention reads the caches where they lie
+// (KeyLayout::cache); every index a step needs lives on the device, so on the GPU the step after its
+// input copy is one CUDA graph (kernels/captured_work.h), captured on the second step.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +19,8 @@
 
 #include "core/buffer.h"
 #include "inference/key_cache.h"
+#include "kernels/cache_append.h"
+#include "kernels/captured_work.h"
 #include "model/model.h"
 #include "model/pattern.h"
 
@@ -38,6 +42,8 @@ class Decoder {
   int64_t length(int64_t b) const { return lengths_[b]; }
   // Bytes of keys, values and positions one sequence's caches hold, and of its recurrent state.
   size_t cache_bytes_per_sequence() const;
+  // Bytes the decoder holds on the model's device: caches, state, one step's activations (all ∝ batch).
+  size_t memory_bytes() const { return memory_.planned_bytes(); }
 
   // Runs sequence b's prompt (1 ≤ size ≤ max_len tokens, < vocab_size) through one forward pass, replacing
   // whatever the sequence held, and writes the logits of its last token into `logits` [1, vocab_size].
@@ -47,20 +53,23 @@ class Decoder {
   // logits at the new positions into `logits` [batch, vocab_size].
   void step(std::span<const int32_t> tokens, Tensor logits);
 
+  // For benchmarks: every sequence holds n positions (1 ≤ n < max_len) — the slots a prompt of n tokens
+  // fills, with keys and values drawn from `seed` instead of computed, and a zero recurrent state.
+  void prefill_synthetic(int64_t n, uint64_t seed);
+
  private:
   struct HeadGroup {
-    int64_t first_head, heads;
     std::vector<KeySet> keys;  // one per head (all equal)
     CacheLayout layout;
-    Tensor k, v;                       // [batch · capacity, heads · head_dim]
-    std::vector<int32_t> positions;    // [batch · capacity], −1 = empty (the host's copy)
-    Tensor device_positions;           // the same on the GPU (i32 [1, batch · capacity]); empty on the CPU
+    CacheView cache;           // k, v [batch · capacity, heads · dh]; positions i32 [1, batch · capacity]
   };
-  void upload_positions(HeadGroup& g);
-  void store(HeadGroup& g, int64_t b, int64_t position, const Tensor& key_row, const Tensor& value_row);
   // Positions 0 … n − 1 of sequence b (keys and values [n, attention width]) into g's cache, in block copies.
   void store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Tensor& values, int64_t n);
-  void temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y, const std::vector<int32_t>& positions);
+  // Sequence b's slot positions in g after a prompt of n positions.
+  void set_positions(HeadGroup& g, int64_t b, int64_t n);
+  // One step of every sequence from the tokens and positions in step_tokens_ and step_positions_.
+  void run_step(Tensor logits);
+  void temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y);
 
   Model& model_;
   Pattern pattern_;
@@ -68,11 +77,14 @@ class Decoder {
   std::vector<int64_t> lengths_;
   Arena memory_;
   std::vector<std::vector<HeadGroup>> groups_;  // per layer
+  std::vector<std::vector<CacheView>> caches_;  // per layer, the groups' caches
   std::vector<RecurrenceState> state_;          // per layer (RAT+), [batch, d] each
-  // One step's activations, one row per sequence.
-  Tensor x_, y_, h_, rstd_, z_, k_rec_, v_rec_, q_rot_, k_rot_, att_, lse_, gated_;
-  Tensor step_tokens_, query_positions_;  // i32 [1, batch] on the GPU (the host arrays serve the CPU)
+  // One step's inputs (i32 [1, batch]: each sequence's token and its position) and activations, one row per
+  // sequence; the attention workspace of the longest cache.
+  Tensor step_tokens_, step_positions_;
+  Tensor x_, y_, h_, rstd_, z_, q_rot_, att_, lse_, gated_, workspace_;
   ChannelMixingState ffn_;
+  CapturedWork graph_;
 };
 
 }  // namespace ratplus

@@ -5,51 +5,45 @@
 
 namespace ratplus {
 
-CacheLayout::CacheLayout(const KeySet& keys, int64_t max_len)
-    : keys_(keys),
-      sinks_(std::min(keys.sinks, max_len)),
-      dilated_(0),
-      ring_(keys.dilation == 1 ? 0 : std::clamp<int64_t>(keys.window + 1, 1, max_len)),  // D = 1 keeps all
-      first_multiple_(0) {
+CacheLayout::CacheLayout(const KeySet& keys, int64_t max_len) : keys_(keys) {
+  slots_.dilation = keys.dilation;
+  slots_.sinks = std::min(keys.sinks, max_len);
+  slots_.ring = keys.dilation == 1 ? 0 : std::clamp<int64_t>(keys.window + 1, 1, max_len);  // D = 1 keeps all
   if (keys.dilation > 0) {
-    first_multiple_ = (keys.sinks + 1 + keys.dilation - 1) / keys.dilation;  // ⌈(P + 1) / D⌉
-    dilated_ = std::max<int64_t>(0, max_len / keys.dilation - first_multiple_ + 1);
+    slots_.first_multiple = (keys.sinks + 1 + keys.dilation - 1) / keys.dilation;  // the first m with m·D − 1 ≥ P
+    slots_.dilated = std::max<int64_t>(0, max_len / keys.dilation - slots_.first_multiple + 1);
   }
 }
 
-int64_t CacheLayout::slot(int64_t j) const {
-  if (j < keys_.sinks) return j;
-  if (keys_.dilation > 0 && (j + 1) % keys_.dilation == 0) return sinks_ + (j + 1) / keys_.dilation - first_multiple_;
-  return sinks_ + dilated_ + j % ring_;
-}
-
 std::vector<CacheLayout::Run> CacheLayout::prompt_runs(int64_t n) const {
+  const CacheSlots& r = slots_;
+  const int64_t d = keys_.dilation;
   std::vector<Run> runs;
   const auto add = [&](int64_t slot, int64_t position, int64_t count, int64_t step) {
     if (count > 0) runs.push_back({slot, position, count, step});
   };
-  add(0, 0, std::min(sinks_, n), 1);
-  if (keys_.dilation > 0)  // positions m·D − 1 below n, from the first multiple at or after P
-    add(sinks_, first_multiple_ * keys_.dilation - 1, std::min(dilated_, n / keys_.dilation - first_multiple_ + 1),
-        keys_.dilation);
-  if (ring_ > 0) {  // the last ring_ positions, wrapping around the ring once at most
-    const int64_t first = std::max<int64_t>(0, n - ring_), wrap = (first / ring_ + 1) * ring_;
-    add(sinks_ + dilated_ + first % ring_, first, std::min(n, wrap) - first, 1);
-    add(sinks_ + dilated_, wrap, n - wrap, 1);
+  add(0, 0, std::min(r.sinks, n), 1);
+  if (d > 0)  // positions m·D − 1 below n, from the first multiple at or after P
+    add(r.sinks, r.first_multiple * d - 1, std::min(r.dilated, n / d - r.first_multiple + 1), d);
+  if (r.ring > 0) {  // the last r.ring positions, wrapping around the ring once at most
+    const int64_t first = std::max<int64_t>(0, n - r.ring), wrap = (first / r.ring + 1) * r.ring;
+    add(r.sinks + r.dilated + first % r.ring, first, std::min(n, wrap) - first, 1);
+    add(r.sinks + r.dilated, wrap, n - wrap, 1);
   }
   return runs;
 }
 
 int64_t CacheLayout::position_after_prompt(int64_t s, int64_t n) const {
-  if (s < sinks_) return s < n ? s : -1;
-  if (s < sinks_ + dilated_) {
-    const int64_t j = (first_multiple_ + s - sinks_) * keys_.dilation - 1;
+  const CacheSlots& r = slots_;
+  if (s < r.sinks) return s < n ? s : -1;
+  if (s < r.sinks + r.dilated) {
+    const int64_t j = (r.first_multiple + s - r.sinks) * keys_.dilation - 1;
     return j < n ? j : -1;
   }
-  // The ring slot r holds the last position below n with j mod ring = r, when it is neither sink nor dilated.
-  const int64_t r = s - sinks_ - dilated_;
-  if (n <= r) return -1;
-  const int64_t j = (n - 1 - r) / ring_ * ring_ + r;
+  // Ring slot i holds the last position below n with j mod ring = i, when it is neither sink nor dilated.
+  const int64_t i = s - r.sinks - r.dilated;
+  if (n <= i) return -1;
+  const int64_t j = (n - 1 - i) / r.ring * r.ring + i;
   return slot(j) == s ? j : -1;
 }
 

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/cache_append.h"
 
 namespace ratplus {
 
@@ -16,9 +17,11 @@ class CacheLayout {
  public:
   CacheLayout(const KeySet& keys, int64_t max_len);
 
-  int64_t capacity() const { return sinks_ + dilated_ + ring_; }
+  int64_t capacity() const { return slots_.capacity(); }
   // The slot of position j (0 ≤ j < max_len).
-  int64_t slot(int64_t j) const;
+  int64_t slot(int64_t j) const { return slots_.slot(j); }
+  // The regions as the decoding kernels compute slots.
+  const CacheSlots& slots() const { return slots_; }
 
   // How positions 0 … n − 1 of a prompt reach their slots in a few block copies: rows `position`,
   // `position + step`, … (`count` of them) go to slots `slot` … slot + count − 1. The ring receives every one
@@ -33,8 +36,7 @@ class CacheLayout {
 
  private:
   KeySet keys_;
-  int64_t sinks_, dilated_, ring_;  // the three regions' slots
-  int64_t first_multiple_;          // the first m with m·D − 1 ≥ P
+  CacheSlots slots_;
 };
 
 }  // namespace ratplus

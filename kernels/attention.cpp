@@ -36,6 +36,15 @@ void validate(const AttentionArgs& a) {
   if (a.key_layout == KeyLayout::cache) {
     if (!a.key_positions || !a.query_positions) invalid("the cache key layout needs key and query positions");
     if (a.q_pos0 != 0) invalid("the cache key layout takes query positions, not q_pos0");
+    if (a.q_len != 1) invalid(fmt::format("the cache key layout takes one query per sequence, got q_len {}", a.q_len));
+    if (a.q.device == Device::cuda) {
+      const int64_t heads = static_cast<int64_t>(a.head_keys.size());
+      const int64_t need = cache_attention_workspace(a.batch, heads, a.k_len, a.q.cols / heads);
+      if (need > 0 && (a.workspace.dtype != DType::f32 || a.workspace.device != Device::cuda ||
+                       a.workspace.numel() < need))
+        invalid(fmt::format("a GPU cache of {} slots needs an f32 workspace of {} elements on the GPU", a.k_len,
+                            need));
+    }
   } else if (a.q_pos0 < 0 || a.q_pos0 + a.q_len > a.k_len) {
     invalid(fmt::format("queries at positions {} … {} need keys beyond k_len {}", a.q_pos0, a.q_pos0 + a.q_len - 1,
                         a.k_len));

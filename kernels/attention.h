@@ -71,10 +71,12 @@ enum class KeyLayout : uint8_t {
   // eval, prefill).
   sequence,
   // A compact decoding cache: row b · k_len + s of k and v holds the key at absolute position
-  // key_positions[b · k_len + s] (−1: an empty slot), in any order; the queries of sequence b sit at
-  // positions query_positions[b] + i. Each query attends to the cached keys in its key set. Forward only
-  // (the CPU reference and the general CUDA kernel). Planned beside it: data-dependent block lists (per query tile, the key blocks a
-  // top-k selection kept), which would narrow the key set that KeySet describes.
+  // key_positions[b · k_len + s] (−1: an empty slot), in any order; the one query of sequence b (q_len = 1)
+  // sits at position query_positions[b] and attends to the cached keys in its key set. Forward only. On the
+  // GPU the slots are split into runs of kCacheSplitSlots, each run's partial softmax written to the
+  // workspace and the runs merged (flash-decoding), so a long cache fills the GPU at a small batch. Planned
+  // beside it: data-dependent block lists (per query, the key blocks a top-k selection kept), which would
+  // narrow the key set that KeySet describes.
   cache,
 };
 
@@ -96,6 +98,9 @@ struct AttentionArgs {
   // Written by the forward, read by the backward. lse: [batch · q_len, H], each query's log-sum-exp of
   // its scaled scores, f32 (on the CPU the compute type: f64 when checking gradients).
   Tensor out, lse;
+  // KeyLayout::cache on the GPU: f32 [1, ≥ cache_attention_workspace(…)] for the runs' partial results
+  // (planned by the caller, so that the call allocates nothing); unused otherwise.
+  Tensor workspace = {};
   void* stream = nullptr;  // cudaStream_t for the CUDA kernels; nullptr = the GPU context's stream
 };
 
@@ -110,6 +115,14 @@ struct AttentionGrads {
 // Elements of the f32 workspace a GPU backward needs for `batch` sequences of q_len queries and k_len keys
 // over `width` = H · dh columns: f32 dq, dk and dv accumulators and two statistics per padded query and head.
 int64_t attention_backward_workspace(int64_t batch, int64_t q_len, int64_t k_len, int64_t heads, int64_t width);
+
+// Slots of a decoding cache one GPU block attends to before the runs are merged, and the f32 elements of
+// the workspace a cache-layout forward needs: per sequence, head and run, dh partial sums and two statistics.
+constexpr int64_t kCacheSplitSlots = 512;
+inline int64_t cache_attention_workspace(int64_t batch, int64_t heads, int64_t k_len, int64_t dh) {
+  const int64_t runs = (k_len + kCacheSplitSlots - 1) / kCacheSplitSlots;
+  return runs > 1 ? batch * heads * runs * (dh + 2) : 0;
+}
 
 // Both check every argument once (shapes, dtypes, devices, positions, layout; std::logic_error naming
 // the culprit) and then run on the device of the tensors.

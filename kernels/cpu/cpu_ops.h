@@ -7,6 +7,7 @@
 
 #include "core/tensor.h"
 #include "kernels/attention.h"
+#include "kernels/cache_append.h"
 #include "kernels/optimizer.h"
 #include "kernels/recurrence.h"
 
@@ -46,5 +47,7 @@ double sum_of_squares(const Tensor& x);
 
 void attention_forward(const AttentionArgs& a);
 void attention_backward(const AttentionArgs& a, const AttentionGrads& g);
+
+void cache_append(const CacheAppendArgs& a);
 
 }  // namespace ratplus::cpu

@@ -1,16 +1,17 @@
-// Attention over structured key sets on the GPU. The entry points try the tensor-core path first
-// (flash_attention.h: bf16, head width 64 or 128, whole sequences) and otherwise run the general kernel
-// here: f32 or bf16 activations, f32 math and log-sum-exp, one warp per (sequence, head, query), any
-// q_pos0 and k_len, and the compact decoding cache (each slot's position tested against the key set). The
-// lanes split the head's channels (up to 4 each, dh ≤ 128); keys are visited range
-// by range (kernels/attention.h), each score reduced across the warp, with an online softmax, so work per
-// query is its key count and no q_len × k_len matrix exists. The backward recomputes probabilities from
+// Attention over structured key sets on the GPU. The entry points send the compact decoding cache to its
+// own kernel (cache_attention.h), try the tensor-core path next (flash_attention.h: bf16, head width 64 or
+// 128, whole sequences) and otherwise run the general kernel here: f32 or bf16 activations, f32 math and
+// log-sum-exp, one warp per (sequence, head, query), any q_pos0 and k_len. The lanes split the head's
+// channels (up to 4 each, dh ≤ 128); keys are visited range by range (kernels/attention.h), each score
+// reduced across the warp, with an online softmax, so work per query is its key count and no q_len × k_len
+// matrix exists. The backward recomputes probabilities from
 // the saved log-sum-exp; dq stays in registers, dk and dv are added with f32 atomics (into f32 scratch
 // when the activations are bf16). Per key this reads k (and v) once: 4·dh FLOPs per 8·dh bytes from cache
 // or HBM, far below the tensor-core rate — it serves f32 (checking against the CPU), chunks, and the
 // shapes the fast path declines. Kernels run on the call's stream; zeroing and converting the scratch
 // (zero_tensor, convert) on the default stream.
 #include "core/buffer.h"
+#include "kernels/cuda/cache_attention.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/flash_attention.h"
@@ -38,23 +39,6 @@ __device__ bool query_of_warp(const Shape& s, int64_t& b, int64_t& h, int64_t& i
   return true;
 }
 
-// The positions of a decoding cache (KeyLayout::cache); null for the sequence layout.
-struct CachePositions {
-  const int32_t* keys;     // [batch · k_len], −1 = empty slot
-  const int32_t* queries;  // [batch]
-};
-
-// Calls f(j) for every key row j (of sequence b's k_len rows) that query i attends to under `keys`: the key
-// set's ranges, or the cache slots whose position is in the key set.
-template <class F>
-__device__ void visit_keys(const Shape& s, const CachePositions& cache, const KeySet& keys, int64_t b, int64_t i,
-                           F&& f) {
-  if (!cache.keys) return for_each_key(keys, s.q_pos0 + i, f);
-  const int64_t t = cache.queries[b] + i;
-  for (int64_t slot = 0; slot < s.k_len; ++slot)
-    if (in_key_set(keys, t, cache.keys[b * s.k_len + slot])) f(slot);
-}
-
 // Σ_c x[r, c0 + c] · y_c over the head's channels, spread over the warp's lanes.
 template <class A>
 __device__ float warp_dot(const Mat<A>& x, int64_t r, int64_t c0, const float (&y)[kMaxPerLane], int64_t dh,
@@ -69,7 +53,7 @@ __device__ float warp_dot(const Mat<A>& x, int64_t r, int64_t c0, const float (&
 
 template <class A>
 __global__ void attention_forward_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<A> k, Mat<A> v, Shape s,
-                                         CachePositions cache, float scale, HeadKeys head_keys) {
+                                         float scale, HeadKeys head_keys) {
   int64_t b, h, i;
   if (!query_of_warp(s, b, h, i)) return;
   const int lane = threadIdx.x % 32;
@@ -81,7 +65,7 @@ __global__ void attention_forward_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, M
     acc[n] = 0;
   }
   float running_max = -INFINITY, running_sum = 0;
-  visit_keys(s, cache, head_keys.head[h], b, i, [&](int64_t j) {
+  for_each_key(head_keys.head[h], s.q_pos0 + i, [&](int64_t j) {
     const float score = warp_dot(k, k_base + j, c0, qr, s.dh, lane);
     const float m = fmaxf(running_max, score);
     const float rescale = __expf(running_max - m), p = __expf(score - m);
@@ -154,15 +138,15 @@ unsigned warp_blocks(int64_t warps) { return blocks_for(warps, kWarpsPerBlock); 
 }  // namespace
 
 void attention_forward(const AttentionArgs& a) {
-  if (a.q.rows == 0 || flash_attention_forward(a)) return;
+  if (a.q.rows == 0) return;
+  if (a.key_layout == KeyLayout::cache) return cache_attention_forward(a);
+  if (flash_attention_forward(a)) return;
   const Shape s = shape_of(a);
   const HeadKeys keys = packed(a.head_keys);
   with_activation_type(a.q.dtype, __func__, [&]<class A>() {
     attention_forward_kernel<A><<<warp_blocks(a.q.rows * s.heads), 32 * kWarpsPerBlock, 0,
                                   attention_stream(a)>>>(
-        mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), s,
-        CachePositions{a.key_layout == KeyLayout::cache ? a.key_positions : nullptr, a.query_positions}, scale_of(s),
-        keys);
+        mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), s, scale_of(s), keys);
   });
   check_launch(__func__);
 }

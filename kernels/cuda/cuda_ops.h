@@ -9,6 +9,7 @@
 
 #include "core/tensor.h"
 #include "kernels/attention.h"
+#include "kernels/cache_append.h"
 #include "kernels/optimizer.h"
 #include "kernels/recurrence.h"
 
@@ -40,6 +41,8 @@ void rope(Tensor out, const Tensor& x, int64_t seq_len, int64_t n_heads, double 
 
 void attention_forward(const AttentionArgs& a);
 void attention_backward(const AttentionArgs& a, const AttentionGrads& g);
+
+void cache_append(const CacheAppendArgs& a);
 
 void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin);
 void cross_entropy_finish(Tensor row_loss, Tensor logits, const int32_t* targets, int64_t vocab_begin,

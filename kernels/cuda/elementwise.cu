@@ -12,8 +12,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
-
 // Calls f(r, c) for every element of a rows × cols grid, one thread each.
 template <class F>
 __global__ void each_element(int64_t rows, int64_t cols, F f) {

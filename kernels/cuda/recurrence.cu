@@ -40,8 +40,6 @@ constexpr int kThreads = kLanes * kWarps;
 constexpr int kForwardChunk = 8;   // time steps per chunk
 constexpr int kBackwardChunk = 4;  // the backward holds 7 inputs per step in registers, the forward 3
 
-__device__ float sigmoid(float x) { return 1.0f / (1.0f + __expf(-x)); }
-
 // Chunk summaries of one block step (the chunk maps a state h to end + decay·h), and the state entering
 // each chunk.
 struct Chunks {

@@ -11,6 +11,7 @@
 #include "core/buffer.h"
 #include "core/device.h"
 #include "core/rng.h"
+#include "kernels/elementwise.h"
 
 #define RATPLUS_REQUIRE_GPU() \
   if (::ratplus::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device in this build or on this machine"
@@ -45,5 +46,22 @@ struct Pair {
       }
   }
 };
+
+// A bf16 matrix on the GPU whose rows are ld elements apart.
+struct DeviceBf16 {
+  Buffer buffer;
+  Tensor t;
+  DeviceBf16(int64_t rows, int64_t cols, int64_t ld)
+      : buffer(rows * ld * 2, Device::cuda), t{buffer.data(), rows, cols, ld, DType::bf16, Device::cuda} {}
+};
+
+// x.h and x.d become x rounded to bf16; returns that bf16 copy on the GPU, rows ld elements apart.
+inline DeviceBf16 round_to_bf16(Pair& x, int64_t ld) {
+  DeviceBf16 r(x.h.rows, x.h.cols, ld);
+  convert_tensor(r.t, x.d);
+  convert_tensor(x.d, r.t);
+  copy_tensor(x.h, x.d);
+  return r;
+}
 
 }  // namespace ratplus::test

@@ -273,23 +273,6 @@ INSTANTIATE_TEST_SUITE_P(
 // values; each result must match to 2 % of the largest |value| of its row within its head.
 class GpuFlashAttention : public ::testing::TestWithParam<AttentionCase> {};
 
-// A bf16 matrix on the GPU whose rows are ld elements apart.
-struct DeviceBf16 {
-  Buffer buffer;
-  Tensor t;
-  DeviceBf16(int64_t rows, int64_t cols, int64_t ld)
-      : buffer(rows * ld * 2, Device::cuda), t{buffer.data(), rows, cols, ld, DType::bf16, Device::cuda} {}
-};
-
-// x.h and x.d become x rounded to bf16; returns that bf16 copy on the GPU, rows ld elements apart.
-DeviceBf16 round_to_bf16(Pair& x, int64_t ld) {
-  DeviceBf16 r(x.h.rows, x.h.cols, ld);
-  convert_tensor(r.t, x.d);
-  convert_tensor(x.d, r.t);
-  copy_tensor(x.h, x.d);
-  return r;
-}
-
 // The GPU's result (converted into x.d) against the CPU's x.h: |gpu − cpu| ≤ tol · s, s the largest |cpu|
 // among the `group` columns of that row that hold the element, and at least floor times the largest |cpu|
 // of the matrix (a query that sees one key has dq = 0 exactly, which the GPU meets only to rounding).

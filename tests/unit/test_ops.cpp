@@ -463,6 +463,9 @@ TEST(AttentionArgs, InconsistentArgumentsAreRefused) {
   a = good;
   a.key_layout = KeyLayout::cache;
   refused(a, "the cache key layout needs key and query positions");
+  const std::vector<int32_t> positions(16, 0);
+  a.key_positions = a.query_positions = positions.data();
+  refused(a, "the cache key layout takes one query per sequence, got q_len 8");
   a.key_layout = static_cast<KeyLayout>(2);
   refused(a, "unknown key layout");
 }

@@ -1,0 +1,55 @@
+// The cache_append entry point: checks, then the CPU composition or the fused GPU kernel.
+#include "kernels/cache_append.h"
+
+#include "kernels/backend.h"
+
+namespace ratplus {
+
+void cache_append(const CacheAppendArgs& a) {
+  const OpCheck check("cache_append");
+  const int64_t batch = a.q.rows, width = a.q.cols;
+  check.activations(a.q, "q");
+  check.that(a.n_heads > 0 && width % a.n_heads == 0 && width / a.n_heads % 2 == 0,
+             fmt::format("{} columns are not {} heads of an even width", width, a.n_heads));
+  const bool recurrent = !a.state.empty();
+  for (const auto& [t, name] : {std::pair{&a.k, "k"}, {&a.v, "v"}, {&a.q_out, "q_out"}}) {
+    check.device(a.q.device, {t});
+    check.dtype(*t, name, a.q.dtype);
+    check.shape(*t, name, batch, width);
+  }
+  check.that(recurrent == !a.g.empty(), "the gate g and the recurrent state come together");
+  if (recurrent) {
+    check.device(a.q.device, {&a.g, &a.state.k, &a.state.v});
+    check.dtype(a.g, "g", a.q.dtype);
+    check.shape(a.g, "g", batch, width);
+    for (const Tensor* s : {&a.state.k, &a.state.v}) {
+      check.statistics(*s, "state", a.q);
+      check.shape(*s, "state", batch, width);
+    }
+  }
+  check.device(a.q.device, {&a.positions});
+  check.dtype(a.positions, "positions", DType::i32);
+  check.shape(a.positions, "positions", 1, batch);
+  check.apart(a.q_out, "q_out", a.k, "k");
+  check.apart(a.q_out, "q_out", a.v, "v");
+  const int64_t dh = width / a.n_heads;
+  for (const CacheView& c : a.caches) {
+    const int64_t capacity = c.slots.capacity();
+    check.that(c.first_head >= 0 && c.heads > 0 && c.first_head + c.heads <= a.n_heads,
+               fmt::format("a cache of heads {} … {} among {}", c.first_head, c.first_head + c.heads - 1, a.n_heads));
+    check.that(capacity > 0 && (c.slots.ring > 0 || c.slots.dilation == 1),
+               "a cache layout without a ring holds every position (dilation 1)");
+    for (const auto& [t, name] : {std::pair{&c.k, "cache k"}, {&c.v, "cache v"}}) {
+      check.device(a.q.device, {t});
+      check.dtype(*t, name, a.q.dtype);
+      check.shape(*t, name, batch * capacity, c.heads * dh);
+    }
+    check.device(a.q.device, {&c.positions});
+    check.dtype(c.positions, "cache positions", DType::i32);
+    check.shape(c.positions, "cache positions", 1, batch * capacity);
+  }
+  if (batch == 0) return;
+  RATPLUS_DISPATCH(a.q, cache_append(a));
+}
+
+}  // namespace ratplus

@@ -1,0 +1,159 @@
+// The decoding kernels against the CPU reference on awkward sizes: cache_append (several head groups with
+// different layouts, positions crossing sinks, dilated slots and the ring, with and without the recurrence)
+// and attention over a compact cache (empty, stale and future slots; one run and several merged runs), in f32
+// and with bf16 activations.
+#include <string>
+#include <vector>
+
+#include "gpu_test_util.h"
+#include "inference/key_cache.h"
+#include "kernels/attention.h"
+#include "kernels/cache_append.h"
+
+namespace ratplus::test {
+namespace {
+
+// i32 [1, n] on the CPU and the GPU, the same values.
+struct IntPair {
+  std::vector<int32_t> host;
+  Buffer device;
+  Tensor h, d;
+  explicit IntPair(std::vector<int32_t> values)
+      : host(std::move(values)),
+        device(host.size() * 4, Device::cuda),
+        h{host.data(), 1, static_cast<int64_t>(host.size()), static_cast<int64_t>(host.size()), DType::i32,
+          Device::cpu},
+        d{device.data(), 1, h.cols, h.cols, DType::i32, Device::cuda} {
+    copy_tensor(d, h);
+  }
+  std::vector<int32_t> from_gpu() const {
+    std::vector<int32_t> out(host.size());
+    copy_tensor(Tensor{out.data(), 1, h.cols, h.cols, DType::i32, Device::cpu}, d);
+    return out;
+  }
+};
+
+// The GPU result x.d (or a bf16 tensor converted into it) against x.h, to tol · max(1, |cpu|).
+void expect_matches(Pair& x, const Tensor& gpu, double tol, const char* what) {
+  if (gpu.data != x.d.data) convert_tensor(x.d, gpu);
+  x.expect_matches(tol, what);
+}
+
+class GpuCacheAppend : public ::testing::TestWithParam<bool> {};  // with the recurrence or not
+
+TEST_P(GpuCacheAppend, MatchesCpuInF32AndBf16) {
+  RATPLUS_REQUIRE_GPU();
+  const bool recurrent = GetParam();
+  const int64_t batch = 4, heads = 3, dh = 10, width = heads * dh, max_len = 200;
+  const CacheLayout dilated({16, 5, 2}, max_len), dense({1, 0, 0}, max_len);
+  const std::vector<int32_t> positions = {0, 15, 63, 199};
+  for (const bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "f32");
+    Pair z(batch, 5 * width, 3, 1, 2), state(batch, 2 * width, 4), q_out(batch, width, 5);
+    Pair cache_a(batch * dilated.capacity(), 2 * dh, 6), cache_b(batch * dense.capacity(), 2 * 2 * dh, 7);
+    IntPair at(positions), slots_a(std::vector<int32_t>(batch * dilated.capacity(), -1)),
+        slots_b(std::vector<int32_t>(batch * dense.capacity(), -1));
+    const auto args = [&](const Tensor& zt, const Tensor& st, const Tensor& qo, const Tensor& ca, const Tensor& cb,
+                          const Tensor& pos, const Tensor& pa, const Tensor& pb, std::vector<CacheView>& views) {
+      views = {{ca.cols_slice(0, dh), ca.cols_slice(dh, dh), pa, 0, 1, dilated.slots()},
+               {cb.cols_slice(0, 2 * dh), cb.cols_slice(2 * dh, 2 * dh), pb, 1, 2, dense.slots()}};
+      return CacheAppendArgs{.q = zt.cols_slice(width, width), .k = zt.cols_slice(2 * width, width),
+                             .v = zt.cols_slice(3 * width, width),
+                             .g = recurrent ? zt.cols_slice(4 * width, width) : Tensor{},
+                             .state = recurrent ? RecurrenceState{st.cols_slice(0, width), st.cols_slice(width, width)}
+                                                : RecurrenceState{},
+                             .positions = pos, .q_out = qo, .caches = views, .n_heads = heads, .rope_base = 10000};
+    };
+    std::vector<CacheView> host_views, device_views;
+    if (!bf16) {
+      cache_append(args(z.h, state.h, q_out.h, cache_a.h, cache_b.h, at.h, slots_a.h, slots_b.h, host_views));
+      cache_append(args(z.d, state.d, q_out.d, cache_a.d, cache_b.d, at.d, slots_a.d, slots_b.d, device_views));
+      q_out.expect_matches(1e-5, "q_out");
+      cache_a.expect_matches(1e-5, "cache of head 0");
+      cache_b.expect_matches(1e-5, "cache of heads 1, 2");
+    } else {
+      const DeviceBf16 z16 = round_to_bf16(z, 5 * width + 2), a16 = round_to_bf16(cache_a, 2 * dh),
+                       b16 = round_to_bf16(cache_b, 4 * dh), q16(batch, width, width);
+      cache_append(args(z.h, state.h, q_out.h, cache_a.h, cache_b.h, at.h, slots_a.h, slots_b.h, host_views));
+      cache_append(args(z16.t, state.d, q16.t, a16.t, b16.t, at.d, slots_a.d, slots_b.d, device_views));
+      expect_matches(q_out, q16.t, 1e-2, "q_out");
+      expect_matches(cache_a, a16.t, 1e-2, "cache of head 0");
+      expect_matches(cache_b, b16.t, 1e-2, "cache of heads 1, 2");
+    }
+    if (recurrent) state.expect_matches(1e-5, "state");
+    EXPECT_EQ(slots_a.from_gpu(), slots_a.host);
+    EXPECT_EQ(slots_b.from_gpu(), slots_b.host);
+    // Each position landed where the layout says, and only there.
+    for (int64_t b = 0; b < batch; ++b) {
+      EXPECT_EQ(slots_a.host[b * dilated.capacity() + dilated.slot(positions[b])], positions[b]);
+      EXPECT_EQ(slots_b.host[b * dense.capacity() + positions[b]], positions[b]);
+    }
+    EXPECT_EQ(std::count_if(slots_b.host.begin(), slots_b.host.end(), [](int32_t p) { return p >= 0; }), batch);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Recurrence, GpuCacheAppend, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "rat" : "attention_only"; });
+
+struct CacheCase {
+  std::string name;
+  int64_t batch, k_len, dh;
+  std::vector<KeySet> heads;
+};
+
+void PrintTo(const CacheCase& c, std::ostream* os) { *os << c.name; }
+
+class GpuCacheAttention : public ::testing::TestWithParam<CacheCase> {};
+
+TEST_P(GpuCacheAttention, MatchesCpuInF32AndBf16) {
+  RATPLUS_REQUIRE_GPU();
+  const CacheCase& c = GetParam();
+  const int64_t heads = static_cast<int64_t>(c.heads.size()), width = heads * c.dh;
+  // Query positions below, at and far beyond the cache's size; slots hold positions from −5 (empty) to
+  // 60 past the query (not yet valid), and each query's own position somewhere.
+  std::vector<int32_t> queries(c.batch), slots(c.batch * c.k_len);
+  for (int64_t b = 0; b < c.batch; ++b) {
+    queries[b] = static_cast<int32_t>(std::vector<int64_t>{5, c.k_len - 1, 3 * c.k_len + 17}[b % 3]);
+    for (int64_t s = 0; s < c.k_len; ++s) {
+      const auto p = static_cast<int32_t>(splitmix64(b * c.k_len + s) % (queries[b] + 65)) - 5;
+      slots[b * c.k_len + s] = std::max(p, -1);
+    }
+    slots[b * c.k_len + (7 * b + 3) % c.k_len] = queries[b];
+  }
+  const IntPair query_positions(queries), key_positions(slots);
+  const DeviceWorkspace workspace(std::max<int64_t>(1, cache_attention_workspace(c.batch, heads, c.k_len, c.dh)));
+  for (const bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "f32");
+    Pair q(c.batch, width, 40), kv(c.batch * c.k_len, 2 * width, 41), out(c.batch, width, 42), lse(c.batch, heads, 43);
+    const auto args = [&](const Tensor& qt, const Tensor& kvt, const Tensor& o, const Tensor& l,
+                          const IntPair& keys_at, const IntPair& query_at, bool gpu) {
+      return AttentionArgs{.q = qt, .batch = c.batch, .q_len = 1, .key_layout = KeyLayout::cache,
+                           .k = kvt.cols_slice(0, width), .v = kvt.cols_slice(width, width), .k_len = c.k_len,
+                           .head_keys = c.heads, .key_positions = gpu ? keys_at.d.ptr<int32_t>() : keys_at.host.data(),
+                           .query_positions = gpu ? query_at.d.ptr<int32_t>() : query_at.host.data(), .out = o,
+                           .lse = l, .workspace = gpu ? workspace.t : Tensor{}};
+    };
+    if (!bf16) {
+      attention_forward(args(q.h, kv.h, out.h, lse.h, key_positions, query_positions, false));
+      attention_forward(args(q.d, kv.d, out.d, lse.d, key_positions, query_positions, true));
+      out.expect_matches(1e-5, "out");
+    } else {
+      const DeviceBf16 q16 = round_to_bf16(q, width), kv16 = round_to_bf16(kv, 2 * width), out16(c.batch, width, width);
+      attention_forward(args(q.h, kv.h, out.h, lse.h, key_positions, query_positions, false));
+      attention_forward(args(q16.t, kv16.t, out16.t, lse.d, key_positions, query_positions, true));
+      expect_matches(out, out16.t, 2e-2, "out");
+    }
+    lse.expect_matches(1e-4, "lse");
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Caches, GpuCacheAttention,
+    ::testing::Values(CacheCase{"one_run_dh128", 3, 300, 128, {{1, 0, 0}, {16, 40, 3}}},
+                      CacheCase{"three_runs_dh64", 3, 1100, 64, {{1, 0, 0}, {0, 9, 2}, {64, 0, 0}}},
+                      CacheCase{"exactly_two_runs_dh32", 4, 2 * kCacheSplitSlots, 32, {{4, 2, 1}}},
+                      CacheCase{"one_slot_dh16", 2, 1, 16, {{1, 0, 0}}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace ratplus::test
