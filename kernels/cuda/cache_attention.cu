@@ -1,19 +1,19 @@
 // Attention of one query per sequence over a compact decoding cache (KeyLayout::cache), flash-decoding
 // style. Grid: (run, head, sequence), a run being kCacheSplitSlots consecutive slots; 128 threads.
-//   1. scores: a group of G lanes holds one key — each lane 16 bytes (8 bf16 or 4 f32 channels), G = dh
-//      over that — so a warp takes 32 / G keys per load and four such loads are in flight before the dot
-//      products are reduced across the group. A slot whose position is outside the query's key set (empty,
-//      stale in the ring, or beyond the query) is not read and scores −∞. Scores go to shared memory.
-//   2. the run's maximum and the exponentials, in shared memory;
-//   3. values: the same groups accumulate p·v in f32 over their keys (skipping p = 0), then the groups of a
-//      warp and the warps of the block are summed.
-//   With one run the block writes out = Σ p·v / Σ p and lse; otherwise it writes the unnormalised sum, its
-//   maximum and its sum to the workspace, and a merge kernel (one block per sequence and head) rescales
-//   the runs to their common maximum and normalises.
-// Bytes: each attended key and value is read once (2·dh·2 B in bf16) plus its 4-byte position; per key
-// 4·dh FLOPs, about 1 FLOP per byte, so the kernel is bound by HBM bandwidth: the goal is the cache's size
-// divided by 4.3 TB/s. Parallelism is batch × heads × runs blocks (16 × 32 = 512 at batch 1, dense T 16384;
-// 32,768 at batch 2048, dilated(64)), several per SM with ~6 KiB of shared memory each.
+//   - The run's slot positions are read into shared memory first, so no key load waits on a position load.
+//   - A group of G lanes holds one key: each lane 16 bytes of it (8 bf16 or 4 f32 channels), G = dh over
+//     that, so a warp takes 32 / G keys at a time. Each group issues the loads of kUnroll keys and their
+//     values together (slots outside the query's key set — empty, stale in the ring, beyond the query — are
+//     not read), reduces the dot products across its lanes, and folds them into its own online softmax
+//     (running maximum, sum and f32 p·v accumulator): one pass over the cache, no barrier inside it.
+//   - The groups of a warp are merged by shuffles, the warps through shared memory. With one run the
+//     block writes out and lse; otherwise the run's unnormalised sum, maximum and sum go to the workspace
+//     and a merge kernel (one block per sequence and head) rescales the runs to their common maximum.
+// Bytes: each attended key and value is read once (2·dh·2 B in bf16) plus 4 B of position per slot; per
+// key ~4·dh FLOPs, about 1 FLOP per byte, so the kernel is bound by HBM bandwidth: the goal is the
+// attended cache's bytes over 4.3 TB/s. Each lane keeps 2·kUnroll 16-byte loads in flight (8 KiB per
+// warp in bf16 at dh 128). Parallelism: batch × heads × runs blocks (16 × 32 = 512 at batch 1, dense
+// T 16384; 32,768 at batch 2048, dilated(64)).
 // Needs 16-byte aligned rows and a head width of G · 16 / sizeof(element) with G a power of two ≤ 32.
 #include <string>
 
@@ -26,19 +26,32 @@ namespace ratplus::cuda {
 namespace {
 
 constexpr int kThreads = 128, kWarps = kThreads / 32;
-constexpr int kUnroll = 4;       // keys each group loads before reducing
+constexpr int kUnroll = 4;       // keys (and their values) each group loads at once
 constexpr int kMaxWidth = 256;   // channels of a head
 
-// 16 bytes of A: 8 bf16 or 4 f32, as f32.
+// 16 bytes of A (8 bf16 or 4 f32) as loaded, and element i of them in f32.
 template <class A>
 struct Chunk {
   static constexpr int n = 16 / sizeof(A);
-  float x[n];
-  __device__ void load(const A* p) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
-    const A* e = reinterpret_cast<const A*>(&raw);
+  uint4 raw;
+  __device__ void load(const A* p) { raw = *reinterpret_cast<const uint4*>(p); }
+  __device__ float operator[](int i) const { return to_float(reinterpret_cast<const A*>(&raw)[i]); }
+};
+
+// e^(x − m), 0 for x = −∞ (also when m is −∞).
+__device__ __forceinline__ float weight(float x, float m) { return x == -INFINITY ? 0.0f : __expf(x - m); }
+
+// An online softmax over some keys: maximum score, Σ e^(s − m), Σ e^(s − m)·v over this lane's channels.
+template <int E>
+struct Softmax {
+  float m = -INFINITY, l = 0, acc[E] = {};
+  // Merges another's state (m2, l2, acc2) into this one.
+  __device__ void merge(float m2, float l2, const float (&acc2)[E]) {
+    const float mu = fmaxf(m, m2), r1 = weight(m, mu), r2 = weight(m2, mu);
+    l = l * r1 + l2 * r2;
 #pragma unroll
-    for (int i = 0; i < n; ++i) x[i] = to_float(e[i]);
+    for (int i = 0; i < E; ++i) acc[i] = acc[i] * r1 + acc2[i] * r2;
+    m = mu;
   }
 };
 
@@ -48,122 +61,132 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
                                                                    const int32_t* query_positions, int k_len,
                                                                    int dh, float scale, HeadKeys head_keys,
                                                                    float* partials) {
-  constexpr int E = Chunk<A>::n, groups = 32 / G;
-  __shared__ float p[kCacheSplitSlots];
-  __shared__ float sums[kWarps][kMaxWidth];
-  __shared__ float reduce[32];
+  constexpr int E = Chunk<A>::n, groups = 32 / G, stride = kWarps * groups;
+  __shared__ int32_t slot_positions[kCacheSplitSlots];
+  __shared__ float warp_m[kWarps], warp_l[kWarps], warp_acc[kWarps][kMaxWidth];
   const int runs = gridDim.x, run = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = lane / G, e = lane % G;
-  const int begin = run * static_cast<int>(kCacheSplitSlots), end = min(k_len, begin + static_cast<int>(kCacheSplitSlots));
-  const int64_t row0 = static_cast<int64_t>(b) * k_len, c0 = static_cast<int64_t>(h) * dh + e * E;
-  const int32_t* positions = key_positions + row0;
+  const int begin = run * static_cast<int>(kCacheSplitSlots);
+  const int n = min(k_len - begin, static_cast<int>(kCacheSplitSlots));
+  const int64_t row0 = static_cast<int64_t>(b) * k_len + begin, c0 = static_cast<int64_t>(h) * dh + e * E;
+  for (int s = threadIdx.x; s < n; s += kThreads) slot_positions[s] = key_positions[row0 + s];
   const int64_t t = query_positions[b];
   const KeySet keys = head_keys.head[h];
   Chunk<A> qc;
   qc.load(q.row(b) + c0);
-  for (int i = 0; i < E; ++i) qc.x[i] *= scale;
+  float qf[E];
+#pragma unroll
+  for (int i = 0; i < E; ++i) qf[i] = qc[i] * scale;
+  __syncthreads();
 
-  // 1. scores
-  constexpr int stride = kWarps * groups;
-  for (int base = begin + warp * groups; base < end; base += stride * kUnroll) {  // uniform over the warp
-    const int s0 = base + group;
-    Chunk<A> kc[kUnroll];
+  Softmax<E> sm;
+  for (int base = warp * groups; base < n; base += stride * kUnroll) {  // uniform over the warp
+    Chunk<A> kc[kUnroll], vc[kUnroll];
     bool live[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int s = s0 + u * stride;
-      live[u] = s < end && in_key_set(keys, t, positions[min(s, end - 1)]);
-      if (live[u]) kc[u].load(k.row(row0 + s) + c0);
+      const int s = base + group + u * stride;
+      live[u] = s < n && in_key_set(keys, t, slot_positions[s]);
+      if (live[u]) {
+        kc[u].load(k.row(row0 + s) + c0);
+        vc[u].load(v.row(row0 + s) + c0);
+      }
     }
+    float score[kUnroll], mu = sm.m;
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       float dot = 0;
 #pragma unroll
-      for (int i = 0; i < E; ++i) dot += live[u] ? qc.x[i] * kc[u].x[i] : 0.0f;
+      for (int i = 0; i < E; ++i) dot += live[u] ? qf[i] * kc[u][i] : 0.0f;
 #pragma unroll
       for (int o = 1; o < G; o <<= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      const int s = s0 + u * stride;
-      if (e == 0 && s < end) p[s - begin] = live[u] ? dot : -INFINITY;
+      score[u] = live[u] ? dot : -INFINITY;
+      mu = fmaxf(mu, score[u]);
     }
-  }
-  __syncthreads();
-
-  // 2. the run's maximum and exponentials
-  float m = -INFINITY;
-  for (int s = threadIdx.x; s < end - begin; s += kThreads) m = fmaxf(m, p[s]);
-  m = block_max(m, reduce);
-  float l = 0;
-  for (int s = threadIdx.x; s < end - begin; s += kThreads) {
-    const float x = m == -INFINITY ? 0.0f : __expf(p[s] - m);
-    p[s] = x;
-    l += x;
-  }
-  l = block_sum(l, reduce);  // its barriers also publish p
-
-  // 3. values
-  float acc[E] = {};
-  for (int base = begin + warp * groups; base < end; base += stride * kUnroll) {
-    const int s0 = base + group;
-    Chunk<A> vc[kUnroll];
-    float w[kUnroll];
+    const float r = weight(sm.m, mu);
+    sm.l *= r;
+#pragma unroll
+    for (int i = 0; i < E; ++i) sm.acc[i] *= r;
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int s = s0 + u * stride;
-      w[u] = s < end ? p[s - begin] : 0.0f;
-      if (w[u] != 0.0f) vc[u].load(v.row(row0 + s) + c0);
+      if (!live[u]) continue;
+      const float p = __expf(score[u] - mu);
+      sm.l += p;
+#pragma unroll
+      for (int i = 0; i < E; ++i) sm.acc[i] += p * vc[u][i];
     }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u)
-#pragma unroll
-      for (int i = 0; i < E; ++i) acc[i] += w[u] != 0.0f ? w[u] * vc[u].x[i] : 0.0f;
+    sm.m = mu;
   }
+  // The groups of the warp (lanes G, 2G, … apart hold the same channels), then the warps.
 #pragma unroll
-  for (int i = 0; i < E; ++i)
+  for (int o = G; o < 32; o <<= 1) {
+    float other[E];
 #pragma unroll
-    for (int o = G; o < 32; o <<= 1) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], o);
-  if (group == 0)
-    for (int i = 0; i < E; ++i) sums[warp][e * E + i] = acc[i];
+    for (int i = 0; i < E; ++i) other[i] = __shfl_xor_sync(0xffffffffu, sm.acc[i], o);
+    sm.merge(__shfl_xor_sync(0xffffffffu, sm.m, o), __shfl_xor_sync(0xffffffffu, sm.l, o), other);
+  }
+  if (group == 0) {
+#pragma unroll
+    for (int i = 0; i < E; ++i) warp_acc[warp][e * E + i] = sm.acc[i];
+    if (e == 0) {
+      warp_m[warp] = sm.m;
+      warp_l[warp] = sm.l;
+    }
+  }
   __syncthreads();
+  float m = -INFINITY, l = 0, r[kWarps];
+  for (int w = 0; w < kWarps; ++w) m = fmaxf(m, warp_m[w]);
+  for (int w = 0; w < kWarps; ++w) {
+    r[w] = warp_l[w] == 0.0f ? 0.0f : __expf(warp_m[w] - m);
+    l += warp_l[w] * r[w];
+  }
+  float* partial = runs > 1 ? partials + ((static_cast<int64_t>(b) * gridDim.y + h) * runs + run) * (dh + 2) : nullptr;
   for (int c = threadIdx.x; c < dh; c += kThreads) {
     float sum = 0;
-    for (int w = 0; w < kWarps; ++w) sum += sums[w][c];
-    if (runs == 1) {
-      out.set(b, static_cast<int64_t>(h) * dh + c, sum / l);
+    for (int w = 0; w < kWarps; ++w) sum += warp_acc[w][c] * r[w];
+    if (partial) {
+      partial[c] = sum;
     } else {
-      partials[((static_cast<int64_t>(b) * gridDim.y + h) * runs + run) * (dh + 2) + c] = sum;
+      out.set(b, static_cast<int64_t>(h) * dh + c, sum / l);
     }
   }
   if (threadIdx.x == 0) {
-    if (runs == 1) {
-      lse.set(b, h, m + logf(l));
+    if (partial) {
+      partial[dh] = m;
+      partial[dh + 1] = l;
     } else {
-      float* stats = partials + ((static_cast<int64_t>(b) * gridDim.y + h) * runs + run) * (dh + 2) + dh;
-      stats[0] = m;
-      stats[1] = l;
+      lse.set(b, h, m + logf(l));
     }
   }
 }
 
-// One block per (head, sequence): the runs' partial results rescaled to their common maximum and summed.
+// One block per (head, sequence): the runs' partial results rescaled to their common maximum and summed —
+// the statistics reduced over the block, then the sums read run by run, coalesced over the channels.
 template <class A>
-__global__ void merge_runs_kernel(Mat<A> out, Mat<float> lse, const float* partials, int runs, int dh) {
+__global__ void __launch_bounds__(kThreads) merge_runs_kernel(Mat<A> out, Mat<float> lse, const float* partials,
+                                                              int runs, int dh) {
+  __shared__ float reduce[32], w[kThreads];
   const int h = blockIdx.x, b = blockIdx.y;
   const float* base = partials + (static_cast<int64_t>(b) * gridDim.x + h) * runs * (dh + 2);
+  const auto stats = [&](int r) { return base + static_cast<int64_t>(r) * (dh + 2) + dh; };  // m, l
   float m = -INFINITY;
-  for (int r = 0; r < runs; ++r) m = fmaxf(m, base[r * (dh + 2) + dh]);
+  for (int r = threadIdx.x; r < runs; r += kThreads) m = fmaxf(m, stats(r)[1] == 0.0f ? -INFINITY : stats(r)[0]);
+  m = block_max(m, reduce);
   float l = 0;
-  for (int r = 0; r < runs; ++r) {
-    const float* stats = base + r * (dh + 2) + dh;
-    l += stats[1] == 0.0f ? 0.0f : stats[1] * __expf(stats[0] - m);
+  for (int r = threadIdx.x; r < runs; r += kThreads) l += stats(r)[1] == 0.0f ? 0.0f : stats(r)[1] * __expf(stats(r)[0] - m);
+  l = block_sum(l, reduce);
+  float sum[kMaxWidth / kThreads] = {};
+  for (int r0 = 0; r0 < runs; r0 += kThreads) {
+    const int r = r0 + threadIdx.x;
+    w[threadIdx.x] = r < runs && stats(r)[1] != 0.0f ? __expf(stats(r)[0] - m) : 0.0f;
+    __syncthreads();
+    for (int i = 0; i < min(kThreads, runs - r0); ++i)
+      if (w[i] != 0.0f)
+        for (int c = threadIdx.x, j = 0; c < dh; c += kThreads, ++j)
+          sum[j] += base[static_cast<int64_t>(r0 + i) * (dh + 2) + c] * w[i];
+    __syncthreads();
   }
-  for (int c = threadIdx.x; c < dh; c += blockDim.x) {
-    float sum = 0;
-    for (int r = 0; r < runs; ++r) {
-      const float* stats = base + r * (dh + 2) + dh;
-      if (stats[1] != 0.0f) sum += base[r * (dh + 2) + c] * __expf(stats[0] - m);
-    }
-    out.set(b, static_cast<int64_t>(h) * dh + c, sum / l);
-  }
+  for (int c = threadIdx.x, j = 0; c < dh; c += kThreads, ++j) out.set(b, static_cast<int64_t>(h) * dh + c, sum[j] / l);
   if (threadIdx.x == 0) lse.set(b, h, m + logf(l));
 }
 

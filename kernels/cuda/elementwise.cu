@@ -12,17 +12,21 @@ namespace {
 
 constexpr int kThreads = 256;
 
-// Calls f(r, c) for every element of a rows × cols grid, one thread each.
+// Calls f(r, c) for every element of a rows × cols grid, one thread each: a block covers kThreads columns
+// of one row (block = row · column_blocks + column block), so no thread divides 64-bit indices.
 template <class F>
-__global__ void each_element(int64_t rows, int64_t cols, F f) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i < rows * cols) f(i / cols, i % cols);
+__global__ void each_element(int64_t cols, unsigned column_blocks, F f) {
+  const int64_t r = blockIdx.x / column_blocks, c = (blockIdx.x % column_blocks) * int64_t{kThreads} + threadIdx.x;
+  if (c < cols) f(r, c);
 }
 
 template <class F>
 void launch(const Tensor& shape, const char* name, F f) {
   if (shape.numel() == 0) return;
-  each_element<<<blocks_for(shape.numel(), kThreads), kThreads, 0, cuda_stream()>>>(shape.rows, shape.cols, f);
+  const unsigned column_blocks = blocks_for(shape.cols, kThreads);
+  if (shape.rows * column_blocks >= (int64_t{1} << 31)) throw std::logic_error(std::string(name) + ": too many rows");
+  each_element<<<static_cast<unsigned>(shape.rows) * column_blocks, kThreads, 0, cuda_stream()>>>(shape.cols,
+                                                                                                   column_blocks, f);
   check_launch(name);
 }
 
