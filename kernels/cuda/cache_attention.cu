@@ -1,24 +1,28 @@
 // Attention of one query per sequence over a compact decoding cache (KeyLayout::cache), flash-decoding
 // style. Grid: (run, head, sequence), a run being kCacheSplitSlots consecutive slots; 128 threads.
-//   - The run's slot positions are read into shared memory first, so no key load waits on a position load.
-//   - A group of G lanes holds one key: each lane 16 bytes of it (8 bf16 or 4 f32 channels), G = dh over
-//     that, so a warp takes 32 / G keys at a time. Each group issues the loads of kUnroll keys and their
-//     values together (slots outside the query's key set — empty, stale in the ring, beyond the query — are
-//     not read), reduces the dot products across its lanes, and folds them into its own online softmax
-//     (running maximum, sum and f32 p·v accumulator): one pass over the cache, no barrier inside it.
+//   - The run's slot positions are read into shared memory first; a slot outside the query's key set
+//     (empty, stale in the ring, beyond the query) is never read.
+//   - Keys and values stream into shared memory in tiles of kTile slots through a kStages-deep cp.async
+//     pipeline, so the bytes in flight (kStages − 1 tiles per block) do not live in registers: that is what
+//     keeps HBM busy (with the loads in registers, 110 registers per thread allowed 16 warps per SM and
+//     2.6 TB/s).
+//   - A group of G lanes holds one key (each lane 16 bytes: 8 bf16 or 4 f32 channels; G = dh over that);
+//     each warp takes kTile / 4 slots of a tile. A group reduces its dot products across its lanes and
+//     folds them into its own online softmax (running maximum, sum, f32 p·v accumulator).
 //   - The groups of a warp are merged by shuffles, the warps through shared memory. With one run the
 //     block writes out and lse; otherwise the run's unnormalised sum, maximum and sum go to the workspace
 //     and a merge kernel (one block per sequence and head) rescales the runs to their common maximum.
 // Bytes: each attended key and value is read once (2·dh·2 B in bf16) plus 4 B of position per slot; per
 // key ~4·dh FLOPs, about 1 FLOP per byte, so the kernel is bound by HBM bandwidth: the goal is the
-// attended cache's bytes over 4.3 TB/s. Each lane keeps 2·kUnroll 16-byte loads in flight (8 KiB per
-// warp in bf16 at dh 128). Parallelism: batch × heads × runs blocks (16 × 32 = 512 at batch 1, dense
-// T 16384; 32,768 at batch 2048, dilated(64)).
+// attended cache's bytes over 4.3 TB/s. Shared memory per block: positions (2 KiB) and kStages tiles of
+// keys and values (64 KiB in bf16 at dh 128): 3 blocks per SM, 144 KiB in flight per SM. Parallelism:
+// batch × heads × runs blocks (16 × 32 = 512 at batch 1, dense T 16384; 32,768 at batch 2048, dilated(64)).
 // Needs 16-byte aligned rows and a head width of G · 16 / sizeof(element) with G a power of two ≤ 32.
 #include <string>
 
 #include "kernels/cuda/cache_attention.h"
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/head_keys.h"
 
 namespace ratplus::cuda {
@@ -26,16 +30,26 @@ namespace ratplus::cuda {
 namespace {
 
 constexpr int kThreads = 128, kWarps = kThreads / 32;
-constexpr int kUnroll = 4;       // keys (and their values) each group loads at once
-constexpr int kMaxWidth = 256;   // channels of a head
+constexpr int kTile = 32, kStages = 4;          // slots per tile, tiles in the pipeline
+constexpr int kSlotsPerWarp = kTile / kWarps;   // of each tile
+constexpr int kMaxWidth = 256;                  // channels of a head
 
-// 16 bytes of A (8 bf16 or 4 f32) as loaded, and element i of them in f32.
+// Shared memory of a block: the run's slot positions, then kStages tiles of keys and of values.
+template <class A>
+size_t shared_bytes(int dh) {
+  return kCacheSplitSlots * sizeof(int32_t) + 2 * size_t{kStages} * kTile * dh * sizeof(A);
+}
+
+// 16 bytes of A (8 bf16 or 4 f32) as f32.
 template <class A>
 struct Chunk {
   static constexpr int n = 16 / sizeof(A);
-  uint4 raw;
-  __device__ void load(const A* p) { raw = *reinterpret_cast<const uint4*>(p); }
-  __device__ float operator[](int i) const { return to_float(reinterpret_cast<const A*>(&raw)[i]); }
+  float x[n];
+  __device__ explicit Chunk(const A* p) {
+    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+#pragma unroll
+    for (int i = 0; i < n; ++i) x[i] = to_float(reinterpret_cast<const A*>(&raw)[i]);
+  }
 };
 
 // e^(x − m), 0 for x = −∞ (also when m is −∞).
@@ -61,73 +75,99 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
                                                                    const int32_t* query_positions, int k_len,
                                                                    int dh, float scale, HeadKeys head_keys,
                                                                    float* partials) {
-  constexpr int E = Chunk<A>::n, groups = 32 / G, stride = kWarps * groups;
-  __shared__ int32_t slot_positions[kCacheSplitSlots];
+  constexpr int E = Chunk<A>::n, groups = 32 / G;
+  constexpr int rounds = (kSlotsPerWarp + groups - 1) / groups;  // of a group over its warp's slots of a tile
+  extern __shared__ __align__(16) unsigned char shared[];
+  int32_t* slot_positions = reinterpret_cast<int32_t*>(shared);
+  A* k_tiles = reinterpret_cast<A*>(shared + kCacheSplitSlots * sizeof(int32_t));
+  A* v_tiles = k_tiles + kStages * kTile * dh;
   __shared__ float warp_m[kWarps], warp_l[kWarps], warp_acc[kWarps][kMaxWidth];
   const int runs = gridDim.x, run = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = lane / G, e = lane % G;
   const int begin = run * static_cast<int>(kCacheSplitSlots);
-  const int n = min(k_len - begin, static_cast<int>(kCacheSplitSlots));
-  const int64_t row0 = static_cast<int64_t>(b) * k_len + begin, c0 = static_cast<int64_t>(h) * dh + e * E;
-  for (int s = threadIdx.x; s < n; s += kThreads) slot_positions[s] = key_positions[row0 + s];
+  const int n = min(k_len - begin, static_cast<int>(kCacheSplitSlots)), tiles = (n + kTile - 1) / kTile;
+  const int64_t row0 = static_cast<int64_t>(b) * k_len + begin, c0 = static_cast<int64_t>(h) * dh;
   const int64_t t = query_positions[b];
   const KeySet keys = head_keys.head[h];
-  Chunk<A> qc;
-  qc.load(q.row(b) + c0);
-  float qf[E];
-#pragma unroll
-  for (int i = 0; i < E; ++i) qf[i] = qc[i] * scale;
+  for (int s = threadIdx.x; s < n; s += kThreads) {
+    const int32_t p = key_positions[row0 + s];
+    slot_positions[s] = in_key_set(keys, t, p) ? p : -1;  // −1: not attended
+  }
   __syncthreads();
-
-  Softmax<E> sm;
-  for (int base = warp * groups; base < n; base += stride * kUnroll) {  // uniform over the warp
-    Chunk<A> kc[kUnroll], vc[kUnroll];
-    bool live[kUnroll];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int s = base + group + u * stride;
-      live[u] = s < n && in_key_set(keys, t, slot_positions[s]);
-      if (live[u]) {
-        kc[u].load(k.row(row0 + s) + c0);
-        vc[u].load(v.row(row0 + s) + c0);
+  // Tile i's attended keys and values into stage i mod kStages (one commit group per tile, even empty).
+  const auto load_tile = [&](int i) {
+    if (i < tiles) {
+      A* kt = k_tiles + (i % kStages) * kTile * dh;
+      A* vt = v_tiles + (i % kStages) * kTile * dh;
+      for (int c = threadIdx.x; c < kTile * G; c += kThreads) {
+        const int slot = c / G, s = i * kTile + slot, col = c % G * E;
+        if (s < n && slot_positions[s] >= 0) {
+          cp_async16(smem_u32(kt + slot * dh + col), k.row(row0 + s) + c0 + col, true);
+          cp_async16(smem_u32(vt + slot * dh + col), v.row(row0 + s) + c0 + col, true);
+        }
       }
     }
-    float score[kUnroll], mu = sm.m;
+    cp_async_commit();
+  };
+  for (int i = 0; i < kStages - 1; ++i) load_tile(i);
+
+  float qf[E];
+  {
+    const Chunk<A> qc(q.row(b) + c0 + e * E);
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int i = 0; i < E; ++i) qf[i] = qc.x[i] * scale;
+  }
+  Softmax<E> sm;
+  for (int i = 0; i < tiles; ++i) {
+    load_tile(i + kStages - 1);
+    cp_async_wait<kStages - 1>();  // tile i has landed (for this thread's copies) …
+    __syncthreads();               // … and for everyone's
+    const A* kt = k_tiles + (i % kStages) * kTile * dh;
+    const A* vt = v_tiles + (i % kStages) * kTile * dh;
+    float score[rounds], mu = sm.m;
+    bool live[rounds];
+#pragma unroll
+    for (int r = 0; r < rounds; ++r) {
+      const int in_warp = group + r * groups, slot = warp * kSlotsPerWarp + in_warp, s = i * kTile + slot;
+      live[r] = in_warp < kSlotsPerWarp && s < n && slot_positions[s] >= 0;
       float dot = 0;
+      if (live[r]) {
+        const Chunk<A> kc(kt + slot * dh + e * E);
 #pragma unroll
-      for (int i = 0; i < E; ++i) dot += live[u] ? qf[i] * kc[u][i] : 0.0f;
+        for (int j = 0; j < E; ++j) dot += qf[j] * kc.x[j];
+      }
 #pragma unroll
       for (int o = 1; o < G; o <<= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      score[u] = live[u] ? dot : -INFINITY;
-      mu = fmaxf(mu, score[u]);
+      score[r] = live[r] ? dot : -INFINITY;
+      mu = fmaxf(mu, score[r]);
     }
-    const float r = weight(sm.m, mu);
-    sm.l *= r;
+    const float rescale = weight(sm.m, mu);
+    sm.l *= rescale;
 #pragma unroll
-    for (int i = 0; i < E; ++i) sm.acc[i] *= r;
+    for (int j = 0; j < E; ++j) sm.acc[j] *= rescale;
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      if (!live[u]) continue;
-      const float p = __expf(score[u] - mu);
+    for (int r = 0; r < rounds; ++r) {
+      if (!live[r]) continue;
+      const float p = __expf(score[r] - mu);
+      const Chunk<A> vc(vt + (warp * kSlotsPerWarp + group + r * groups) * dh + e * E);
       sm.l += p;
 #pragma unroll
-      for (int i = 0; i < E; ++i) sm.acc[i] += p * vc[u][i];
+      for (int j = 0; j < E; ++j) sm.acc[j] += p * vc.x[j];
     }
     sm.m = mu;
+    __syncthreads();  // stage i mod kStages is free for tile i + kStages
   }
   // The groups of the warp (lanes G, 2G, … apart hold the same channels), then the warps.
 #pragma unroll
   for (int o = G; o < 32; o <<= 1) {
     float other[E];
 #pragma unroll
-    for (int i = 0; i < E; ++i) other[i] = __shfl_xor_sync(0xffffffffu, sm.acc[i], o);
+    for (int j = 0; j < E; ++j) other[j] = __shfl_xor_sync(0xffffffffu, sm.acc[j], o);
     sm.merge(__shfl_xor_sync(0xffffffffu, sm.m, o), __shfl_xor_sync(0xffffffffu, sm.l, o), other);
   }
   if (group == 0) {
 #pragma unroll
-    for (int i = 0; i < E; ++i) warp_acc[warp][e * E + i] = sm.acc[i];
+    for (int j = 0; j < E; ++j) warp_acc[warp][e * E + j] = sm.acc[j];
     if (e == 0) {
       warp_m[warp] = sm.m;
       warp_l[warp] = sm.l;
@@ -198,7 +238,15 @@ template <class A, int G>
 void launch(const AttentionArgs& a, int dh, int runs, const HeadKeys& keys) {
   const dim3 grid(runs, static_cast<unsigned>(a.head_keys.size()), static_cast<unsigned>(a.batch));
   float* partials = runs > 1 ? a.workspace.ptr<float>() : nullptr;
-  cache_attention_kernel<A, G><<<grid, kThreads, 0, attention_stream(a)>>>(
+  const size_t shared = shared_bytes<A>(dh);
+  static const bool sized = [&] {  // once per kernel instance: allow more than 48 KiB of shared memory
+    check(cudaFuncSetAttribute(cache_attention_kernel<A, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(shared_bytes<A>(32 * Chunk<A>::n))),
+          "cudaFuncSetAttribute");
+    return true;
+  }();
+  (void)sized;
+  cache_attention_kernel<A, G><<<grid, kThreads, shared, attention_stream(a)>>>(
       mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), a.key_positions, a.query_positions,
       static_cast<int>(a.k_len), dh, 1.0f / sqrtf(static_cast<float>(dh)), keys, partials);
   check_launch("cache_attention_kernel");
