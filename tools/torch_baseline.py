@@ -19,6 +19,12 @@ C++/CUDA code can be compared with a fair baseline on the same GPU:
   skips the rest. Elsewhere (CPU, or a PyTorch without FlexAttention) a pattern is an explicit
   T×T boolean mask for SDPA (or for a plain softmax when SDPA is missing): correct, slower.
   Per-layer and per-head-group patterns (SPEC §10 text) run one attention call per head group.
+- Decoding (SPEC §6): per layer the fp32 recurrent state and a compact cache of post-RoPE keys and
+  values that keeps only what the pattern can still attend to (the P sinks, the dilated positions,
+  a ring of the last W + 1; dense keeps all T), with the position of every slot beside it. The one
+  query of a step attends over the whole cache through SDPA with a boolean mask built from those
+  positions, so every shape is static and torch.compile(mode="reduce-overhead") replays a step as
+  a CUDA graph.
 
 Commands (each prints one JSON object on stdout):
   torch_baseline.py loss --checkpoint F --data F [F ...] --seq-len T --batches N --pattern P
@@ -38,8 +44,18 @@ Commands (each prints one JSON object on stdout):
   torch_baseline.py bench-scan --seq-len 4096 --batch 2 --d-model 2048
       The recurrence (gate sigmoid and both scans) on bf16 k, v, g: time and effective GB/s for the
       bytes it must move (read k, v, g; write k̃, ṽ; bf16).
+  torch_baseline.py bench-decode --config-size 1.5b|2.6b|7.6b|custom [--d-model D ...] --context T
+                         --gen G --batch B --pattern P [--compile] [--dtype bf16|fp32] [--check]
+      Greedy decoding as the paper's benchmark does it: random weights (bf16 on the GPU), every
+      sequence's cache filled as if T − G tokens had been prefilled (slot positions, random keys
+      and values, zero state), then G steps of the whole batch timed after --warmup steps (eager,
+      or compiled with CUDA graphs: compile time reported apart). One pattern for all layers and
+      heads. Reports tokens/s, ms per step, cache bytes per sequence, weight bytes, peak memory.
+      --check (small fp32 models): prefills a random prompt from one forward of the model instead,
+      decodes G given tokens and compares every step's logits with the forward over the whole
+      sequence (max_abs_logit_diff; exit 1 above 1e-4).
 
-Exit codes: 0 ok, 2 bad input (message on stderr).
+Exit codes: 0 ok, 1 a --check failed, 2 bad input (message on stderr).
 """
 
 import argparse
@@ -47,6 +63,7 @@ import contextlib
 import itertools
 import json
 import math
+import resource
 import statistics
 import sys
 import time
@@ -71,6 +88,7 @@ except ImportError:
 HAS_SDPA = hasattr(F, "scaled_dot_product_attention")
 HAS_COMPILE = hasattr(torch, "compile")
 PEAK_TFLOPS = 989.0  # H200 / H100 SXM dense bf16
+CHECK_TOLERANCE = 1e-4  # bench-decode --check: largest |logit difference| allowed (fp32)
 MODEL_SIZES = {  # SPEC §2: name -> (n_layers, d_model, n_heads)
     "1.5b": (24, 2048, 16),
     "2.6b": (28, 2560, 20),
@@ -248,6 +266,15 @@ if flex_attention is not None and HAS_COMPILE:
     _flex_attention = torch.compile(flex_attention, dynamic=False)
 
 
+def masked_attention(q, k, v, mask):
+    """SDPA with a boolean mask (True: attend), or a plain softmax where PyTorch lacks SDPA."""
+    if HAS_SDPA:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = torch.matmul(q, k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
+    probs = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    return torch.matmul(probs.to(v.dtype), v)
+
+
 def attend(q, k, v, group):
     """Softmax attention of q, k, v [B, h, T, dh] (one head group) under its pattern."""
     if group.pattern == ("dense",) and group.mask is None:
@@ -258,11 +285,7 @@ def attend(q, k, v, group):
             k = torch.cat((k[:, :, D - 1:group.n_gathered * D:D], k), dim=2)
             v = torch.cat((v[:, :, D - 1:group.n_gathered * D:D], v), dim=2)
         return _flex_attention(q, k, v, block_mask=group.mask)
-    if HAS_SDPA:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=group.mask)
-    scores = torch.matmul(q, k.transpose(-1, -2)).float() * q.shape[-1] ** -0.5
-    probs = scores.masked_fill(~group.mask, float("-inf")).softmax(dim=-1)
-    return torch.matmul(probs.to(v.dtype), v)
+    return masked_attention(q, k, v, group.mask)
 
 
 def attend_groups(q, k, v, groups):
@@ -299,8 +322,10 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(d, device=device))
 
     def forward(self, x):
-        x = x.float()
-        return x * torch.rsqrt(x.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+        """Normalised in fp32, returned in the dtype of x."""
+        y = x.float()
+        y = y * torch.rsqrt(y.pow(2).mean(dim=-1, keepdim=True) + self.eps) * self.weight
+        return y.to(x.dtype)
 
 
 def rope_tables(T, dh, base, device):
@@ -324,18 +349,22 @@ class Attention(nn.Module):
         self.recurrence = cfg["recurrence"]
         self.in_proj = nn.Linear(d, (5 if self.recurrence else 4) * d, bias=False, device=device)
         self.out_proj = nn.Linear(d, d, bias=False, device=device)
+        self.trace = None  # or a list: forward appends (post-RoPE k, v, last state) to it (see traced)
 
     def forward(self, x, groups, cos, sin):
         B, T, d = x.shape
         o, q, k, v, *g = self.in_proj(x).split(d, dim=-1)
         if self.recurrence:
             k, v = GatedRecurrence.apply(k, v, g[0])
+        last_state = (k[:, -1], v[:, -1]) if self.recurrence else None
 
         def heads(t):
             return t.reshape(B, T, self.n_heads, d // self.n_heads).transpose(1, 2)
         v = heads(v)
         q = rope(heads(q), cos, sin).to(v.dtype)
         k = rope(heads(k), cos, sin).to(v.dtype)
+        if self.trace is not None:
+            self.trace.append((k, v, last_state))
         out = attend_groups(q, k, v, groups).transpose(1, 2).reshape(B, T, d)
         return self.out_proj(out * torch.sigmoid(o))
 
@@ -383,11 +412,15 @@ class RatPlus(nn.Module):
         x = self.embed(tokens)
         for layer, groups in zip(self.layers, plan):
             x = layer(x, groups, cos, sin)
-        head = self.embed.weight if cfg["tie_embeddings"] else self.lm_head.weight
-        logits = F.linear(self.final_norm(x), head)
+        logits = self.logits(x)
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=-1)
+
+    def logits(self, x):
+        """Final norm and LM head of the residual stream x [..., d]."""
+        head = self.embed.weight if self.cfg["tie_embeddings"] else self.lm_head.weight
+        return F.linear(self.final_norm(x), head)
 
 
 def load_model(path, device):
@@ -409,6 +442,225 @@ def matmul_params(cfg):
 def train_flops_per_token(cfg, keys):
     """3 · (2·N_mat + 4·L·d·k) for one training pass with k mean keys per query (SPEC §8)."""
     return 3 * (2 * matmul_params(cfg) + 4 * cfg["n_layers"] * cfg["d_model"] * keys)
+
+
+# -------------------------------------------------------------------------- decoding
+
+class CacheLayout(NamedTuple):
+    """Slots of a compact decoding cache for up to T positions of one base pattern (SPEC §3, §6).
+
+    Sink j < P in slot j; the dilated positions (j + 1) mod D = 0 at or after P in the next
+    n_dilated slots, in order; every other position in a ring of W + 1 slots after them, slot
+    j mod (W + 1). Dense is dilation 1 (every position is a dilated one: slot j, no ring); local
+    has dilation 0. A reused ring slot's old position has left the window of every later query,
+    so attention can select slots by their positions alone."""
+    dilation: int
+    window: int
+    sinks: int
+    first_multiple: int  # the first m with m·D − 1 ≥ P
+    n_dilated: int
+    size: int
+
+    def slot(self, j):
+        """Slots of the positions j (an integer tensor)."""
+        slot = self.sinks + self.n_dilated + j % (self.window + 1)
+        if self.dilation:
+            dilated = self.sinks + (j + 1) // self.dilation - self.first_multiple
+            slot = torch.where((j + 1) % self.dilation == 0, dilated, slot)
+        return torch.where(j < self.sinks, j, slot)
+
+    def visible(self, positions, t):
+        """Which slots hold a key of query t's key set, from their positions (−1: empty)."""
+        causal = (positions >= 0) & (positions <= t)
+        if self.dilation == 1:
+            return causal
+        near = (t - positions <= self.window) | (positions < self.sinks)
+        if self.dilation:
+            near = near | ((positions + 1) % self.dilation == 0)
+        return causal & near
+
+    def prompt_positions(self, n, device):
+        """The positions of a prompt of n tokens that still hold their slot after it (in order)."""
+        j = torch.arange(n, device=device)
+        kept = (j < self.sinks) | (j >= n - self.window - 1)
+        if self.dilation:
+            kept = kept | ((j + 1) % self.dilation == 0)
+        return j[kept]
+
+
+def cache_layout(pattern, T):
+    """The CacheLayout of a base pattern (ratplus_reference form) for T positions."""
+    pattern = canonical_pattern(pattern, T)
+    D, W, P = {"dense": (1, T - 1, 0), "dilated": pattern[1:], "local": (0,) + pattern[1:]}[pattern[0]]
+    first = (P + D) // D if D else 0
+    n_dilated = T // D - first + 1 if D else 0
+    ring = 0 if D == 1 else W + 1
+    return CacheLayout(D, W, P, first, n_dilated, P + n_dilated + ring)
+
+
+class LayerCache(nn.Module):
+    """One layer's decoding state for a batch: keys (post-RoPE) and values [B, H, S, dh] in the
+    model dtype and, with the recurrence, k̃ and ṽ of the last position [B, d] in fp32."""
+
+    def __init__(self, cfg, batch, size, dtype, device):
+        super().__init__()
+        H, d = cfg["n_heads"], cfg["d_model"]
+        for name in ("k", "v"):
+            self.register_buffer(name, torch.zeros(batch, H, size, d // H, dtype=dtype, device=device))
+        self.recurrence = cfg["recurrence"]
+        if self.recurrence:
+            for name in ("k_state", "v_state"):
+                self.register_buffer(name, torch.zeros(batch, d, dtype=torch.float32, device=device))
+
+    def advance(self, k, v, g):
+        """One step of the gated recurrence from the stored state, in fp32: the new k̃, ṽ."""
+        a = torch.sigmoid(g.float())
+        self.k_state.copy_(a * self.k_state + (1 - a) * k.float())
+        self.v_state.copy_(a * self.v_state + (1 - a) * v.float())
+        return self.k_state, self.v_state
+
+
+@contextlib.contextmanager
+def traced(model):
+    """Within, every forward of the model appends, per layer in order, the post-RoPE keys and the
+    values [B, H, T, dh] and the recurrent state (k̃, ṽ) of the last position (None without
+    recurrence) to the list it yields."""
+    entries = []
+    for layer in model.layers:
+        layer.attn.trace = entries
+    try:
+        yield entries
+    finally:
+        for layer in model.layers:
+            layer.attn.trace = None
+
+
+class Decoder(nn.Module):
+    """Decoding of a RatPlus model, one base pattern in every layer and head, for a batch of
+    sequences up to T positions: a LayerCache per layer and one slot-position tensor [B, S]
+    (int32, −1 empty) shared by the layers, since they share the layout.
+
+    A step (forward) takes one token per sequence at position t, a one-element tensor, so that
+    every shape is static and torch.compile(mode="reduce-overhead") can replay it as a CUDA graph."""
+
+    def __init__(self, model, pattern, batch, T):
+        super().__init__()
+        cfg = model.cfg
+        dtype, device = model.embed.weight.dtype, model.embed.weight.device
+        self.model = model
+        self.layer_patterns = [[pattern] * cfg["n_heads"]] * cfg["n_layers"]
+        self.layout = cache_layout(pattern, T)
+        self.caches = nn.ModuleList(LayerCache(cfg, batch, self.layout.size, dtype, device)
+                                    for _ in range(cfg["n_layers"]))
+        self.register_buffer("positions", torch.full((batch, self.layout.size), -1, dtype=torch.int32,
+                                                     device=device))
+        cos, sin = rope_tables(T, cfg["d_model"] // cfg["n_heads"], cfg["rope_base"], device)
+        self.register_buffer("cos", cos)
+        self.register_buffer("sin", sin)
+
+    def cache_bytes_per_sequence(self):
+        """Keys, values and states of every layer and the slot positions, for one sequence."""
+        tensors = list(self.caches.buffers()) + [self.positions]
+        return sum(b.numel() * b.element_size() for b in tensors) // self.positions.shape[0]
+
+    def _place_prompt(self, n):
+        """Slot positions as a prompt of n tokens leaves them; returns its kept positions and slots."""
+        kept = self.layout.prompt_positions(n, self.positions.device)
+        slots = self.layout.slot(kept)
+        self.positions.fill_(-1)
+        self.positions[:, slots] = kept.to(torch.int32)
+        return kept, slots
+
+    def fake_prefill(self, n):
+        """Every sequence as if n tokens had been prefilled: their slot positions, random keys and
+        values, zero recurrent state."""
+        self._place_prompt(n)
+        for cache in self.caches:
+            cache.k.normal_()
+            cache.v.normal_()
+            if cache.recurrence:
+                cache.k_state.zero_()
+                cache.v_state.zero_()
+
+    def prefill(self, prompt):
+        """Fills the caches from one forward of the model over prompt [B, n]."""
+        plan = attention_plan(self.layer_patterns, prompt.shape[1], prompt.device)
+        with traced(self.model) as entries:
+            self.model(prompt, plan)
+        kept, slots = self._place_prompt(prompt.shape[1])
+        for cache, (k, v, state) in zip(self.caches, entries):
+            cache.k[:, :, slots] = k[:, :, kept]
+            cache.v[:, :, slots] = v[:, :, kept]
+            if state is not None:
+                cache.k_state.copy_(state[0])
+                cache.v_state.copy_(state[1])
+
+    def forward(self, tokens, t):
+        """Logits [B, V] after tokens [B] at position t; writes position t into every cache."""
+        slot = self.layout.slot(t)
+        self.positions[:, slot] = t.to(torch.int32)
+        mask = self.layout.visible(self.positions, t)[:, None, None, :]
+        cos, sin = self.cos[t], self.sin[t]
+        x = self.model.embed(tokens)
+        for layer, cache in zip(self.model.layers, self.caches):
+            x = x + self._attention(layer.attn, cache, layer.attn_norm(x), slot, mask, cos, sin)
+            x = x + layer.ffn(layer.ffn_norm(x))
+        return self.model.logits(x)
+
+    def greedy(self, tokens, t):
+        """The next token of every sequence (argmax of the step's logits)."""
+        return self(tokens, t).argmax(dim=-1)
+
+    @staticmethod
+    def _attention(attn, cache, x, slot, mask, cos, sin):
+        """A layer's attention for one query per sequence, x [B, d]: recurrence step, RoPE, cache
+        write, SDPA over the cache's visible slots, output gate."""
+        B, d = x.shape
+        o, q, k, v, *g = attn.in_proj(x).split(d, dim=-1)
+        if attn.recurrence:
+            k, v = cache.advance(k, v, g[0])
+
+        def heads(u):
+            return u.reshape(B, attn.n_heads, 1, d // attn.n_heads)
+        q = rope(heads(q), cos, sin).to(x.dtype)
+        cache.k[:, :, slot] = rope(heads(k), cos, sin).to(x.dtype)
+        cache.v[:, :, slot] = heads(v).to(x.dtype)
+        out = masked_attention(q, cache.k, cache.v, mask).reshape(B, d)
+        return attn.out_proj(out * torch.sigmoid(o))
+
+
+def decode_step(fn, compile):
+    """fn, or fn compiled for CUDA-graph replay with static shapes."""
+    return torch.compile(fn, mode="reduce-overhead", fullgraph=True) if compile else fn
+
+
+def timed_greedy_decode(decoder, step, first, n, steps):
+    """Fake prefill of n positions, then `steps` greedy steps from tokens `first` [B]; the
+    seconds the steps took, between device synchronisations."""
+    decoder.fake_prefill(n)
+    t = torch.tensor([n], device=first.device)
+    tokens = first
+    synchronize(first.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        tokens = step(tokens, t).clone()  # a CUDA graph's output is overwritten by its next replay
+        t += 1
+    synchronize(first.device)
+    return time.perf_counter() - start
+
+
+def decode_logit_diff(decoder, step, prompt, tokens):
+    """Largest |logit difference| between decoding tokens [B, G] after prefilling prompt [B, n]
+    and one forward of the model over the whole sequence under the same pattern."""
+    decoder.prefill(prompt)
+    t = torch.tensor([prompt.shape[1]], device=prompt.device)
+    logits = []
+    for i in range(tokens.shape[1]):
+        logits.append(step(tokens[:, i], t).clone())
+        t += 1
+    whole = torch.cat((prompt, tokens), dim=1)
+    full = decoder.model(whole, attention_plan(decoder.layer_patterns, whole.shape[1], whole.device))
+    return (torch.stack(logits, dim=1).float() - full[:, prompt.shape[1]:].float()).abs().max().item()
 
 
 # ------------------------------------------------------------------------ commands
@@ -501,17 +753,23 @@ def bench_config(args):
                                  "recurrence": True})
 
 
+def random_model(cfg, device, seed):
+    """RatPlus with every matrix drawn from N(0, init_std²) after torch.manual_seed(seed); norms at 1."""
+    torch.manual_seed(seed)
+    model = RatPlus(cfg, device)
+    for p in model.parameters():
+        if p.dim() == 2:
+            nn.init.normal_(p, 0.0, cfg["init_std"])
+    return model
+
+
 def cmd_bench_train(args):
     device = torch.device(args.device)
     if args.compile and not HAS_COMPILE:
         raise ref.InputError("--compile needs PyTorch 2")
     cfg = bench_config(args)
     L, H, T, B = cfg["n_layers"], cfg["n_heads"], args.seq_len, args.micro_batch
-    torch.manual_seed(args.seed)
-    model = RatPlus(cfg, device)
-    for p in model.parameters():
-        if p.dim() == 2:
-            nn.init.normal_(p, 0.0, cfg["init_std"])
+    model = random_model(cfg, device, args.seed)
     fused = {"fused": True} if device.type == "cuda" else {}
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8,
                                   weight_decay=0.1, **fused)
@@ -621,6 +879,85 @@ def cmd_bench_scan(args):
                 **device_info(device))
 
 
+def uniform_pattern(text, cfg):
+    """The base pattern of a pattern text that gives every layer and head the same one."""
+    layers = ref.parse_pattern(text, cfg["n_layers"], cfg["n_heads"])
+    if any(p != layers[0][0] for heads in layers for p in heads):
+        raise ref.InputError("bench-decode takes one pattern for every layer and head, not %r" % text)
+    return layers[0][0]
+
+
+def peak_memory_bytes(device):
+    """The most GPU memory PyTorch allocated, or the process's peak resident set on the CPU."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.max_memory_allocated(device)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def decode_dtype(args, device):
+    """Checks the bench-decode options; the model's dtype (default bf16 on the GPU, fp32 on the CPU)."""
+    if args.compile and not HAS_COMPILE:
+        raise ref.InputError("--compile needs PyTorch 2")
+    if args.context <= args.gen:
+        raise ref.InputError("--context %d must exceed --gen %d" % (args.context, args.gen))
+    if args.warmup > args.gen:
+        raise ref.InputError("--warmup %d must not exceed --gen %d" % (args.warmup, args.gen))
+    args.dtype = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
+    if args.check and args.dtype != "fp32":
+        raise ref.InputError("--check compares logits to %g: it needs --dtype fp32" % CHECK_TOLERANCE)
+    return {"bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+
+
+def check_decoding(decoder, args, vocab, device):
+    """bench-decode --check: a random prompt of T − G tokens, then G given random tokens."""
+    T, G = args.context, args.gen
+    prompt, tokens = torch.randint(0, vocab, (args.batch, T), device=device).split([T - G, G], dim=1)
+    diff = decode_logit_diff(decoder, decode_step(decoder, args.compile), prompt, tokens)
+    return {"max_abs_logit_diff": diff, "check": "passed" if diff <= CHECK_TOLERANCE else "failed"}
+
+
+def bench_decoding(decoder, args, vocab, device):
+    """bench-decode: warm-up steps, then G timed greedy steps, each run from a fake prefill of T − G."""
+    B, G = args.batch, args.gen
+    step = decode_step(decoder.greedy, args.compile)
+    first = torch.randint(0, vocab, (B,), device=device)
+    warmup_s = timed_greedy_decode(decoder, step, first, args.context - G, args.warmup)
+    seconds = timed_greedy_decode(decoder, step, first, args.context - G, G)
+    return {"tokens_per_s": B * G / seconds, "ms_per_step": 1e3 * seconds / G,
+            "compile_s": warmup_s if args.compile else None,
+            "peak_memory_bytes": peak_memory_bytes(device)}
+
+
+def cmd_bench_decode(args):
+    device = torch.device(args.device)
+    dtype = decode_dtype(args, device)
+    cfg = bench_config(args)
+    model = random_model(cfg, device, args.seed).to(dtype)
+    decoder = Decoder(model, uniform_pattern(args.pattern, cfg), args.batch, args.context)
+    with torch.no_grad():
+        run = check_decoding if args.check else bench_decoding
+        measured = run(decoder, args, cfg["vocab_size"], device)
+    return dict({
+        "impl": "torch", "variant": "compiled" if args.compile else "eager", "config": args.config_size,
+        "model": {k: cfg[k] for k in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ffn",
+                                      "recurrence")},
+        "context": args.context, "gen": args.gen, "batch": args.batch, "pattern": args.pattern,
+        "dtype": args.dtype, **measured,
+        "cache_bytes_per_sequence": decoder.cache_bytes_per_sequence(),
+        "weight_bytes": sum(p.numel() * p.element_size() for p in model.parameters())},
+        **device_info(device))
+
+
+def add_model_options(parser):
+    """The model of the benchmarks with random weights (see bench_config)."""
+    parser.add_argument("--config-size", required=True, choices=sorted(MODEL_SIZES) + ["custom"])
+    parser.add_argument("--d-model", type=int)
+    parser.add_argument("--n-layers", type=int)
+    parser.add_argument("--n-heads", type=int)
+    parser.add_argument("--d-ffn", type=int, help="default 4·d_model")
+    parser.add_argument("--vocab", type=int, default=32000)
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -638,12 +975,7 @@ def parse_args(argv):
     loss.add_argument("--micro-batch", type=int, default=8, help="windows per forward pass")
 
     train = sub.add_parser("bench-train", help="training step throughput, random weights and tokens")
-    train.add_argument("--config-size", required=True, choices=sorted(MODEL_SIZES) + ["custom"])
-    train.add_argument("--d-model", type=int)
-    train.add_argument("--n-layers", type=int)
-    train.add_argument("--n-heads", type=int)
-    train.add_argument("--d-ffn", type=int, help="default 4·d_model")
-    train.add_argument("--vocab", type=int, default=32000)
+    add_model_options(train)
     train.add_argument("--seq-len", type=int, default=4096)
     train.add_argument("--micro-batch", type=int, default=2)
     train.add_argument("--objective", default="dense", choices=("dense", "joint"))
@@ -666,7 +998,20 @@ def parse_args(argv):
     scan.add_argument("--batch", type=int, default=2)
     scan.add_argument("--d-model", type=int, default=2048)
 
-    for p in (train, attn, scan):
+    decode = sub.add_parser("bench-decode", help="greedy decoding throughput with compact caches")
+    add_model_options(decode)
+    decode.add_argument("--context", type=int, required=True, help="positions at the end (T)")
+    decode.add_argument("--gen", type=int, required=True, help="timed decoding steps (G)")
+    decode.add_argument("--batch", type=int, required=True, help="sequences decoded together")
+    decode.add_argument("--pattern", required=True, help="one base pattern for every layer and head")
+    decode.add_argument("--compile", action="store_true",
+                        help="torch.compile the step (mode reduce-overhead: CUDA graphs)")
+    decode.add_argument("--dtype", choices=("bf16", "fp32"), help="default bf16 on cuda, fp32 on cpu")
+    decode.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    decode.add_argument("--check", action="store_true",
+                        help="prefill a random prompt, compare each step's logits with a full forward")
+
+    for p in (train, attn, scan, decode):
         p.add_argument("--device", default="cuda")
         p.add_argument("--seed", type=int, default=0)
     for p in (attn, scan):
@@ -674,7 +1019,8 @@ def parse_args(argv):
         p.add_argument("--iters", type=int, default=20)
     args = parser.parse_args(argv)
     for name in ("seq_len", "batches", "micro_batch", "steps", "warmup", "iters", "batch", "heads",
-                 "head_dim", "d_model", "n_layers", "n_heads", "d_ffn", "vocab", "arl_dilation"):
+                 "head_dim", "d_model", "n_layers", "n_heads", "d_ffn", "vocab", "arl_dilation",
+                 "context", "gen"):
         if getattr(args, name, None) is not None and getattr(args, name) < 1:
             parser.error("--%s must be >= 1" % name.replace("_", "-"))
     return args
@@ -682,14 +1028,15 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    commands = {"loss": cmd_loss, "bench-train": cmd_bench_train,
-                "bench-attention": cmd_bench_attention, "bench-scan": cmd_bench_scan}
+    commands = {"loss": cmd_loss, "bench-train": cmd_bench_train, "bench-attention": cmd_bench_attention,
+                "bench-scan": cmd_bench_scan, "bench-decode": cmd_bench_decode}
     try:
-        print(json.dumps(commands[args.command](args)))
+        result = commands[args.command](args)
     except ref.InputError as exc:
         print("torch_baseline: %s" % exc, file=sys.stderr)
         return 2
-    return 0
+    print(json.dumps(result))
+    return 1 if result.get("check") == "failed" else 0
 
 
 if __name__ == "__main__":

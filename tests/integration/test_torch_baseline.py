@@ -8,8 +8,12 @@ untied head) and an llm.c shard in a temporary
 folder, runs `torch_baseline.py loss --device cpu --dtype fp32` and `ratplus eval` on the same
 windows and compares every pattern's loss (relative tolerance 1e-4) and label count. Also checks
 the backward of the recurrence with torch.autograd.gradcheck and runs a tiny joint training
-benchmark on the CPU. Prints one line per check and a final `N passed, M failed`; exits non-zero
-when a check failed, and exits 0 with "skipped: torch not installed" when PyTorch is missing.
+benchmark on the CPU. Decoding: the compact cache's slots and mask give every query exactly its
+SPEC §3 key set (stepped position by position, after prompts of every length), `bench-decode
+--check` (CPU, fp32) matches the full forward for RAT+ and (in-process) the attention-only model,
+and a timed `bench-decode` run prints its JSON; bad input exits 2. Prints one line per check and
+a final `N passed, M failed`; exits non-zero when a check failed, and exits 0 with
+"skipped: torch not installed" when PyTorch is missing.
 """
 
 import json
@@ -149,6 +153,106 @@ def bench_train_smoke(res):
               all(out.get(k, 0) > 0 for k in ("tokens_per_s", "ms_per_step", "mfu")), repr(out))
 
 
+DECODE_MODEL = ["--config-size", "custom", "--d-model", "64", "--n-layers", "2", "--n-heads", "2",
+                "--vocab", "97", "--d-ffn", "128"]
+DECODE_PATTERNS = ["dense", "dilated:D=4,W=3,P=1", "local:W=5,P=2"]
+LAYOUT_PATTERNS = DECODE_PATTERNS + ["dilated:D=3", "dilated:D=5,W=0,P=7", "dilated:D=7,W=2,P=9",
+                                     "dilated:D=40,W=1", "local:W=0,P=0", "local:W=50"]
+
+
+def decode_command(pattern, *extra, context=40, gen=12, batch=3):
+    return [sys.executable, SCRIPT, "bench-decode", "--device", "cpu", "--context", str(context),
+            "--gen", str(gen), "--batch", str(batch), "--pattern", pattern] + DECODE_MODEL + list(extra)
+
+
+def visible_keys(layout, positions, t):
+    """The positions of the slots that query t attends to, as a set."""
+    t = torch.tensor([t])
+    return set(positions[layout.visible(positions, t)].tolist())
+
+
+def cache_layout_cases(res):
+    """Prompt of n positions, then steps to T − 1: each query sees exactly its key set."""
+    T = 29
+    for text in LAYOUT_PATTERNS:
+        pattern = ref.parse_pattern(text, 1, 1)[0][0]
+        layout = torch_baseline.cache_layout(pattern, T)
+        mask = ref.pattern_mask(pattern, T)
+        bad = []
+        for n in range(1, T):
+            positions = torch.full((layout.size,), -1, dtype=torch.int32)
+            kept = layout.prompt_positions(n, "cpu")
+            positions[layout.slot(kept)] = kept.to(torch.int32)
+            for t in range(n, T):
+                slot = layout.slot(torch.tensor([t]))
+                if not 0 <= int(slot) < layout.size:
+                    bad.append((n, t, "slot %d of %d" % (int(slot), layout.size)))
+                    break
+                positions[slot] = t
+                if visible_keys(layout, positions, t) != set(mask[t].nonzero()[0].tolist()):
+                    bad.append((n, t))
+        res.check("decode cache %s (T %d, %d slots): every query sees its key set" % (text, T, layout.size),
+                  not bad, repr(bad[:5]))
+
+
+def decode_check_cases(res):
+    for pattern in DECODE_PATTERNS:
+        out = run_json(res, "bench-decode --check %s" % pattern, decode_command(pattern, "--check"))
+        if out is not None:
+            res.check("bench-decode --check %s: logits within 1e-4 of the full forward (%.2g)"
+                      % (pattern, out.get("max_abs_logit_diff", math.inf)), out.get("check") == "passed",
+                      repr(out))
+    cfg = ref.normalise_config(dict(MODEL, recurrence=False, tie_embeddings=False))
+    T, G, B = 33, 9, 2
+    model = torch_baseline.random_model(cfg, "cpu", 5)
+    prompt, tokens = torch.randint(0, cfg["vocab_size"], (B, T)).split([T - G, G], 1)
+    full = {}
+    for text in DECODE_PATTERNS:
+        layers = ref.parse_pattern(text, cfg["n_layers"], cfg["n_heads"])
+        decoder = torch_baseline.Decoder(model, layers[0][0], B, T)
+        with torch.no_grad():
+            diff = torch_baseline.decode_logit_diff(decoder, decoder, prompt, tokens)
+            whole = torch.cat((prompt, tokens), dim=1)
+            full[text] = model(whole, torch_baseline.attention_plan(layers, T, "cpu"))[:, T - G:]
+        res.check("attention-only decoding %s: logits within 1e-4 of the full forward (%.2g)" % (text, diff),
+                  diff <= torch_baseline.CHECK_TOLERANCE)
+    gaps = [float((full[a] - full[b]).abs().max()) for a in full for b in full if a < b]
+    res.check("attention-only: the patterns' logits differ by over 100x the tolerance (test is discriminative)",
+              min(gaps) > 100 * torch_baseline.CHECK_TOLERANCE, repr(gaps))
+
+
+def decode_bench_smoke(res):
+    out = run_json(res, "bench-decode on the CPU (tiny, fake prefill)",
+                   decode_command("dilated:D=4,W=3,P=1", "--warmup", "2"))
+    if out is None:
+        return
+    keys = {"impl", "variant", "config", "context", "gen", "batch", "pattern", "tokens_per_s", "ms_per_step",
+            "cache_bytes_per_sequence", "weight_bytes", "peak_memory_bytes", "compile_s", "torch", "device"}
+    res.check("bench-decode: JSON has every key", keys <= set(out), repr(sorted(keys - set(out))))
+    res.check("bench-decode: eager torch run, no compile time",
+              (out.get("impl"), out.get("variant"), out.get("compile_s", 0)) == ("torch", "eager", None), repr(out))
+    res.check("bench-decode: tokens/s and ms per step are positive and agree",
+              out.get("tokens_per_s", 0) > 0 and close(out["tokens_per_s"] * out.get("ms_per_step", 0), 3 * 1e3),
+              repr(out))
+    L, d, slots = 2, 64, 1 + 10 + 4  # P + (⌊40/4⌋ − ⌈2/4⌉ + 1) + W + 1
+    want = L * 2 * slots * d * 4 + slots * 4 + L * 2 * d * 4
+    res.check("bench-decode: cache bytes per sequence %s = %d (keys, values, positions, state)"
+              % (out.get("cache_bytes_per_sequence"), want), out.get("cache_bytes_per_sequence") == want)
+
+
+def decode_bad_input(res):
+    cases = {"context not above gen": decode_command("dense", context=12, gen=12),
+             "batch 0": decode_command("dense", batch=0),
+             "unknown pattern": decode_command("strided:D=4"),
+             "per-layer pattern": decode_command("layers=dense|local:W=3"),
+             "--check in bf16": decode_command("dense", "--check", "--dtype", "bf16")}
+    for name, command in cases.items():
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        res.check("bench-decode refuses %s: exit 2 with a message" % name,
+                  proc.returncode == 2 and proc.stderr.strip() and not proc.stdout,
+                  "exit %d: %s" % (proc.returncode, proc.stderr.strip()[-300:]))
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__.strip().splitlines()[2], file=sys.stderr)
@@ -160,6 +264,10 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             loss_cases(res, binary, tmp)
     bench_train_smoke(res)
+    cache_layout_cases(res)
+    decode_check_cases(res)
+    decode_bench_smoke(res)
+    decode_bad_input(res)
     print("%d passed, %d failed" % (res.passed, res.failed))
     return 1 if res.failed else 0
 
