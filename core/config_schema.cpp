@@ -43,6 +43,15 @@ auto integer_at_least(int64_t min) {
 auto number_above(double bound) {
   return [bound](const Setting& s) { return s.number_above(bound); };
 }
+// In (0, max]: scales and epsilons, where a huge value is a typo that would make every update non-finite.
+auto positive_at_most(double max) {
+  return [max](const Setting& s) {
+    const double value = s.number();
+    if (!(value > 0 && value <= max))
+      s.fail("must be in (0, " + format_number(max) + "], got " + format_number(value));
+    return value;
+  };
+}
 auto number_at_least(double bound) {
   return [bound](const Setting& s) { return s.number_at_least(bound); };
 }
@@ -85,11 +94,11 @@ std::vector<Section> make_schema() {
                field("n_layers", &ModelConfig::n_layers, integer_at_least(1)),
                field("n_heads", &ModelConfig::n_heads, integer_at_least(1)),
                field("d_ffn", &ModelConfig::d_ffn, integer_at_least(1)),
-               field("norm_eps", &ModelConfig::norm_eps, number_above(0)),
+               field("norm_eps", &ModelConfig::norm_eps, positive_at_most(1)),
                field("rope_base", &ModelConfig::rope_base, number_above(0)),
                field("tie_embeddings", &ModelConfig::tie_embeddings, &Setting::boolean),
                field("recurrence", &ModelConfig::recurrence, &Setting::boolean),
-               field("init_std", &ModelConfig::init_std, number_above(0), kInitialisationOnly)}),
+               field("init_std", &ModelConfig::init_std, positive_at_most(1), kInitialisationOnly)}),
       section("data", &ExperimentConfig::data,
               {field("train", &DataConfig::train, &Setting::paths),
                field("val", &DataConfig::val, &Setting::paths),

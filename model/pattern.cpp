@@ -16,6 +16,9 @@ namespace ratplus {
 
 namespace {
 
+// No model has more layers or heads than this; larger counts are typos (and would exhaust memory).
+constexpr int64_t kMaxCount = int64_t{1} << 16;
+
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> parts;
   size_t start = 0;
@@ -84,11 +87,14 @@ class Parser {
   LayerPattern layer(const std::string& s) const {
     if (!s.starts_with("heads=")) return {{HeadGroup{0, simple(s)}}};
     LayerPattern layer;
+    int64_t heads = 0;
     for (const std::string& group : split(s.substr(6), '+')) {
       const size_t colon = group.find(':');
       if (colon == std::string::npos) fail(fmt::format("head group '{}' must read COUNT:PATTERN", group));
       const int64_t count = integer(group.substr(0, colon), "head count");
       if (count < 1) fail("head counts must be at least 1");
+      heads += count;
+      if (heads > kMaxCount) fail(fmt::format("head groups cover more than {} heads", kMaxCount));
       layer.groups.push_back({count, simple(group.substr(colon + 1))});
     }
     return layer;
@@ -101,6 +107,8 @@ class Parser {
       const size_t star = item.rfind('*');
       const int64_t repeat = star == std::string::npos ? 1 : integer(item.substr(star + 1), "repeat count");
       if (repeat < 1) fail("repeat counts must be at least 1");
+      if (repeat > kMaxCount - static_cast<int64_t>(layers.size()))
+        fail(fmt::format("gives more than {} layers", kMaxCount));
       const LayerPattern l = layer(item.substr(0, star));
       layers.insert(layers.end(), repeat, l);
     }

@@ -157,8 +157,10 @@ TEST_F(ConfigTest, WrongTypesNameFileLineAndKey) {
 TEST_F(ConfigTest, OutOfRangeValuesNameFileLineAndKey) {
   expect_error("model:\n  vocab_size: 0\n", 2, "model.vocab_size", "must be >= 1, got 0");
   expect_error("model:\n  d_ffn: -4\n", 2, "model.d_ffn", "must be >= 1");
-  expect_error("model:\n  norm_eps: 0\n", 2, "model.norm_eps", "must be > 0");
+  expect_error("model:\n  norm_eps: 0\n", 2, "model.norm_eps", "must be in (0, 1], got 0");
   expect_error("model:\n  norm_eps: nan\n", 2, "model.norm_eps", "must be a finite number");
+  expect_error("model:\n  norm_eps: 4294967296\n", 2, "model.norm_eps", "must be in (0, 1], got 4294967296");
+  expect_error("model:\n  init_std: 9.2e18\n", 2, "model.init_std", "must be in (0, 1], got 9.2e+18");
   expect_error("data:\n  seq_len: 0\n", 2, "data.seq_len", "must be >= 1");
   expect_error("data:\n  eos_id: -2\n", 2, "data.eos_id", "must be >= -1");
   expect_error("train:\n  arl_dilation: 0\n", 2, "train.arl_dilation", "must be >= 1");

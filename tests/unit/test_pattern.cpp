@@ -34,7 +34,8 @@ TEST(Pattern, HeadsAloneAppliesToEveryLayer) {
 TEST(Pattern, RejectsMalformedTextNamingIt) {
   for (const char* bad : {"", "bogus", "dilated", "dilated:D=0", "dilated:D=x", "dilated:D=4,Q=1", "dilated:D=4,D=5",
                           "local:W=-1", "dense:W=3", "heads=2dense", "heads=0:dense", "layers=dense*0",
-                          "dilated:D=4,W"}) {
+                          "dilated:D=4,W", "layers=dense*99999999999", "layers=dense*40000|local*40000",
+                          "heads=99999999999:dense", "heads=40000:dense+40000:local"}) {
     try {
       Pattern::parse(bad);
       ADD_FAILURE() << "accepted '" << bad << "'";
