@@ -34,7 +34,9 @@ Action add_data_command(CLI::App& app) {
   inspect->add_option("--format", o->format, "auto, llmc, flat_u16, flat_u32");
   return [o] {
     if (o->synth) {
-      require_input(o->tokens >= 2, fmt::format("--tokens must be at least 2, got {}", o->tokens));
+      require_input(o->tokens >= 2 && o->tokens <= kLlmcMaxTokens,
+                    fmt::format("--tokens must be in [2, 2^31 - 1] (an llm.c header counts tokens in 32 bits), got {}",
+                                o->tokens));
       require_input(o->vocab >= 2 && o->vocab <= (int64_t{1} << 31),
                     fmt::format("--vocab must be in [2, 2^31], got {}", o->vocab));
       write_llmc_shard(o->out, synthesize_tokens(o->tokens, o->vocab, o->seed), o->vocab <= 65536 ? 1 : 7);

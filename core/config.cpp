@@ -146,6 +146,12 @@ class Reader {
                 ")");
     require(m.head_dim() % 2 == 0, {"model.n_heads", "model.d_model"},
             "head_dim = d_model / n_heads = " + std::to_string(m.head_dim()) + " must be even (RoPE rotates pairs)");
+    // Counted in floating point, so that absurd sizes are refused before any integer count overflows.
+    const long double d = m.d_model, per_layer = (m.recurrence ? 6 : 5) * d * d + 2 * d * m.d_ffn + 2 * d;
+    const long double parameters = m.n_layers * per_layer + 2 * d * m.vocab_size + d;
+    require(parameters <= 0x1p48L, {"model.d_model", "model.d_ffn", "model.vocab_size", "model.n_layers"},
+            "the model would hold " + format_number(static_cast<double>(parameters)) +
+                " parameters, more than 2^48 (a typo?)");
   }
 
   void check_rest(const ExperimentConfig& c) const {

@@ -40,6 +40,13 @@ Section section(std::string_view name, Part ExperimentConfig::*part,
 auto integer_at_least(int64_t min) {
   return [min](const Setting& s) { return s.integer_at_least(min); };
 }
+auto integer_in(int64_t min, int64_t max) {
+  return [min, max](const Setting& s) {
+    const int64_t value = s.integer_at_least(min);
+    if (value > max) s.fail("must be <= " + std::to_string(max) + ", got " + std::to_string(value));
+    return value;
+  };
+}
 auto number_above(double bound) {
   return [bound](const Setting& s) { return s.number_above(bound); };
 }
@@ -91,7 +98,7 @@ std::vector<Section> make_schema() {
       section("model", &ExperimentConfig::model,
               {field("vocab_size", &ModelConfig::vocab_size, integer_at_least(1)),
                field("d_model", &ModelConfig::d_model, integer_at_least(1)),
-               field("n_layers", &ModelConfig::n_layers, integer_at_least(1)),
+               field("n_layers", &ModelConfig::n_layers, integer_in(1, int64_t{1} << 16)),
                field("n_heads", &ModelConfig::n_heads, integer_at_least(1)),
                field("d_ffn", &ModelConfig::d_ffn, integer_at_least(1)),
                field("norm_eps", &ModelConfig::norm_eps, positive_at_most(1)),

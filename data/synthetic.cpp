@@ -149,7 +149,7 @@ void write_llmc_shard(const std::string& path, const std::vector<uint32_t>& toke
                 "cannot write token file '" + path + "': unsupported llm.c version " + std::to_string(version) +
                     " (expected " + std::to_string(kLlmcVersionU16) + " or " + std::to_string(kLlmcVersionU32) +
                     ")");
-  require_input(tokens.size() <= size_t(std::numeric_limits<int32_t>::max()),
+  require_input(tokens.size() <= size_t(kLlmcMaxTokens),
                 "cannot write token file '" + path + "': " + std::to_string(tokens.size()) +
                     " tokens do not fit the llm.c header's int32 count");
   const bool narrow = version == kLlmcVersionU16;

@@ -59,7 +59,8 @@ void check_range(int64_t begin, int64_t n, int64_t size, const char* what) {
 ShardFormat parse_shard_format(const std::string& text) { return parse_choice<ShardFormat>(text, "data format"); }
 
 MappedFile::MappedFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it is then refused as not a regular file.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat info {};
   const bool stat_ok = ::fstat(fd, &info) == 0;

@@ -22,6 +22,7 @@ inline constexpr int32_t kLlmcMagicU16 = 20240520;  // goes with version 1: uint
 inline constexpr int32_t kLlmcMagicU32 = 20240801;  // goes with version 7: uint32 tokens
 inline constexpr int32_t kLlmcVersionU16 = 1;
 inline constexpr int32_t kLlmcVersionU32 = 7;
+inline constexpr int64_t kLlmcMaxTokens = 0x7fffffff;  // the header counts tokens in an int32
 
 // A whole file mapped read-only. An empty file maps to no memory (data() is null, size() is 0).
 class MappedFile {

@@ -138,6 +138,12 @@ expect_bad "token id >= vocab names the shard and the offset (11 / byte 1046)" \
     "$BIN" eval --checkpoint ck.h5 --data bigtoken.bin --seq-len 8 --batches 2 --pattern dense --json out.json
 expect_bad "missing data file" F:no_such_shard.bin -- \
     "$BIN" eval --checkpoint ck.h5 --data no_such_shard.bin --seq-len 8 --batches 2 --pattern dense --json out.json
+mkfifo fifo.bin
+expect_bad "a FIFO given as a data file is refused, not waited on" F:fifo.bin 'F:not a regular file' -- \
+    "$BIN" eval --checkpoint ck.h5 --data fifo.bin --seq-len 8 --batches 2 --pattern dense --json out.json
+rm -f fifo.bin
+expect_bad "data synth beyond the llm.c header's 2^31 - 1 tokens is refused before generating" F:--tokens -- \
+    timeout 10 "$BIN" data synth --out big.bin --tokens 2147483648
 expect_bad "more batches than the data holds" 'E:batches|windows|tokens' -- \
     "$BIN" eval --checkpoint ck.h5 --data shard.bin --seq-len 8 --batches 13 --pattern dense --json out.json
 expect_bad "seq-len 0" F:seq-len -- \
