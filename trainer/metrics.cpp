@@ -1,13 +1,9 @@
-// Prometheus metrics of a training run (see metrics.h): the metric families, their HELP texts and buckets,
-// and the cpp-httplib server that serializes the registry with prometheus::TextSerializer on each scrape.
+// Prometheus metrics of a training run (see metrics.h): the metric families, their HELP texts and buckets
+// (the HTTP endpoint is trainer/metrics_server.h).
 #include "trainer/metrics.h"
 
-#include <httplib.h>
-#include <prometheus/text_serializer.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <chrono>
 #include <fmt/format.h>
 #include <fstream>
@@ -24,42 +20,6 @@ using prometheus::Family;
 using prometheus::Gauge;
 using prometheus::Histogram;
 using prometheus::Registry;
-
-struct ListenAddress {
-  std::string host;
-  int port = 0;
-};
-
-// Splits "host:port" (an IPv6 host in brackets: "[::1]:9100"); the port must be 0 … 65535.
-ListenAddress parse_listen_address(const std::string& listen) {
-  const std::string problem =
-      fmt::format("metrics address '{}': expected host:port with a port from 0 to 65535", listen);
-  const size_t colon = listen.rfind(':');
-  require_input(colon != std::string::npos && colon > 0, problem);
-  ListenAddress address;
-  address.host = listen.substr(0, colon);
-  if (address.host.size() > 2 && address.host.front() == '[' && address.host.back() == ']') {
-    address.host = address.host.substr(1, address.host.size() - 2);
-  }
-  const char* first = listen.data() + colon + 1;
-  const char* last = listen.data() + listen.size();
-  const auto [end, error] = std::from_chars(first, last, address.port);
-  require_input(first != last && error == std::errc() && end == last && address.port >= 0 && address.port <= 65535,
-                problem);
-  return address;
-}
-
-// httplib's default socket options include SO_REUSEPORT, which would let a second server share the port.
-void reuse_address_only(socket_t sock) {
-  const int yes = 1;
-  setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-}
-
-// Binds to the address and returns the bound port, or -1.
-int bind_server(httplib::Server& server, const ListenAddress& address) {
-  if (address.port == 0) return server.bind_to_any_port(address.host);
-  return server.bind_to_port(address.host, address.port) ? address.port : -1;
-}
 
 // The resident set size of this process from /proc/self/statm (its second field, in pages).
 std::optional<double> resident_memory_bytes() {
@@ -90,37 +50,6 @@ const Histogram::BucketBoundaries kCheckpointBuckets = {0.01, 0.025, 0.05, 0.1, 
                                                         5,    10,    25,   50,  100,  250, 500, 1000};
 
 }  // namespace
-
-MetricsServer::MetricsServer(std::shared_ptr<Registry> registry, const std::string& listen,
-                             std::function<void()> before_scrape)
-    : registry_(std::move(registry)),
-      before_scrape_(std::move(before_scrape)),
-      server_(std::make_unique<httplib::Server>()) {
-  const ListenAddress address = parse_listen_address(listen);
-  server_->set_socket_options(reuse_address_only);
-  server_->set_keep_alive_timeout(1);  // an idle scraper connection delays shutdown by at most this
-  server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-    response.set_content(scrape(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  port_ = bind_server(*server_, address);
-  require_input(port_ >= 0, fmt::format("cannot serve metrics on '{}': the address is in use or not local", listen));
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
-  // stop() only takes effect once the accept loop runs, so do not return before it does.
-  while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-}
-
-MetricsServer::~MetricsServer() {
-  server_->stop();
-  thread_.join();
-}
-
-int MetricsServer::port() const { return port_; }
-
-std::string MetricsServer::scrape() const {
-  if (before_scrape_) before_scrape_();
-  return prometheus::TextSerializer().Serialize(registry_->Collect());
-}
 
 TrainingMetrics::TrainingMetrics(const std::string& listen)
     : registry_(std::make_shared<Registry>()),

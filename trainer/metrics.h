@@ -1,5 +1,5 @@
 // Prometheus metrics of a training run: a prometheus-cpp registry that the trainer fills, served as the
-// Prometheus text format on GET /metrics by a cpp-httplib server on a background thread (not
+// Prometheus text format on GET /metrics by trainer/metrics_server.h on a background thread (not
 // prometheus-cpp's Exposer; see docs/ARCHITECTURE.md). Names carry the `ratplus_` prefix and base units.
 #pragma once
 
@@ -15,33 +15,9 @@
 #include <string>
 #include <thread>
 
-namespace httplib {
-class Server;
-}
+#include "trainer/metrics_server.h"
 
 namespace ratplus {
-
-// Serves a registry's metrics as Prometheus text on GET /metrics from a background thread.
-class MetricsServer {
- public:
-  // listen = "host:port"; port 0 picks a free port. InputError (core/error.h) naming the address if it cannot
-  // bind. `before_scrape`, when given, runs on the server thread before each scrape serializes the registry.
-  MetricsServer(std::shared_ptr<prometheus::Registry> registry, const std::string& listen,
-                std::function<void()> before_scrape = {});
-  ~MetricsServer();  // stops the server and joins the thread
-  MetricsServer(const MetricsServer&) = delete;
-  MetricsServer& operator=(const MetricsServer&) = delete;
-  int port() const;  // the bound port
-
- private:
-  std::string scrape() const;
-
-  std::shared_ptr<prometheus::Registry> registry_;
-  std::function<void()> before_scrape_;
-  std::unique_ptr<httplib::Server> server_;
-  int port_ = -1;
-  std::thread thread_;
-};
 
 // The training run's metrics (a registry always exists; a server only when listen is not "").
 class TrainingMetrics {

@@ -1,29 +1,69 @@
-// Training metrics (trainer/metrics.h): values recorded through TrainingMetrics are scraped over HTTP from
-// /metrics as exact Prometheus text samples; bad or busy addresses are InputErrors naming the address; without
-// an address there is no server; a stopped server no longer answers.
+// Training metrics (trainer/metrics.h, metrics_server.h): values recorded through TrainingMetrics are scraped
+// over HTTP from /metrics as exact Prometheus text samples; bad or busy addresses are InputErrors naming the
+// address; without an address there is no server; a stopped server no longer answers. Hostile clients — idle
+// or slow connections, more of them than the server keeps, oversized heads — neither keep a scrape out nor
+// delay the server's shutdown.
 #include "trainer/metrics.h"
 
 #include <gtest/gtest.h>
-#include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <fmt/format.h>
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "core/error.h"
 
 namespace ratplus {
 namespace {
 
+// A TCP connection to the server on loopback (-1 when refused), with 5 s send and receive timeouts.
+int connect_to(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  const timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `request` on a new connection and returns everything the server sends until it closes ("" when the
+// connection is refused).
+std::string http_exchange(int port, const std::string& request) {
+  const int fd = connect_to(port);
+  if (fd < 0) return "";
+  send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+  std::string reply;
+  char buffer[4096];
+  for (ssize_t n; (n = recv(fd, buffer, sizeof(buffer), 0)) > 0;) reply.append(buffer, static_cast<size_t>(n));
+  close(fd);
+  return reply;
+}
+
+std::string get(int port, const std::string& target) {
+  return http_exchange(port, "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+}
+
 // GET /metrics from a server on loopback; the body, or "" when the request fails.
 std::string scrape(int port) {
-  httplib::Client client("127.0.0.1", port);
-  const auto result = client.Get("/metrics");
-  if (!result || result->status != 200) return "";
-  EXPECT_EQ(result->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0), 0u);
-  return result->body;
+  const std::string reply = get(port, "/metrics");
+  if (!reply.starts_with("HTTP/1.1 200 ")) return "";
+  EXPECT_NE(reply.find("\r\nContent-Type: text/plain; version=0.0.4"), std::string::npos);
+  return reply.substr(reply.find("\r\n\r\n") + 4);
 }
 
 // Sample lines of the Prometheus text format: series (name and labels) → value as written.
@@ -163,14 +203,60 @@ TEST(MetricsServer, ServesAnyRegistryAndStopsWhenDestroyed) {
     MetricsServer server(registry, "127.0.0.1:0", [&] { ++scrapes_seen; });
     port = server.port();
     EXPECT_EQ(samples(scrape(port))["ratplus_test_total{kind=\"a\"}"], "3");
-    httplib::Client client("127.0.0.1", port);
-    const auto other = client.Get("/other");
-    ASSERT_TRUE(other);
-    EXPECT_EQ(other->status, 404);
+    EXPECT_TRUE(get(port, "/other").starts_with("HTTP/1.1 404 "));
+    EXPECT_TRUE(http_exchange(port, "POST /metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 405 "));
+    EXPECT_TRUE(http_exchange(port, "nonsense\r\n\r\n").starts_with("HTTP/1.1 400 "));
   }
   EXPECT_EQ(scrapes_seen, 1);
-  httplib::Client client("127.0.0.1", port);
-  EXPECT_FALSE(client.Get("/metrics"));
+  EXPECT_EQ(scrape(port), "");
+}
+
+TEST(MetricsServer, IdleAndSlowClientsDoNotKeepAScrapeOut) {
+  MetricsServer server(std::make_shared<prometheus::Registry>(), "127.0.0.1:0");
+  // More idle connections than the server keeps, and slow ones that have sent half a request line.
+  std::vector<int> attackers;
+  for (int i = 0; i < MetricsServer::kMaxConnections + 8; ++i) {
+    attackers.push_back(connect_to(server.port()));
+    if (i % 2) send(attackers.back(), "GET /met", 8, MSG_NOSIGNAL);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(get(server.port(), "/metrics").starts_with("HTTP/1.1 200 "));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+  for (const int fd : attackers) close(fd);
+}
+
+TEST(MetricsServer, ASlowClientIsCutOffAtTheDeadline) {
+  MetricsServer server(std::make_shared<prometheus::Registry>(), "127.0.0.1:0");
+  const int fd = connect_to(server.port());
+  const auto start = std::chrono::steady_clock::now();
+  char byte = 0;
+  for (const char c : std::string("GET /metrics HTTP/1.1\r\n")) {  // one byte every 100 ms
+    if (send(fd, &c, 1, MSG_NOSIGNAL) != 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  const ssize_t n = recv(fd, &byte, 1, 0);  // the server has closed the connection by now
+  close(fd);
+  EXPECT_LE(n, 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, MetricsServer::kConnectionDeadline + std::chrono::seconds(1));
+}
+
+TEST(MetricsServer, AnOversizedRequestHeadIsRefused) {
+  MetricsServer server(std::make_shared<prometheus::Registry>(), "127.0.0.1:0");
+  std::string head = "GET /metrics HTTP/1.1\r\nX-Padding: ";
+  head.resize(MetricsServer::kMaxRequestBytes + 1, 'a');  // one byte too many, and no end of the head
+  EXPECT_TRUE(http_exchange(server.port(), head).starts_with("HTTP/1.1 431 "));
+}
+
+TEST(MetricsServer, ShutdownDoesNotWaitOnConnectedClients) {
+  auto server = std::make_unique<MetricsServer>(std::make_shared<prometheus::Registry>(), "127.0.0.1:0");
+  const int idle = connect_to(server->port()), slow = connect_to(server->port());
+  send(slow, "GET /", 5, MSG_NOSIGNAL);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  const auto start = std::chrono::steady_clock::now();
+  server.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(200));
+  close(idle);
+  close(slow);
 }
 
 }  // namespace
