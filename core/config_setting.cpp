@@ -120,10 +120,32 @@ bool Setting::boolean() const {
   fail("expected true or false, got '" + text + "'");
 }
 
+namespace {
+
+// Whether `s` is UTF-8 without control characters: what a config's text can hold and write back unchanged.
+bool printable_utf8(const std::string& s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const int extra = c < 0x80 ? 0 : (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : (c & 0xf8) == 0xf0 ? 3 : -1;
+    if (extra < 0 || c < 0x20 || c == 0x7f || (extra == 1 && c < 0xc2) || i + extra >= s.size()) return false;
+    for (int k = 1; k <= extra; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
+    i += 1 + extra;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string Setting::printable(std::string text) const {
+  if (!printable_utf8(text)) fail("must be printable UTF-8 text (no control characters)");
+  return text;
+}
+
 std::string Setting::text() const {
   if (node_.IsNull()) return "";
   if (!node_.IsScalar()) fail("expected a string, got " + describe(node_));
-  return node_.Scalar();
+  return printable(node_.Scalar());
 }
 
 std::vector<std::string> Setting::paths() const {
@@ -146,7 +168,7 @@ std::vector<Setting> Setting::items() const {
 
 std::string Setting::path() const {
   if (!node_.IsScalar() || node_.Scalar().empty()) fail("expected a path, got " + describe(node_));
-  return node_.Scalar();
+  return printable(node_.Scalar());
 }
 
 std::string Setting::plain_scalar(const std::string& expected) const {

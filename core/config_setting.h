@@ -88,6 +88,8 @@ class Setting {
   std::string path() const;
   // The text of an unquoted scalar (numbers and booleans are never quoted); anything else fails.
   std::string plain_scalar(const std::string& expected) const;
+  // `text`, or a failure unless it is UTF-8 without control characters.
+  std::string printable(std::string text) const;
 
   template <class T>
   T parse(const std::string& expected) const {

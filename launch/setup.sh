@@ -12,7 +12,7 @@ packages=(build-essential cmake ninja-build pkg-config
   libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev prometheus-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev
   python3 python3-numpy python3-h5py)
-[[ ${1:-} == --tests ]] && packages+=(prometheus sentencepiece)
+[[ ${1:-} == --tests ]] && packages+=(prometheus sentencepiece clang libomp-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -159,6 +159,9 @@ TEST_F(ConfigTest, OutOfRangeValuesNameFileLineAndKey) {
   expect_error("model:\n  d_ffn: -4\n", 2, "model.d_ffn", "must be >= 1");
   expect_error("model:\n  norm_eps: 0\n", 2, "model.norm_eps", "must be in (0, 1], got 0");
   expect_error("model:\n  norm_eps: nan\n", 2, "model.norm_eps", "must be a finite number");
+  expect_error("train:\n  pattern: \"dense\\x01\"\n", 2, "train.pattern", "must be printable UTF-8 text");
+  expect_error("train:\n  metrics_jsonl: \"m\xae.jsonl\"\n", 2, "train.metrics_jsonl", "must be printable UTF-8 text");
+  expect_error("data:\n  train: \"a\\tb.bin\"\n", 2, "data.train", "must be printable UTF-8 text");
   expect_error("model:\n  n_layers: 100000000\n", 2, "model.n_layers", "must be <= 65536, got 100000000");
   expect_error("model:\n  d_model: 400000000\n  n_heads: 2\n", 2, "model.d_model", "more than 2^48");
   expect_error("model:\n  norm_eps: 4294967296\n", 2, "model.norm_eps", "must be in (0, 1], got 4294967296");
