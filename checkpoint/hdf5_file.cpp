@@ -1,5 +1,6 @@
-// The HDF5 checkpoint-file wrapper: path handling, checksummed chunked float datasets, attributes, error
-// translation, and whole files written through an AtomicFile.
+// The HDF5 checkpoint-file wrapper: path handling, checksummed chunked float datasets and how a dataset is
+// stored (its chunks and their checksums), attributes, error translation, and whole files written through an
+// AtomicFile.
 #include "checkpoint/hdf5_file.h"
 
 #include <algorithm>
@@ -28,6 +29,11 @@ auto hdf5_guard(const std::string& context, Body&& body) {
   }
 }
 
+// Throws, for hdf5_guard to translate, when a call of HDF5's C API (which has no C++ wrapper) failed.
+void check_c_call(herr_t status, const char* function) {
+  if (status < 0) throw H5::Exception(function, std::string(function) + " failed");
+}
+
 std::vector<std::string> split_path(const std::string& path) {
   std::vector<std::string> parts;
   size_t start = 0;
@@ -48,6 +54,63 @@ std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims) {
   if (dims.size() == 1) return {std::min(dims[0], kMaxChunkElements)};
   const hsize_t cols = std::min(dims[1], kMaxChunkElements);
   return {std::min(dims[0], std::max<hsize_t>(1, kMaxChunkElements / cols)), cols};
+}
+
+// The element type as text: "float32", "float16", "int32", "uint8", "strings", ...
+std::string type_name(const H5::DataSet& dataset) {
+  const H5::DataType type = dataset.getDataType();
+  const std::string bits = std::to_string(8 * type.getSize());
+  switch (type.getClass()) {
+    case H5T_FLOAT: return "float" + bits;
+    case H5T_INTEGER: return (dataset.getIntType().getSign() == H5T_SGN_NONE ? "uint" : "int") + bits;
+    case H5T_STRING: return "strings";
+    default: return "a non-numeric type";
+  }
+}
+
+// The position of Fletcher-32 in a dataset's filter pipeline, or -1.
+int fletcher32_position(const H5::DSetCreatPropList& layout) {
+  for (int i = 0; i < layout.getNfilters(); ++i) {
+    unsigned flags = 0, filter_config = 0;
+    size_t n_values = 0;
+    char name[32];
+    if (layout.getFilter(i, flags, n_values, nullptr, sizeof name, name, filter_config) == H5Z_FILTER_FLETCHER32)
+      return i;
+  }
+  return -1;
+}
+
+// The chunks a chunked dataset's shape implies: the product over dimensions of ⌈extent / chunk extent⌉.
+int64_t implied_chunks(const H5::DataSet& dataset, const H5::DSetCreatPropList& layout) {
+  const H5::DataSpace space = dataset.getSpace();
+  const int rank = space.getSimpleExtentNdims();
+  std::vector<hsize_t> dims(rank), chunk(rank);
+  space.getSimpleExtentDims(dims.data());
+  layout.getChunk(rank, chunk.data());
+  int64_t chunks = 1;
+  for (int i = 0; i < rank; ++i) chunks *= static_cast<int64_t>((dims[i] + chunk[i] - 1) / chunk[i]);
+  return chunks;
+}
+
+// The stored chunks of a chunked dataset, from its chunk index; whether each has its checksum: the filter at
+// `checksum_position` (-1: none) is not marked skipped for it.
+void count_stored_chunks(const H5::DataSet& dataset, int checksum_position, Hdf5File::Storage& storage) {
+  const H5::DataSpace space = dataset.getSpace();  // HDF5 1.10 takes no H5S_ALL here
+  hsize_t listed = 0;
+  check_c_call(H5Dget_num_chunks(dataset.getId(), space.getId(), &listed), "H5Dget_num_chunks");
+  std::vector<hsize_t> offset(space.getSimpleExtentNdims());
+  storage.checksummed = checksum_position >= 0;
+  for (hsize_t i = 0; i < listed; ++i) {
+    unsigned skipped_filters = 0;  // bit k: filter k of the pipeline was not applied to this chunk
+    haddr_t address = HADDR_UNDEF;
+    hsize_t bytes = 0;
+    check_c_call(
+        H5Dget_chunk_info(dataset.getId(), space.getId(), i, offset.data(), &skipped_filters, &address, &bytes),
+        "H5Dget_chunk_info");
+    if (address == HADDR_UNDEF) continue;
+    ++storage.stored_chunks;
+    if (storage.checksummed) storage.checksummed = (skipped_filters >> checksum_position & 1u) == 0;
+  }
 }
 
 void collect_datasets(const H5::Group& group, const std::string& prefix, std::vector<std::string>& out) {
@@ -158,13 +221,43 @@ std::vector<int64_t> Hdf5File::dataset_shape(const std::string& dataset_path) co
   });
 }
 
-bool Hdf5File::dataset_is_float(const std::string& dataset_path) const {
+void Hdf5File::require_float32(const std::string& dataset_path) const {
   const H5::DataSet dataset = open_dataset(dataset_path);
-  return hdf5_guard(describe(dataset_path, "cannot read type"), [&] { return dataset.getTypeClass() == H5T_FLOAT; });
+  const std::string type = hdf5_guard(describe(dataset_path, "cannot read type"), [&] { return type_name(dataset); });
+  require_input(type == "float32", describe(dataset_path, "holds " + type + ", expected float32"));
+}
+
+Hdf5File::Storage Hdf5File::dataset_storage(const std::string& dataset_path) const {
+  const H5::DataSet dataset = open_dataset(dataset_path);
+  return hdf5_guard(describe(dataset_path, "cannot read how the dataset is stored: the file is damaged"), [&] {
+    const H5::DSetCreatPropList layout = dataset.getCreatePlist();
+    const int64_t blocks = dataset.getSpace().getSimpleExtentNpoints() > 0 ? 1 : 0;  // unchunked data: one block
+    Storage storage;
+    switch (layout.getLayout()) {
+      case H5D_CHUNKED:
+        storage.chunks = implied_chunks(dataset, layout);
+        count_stored_chunks(dataset, fletcher32_position(layout), storage);
+        break;
+      case H5D_CONTIGUOUS: {
+        H5D_space_status_t status = H5D_SPACE_STATUS_ERROR;
+        dataset.getSpaceStatus(status);
+        storage.chunks = blocks;
+        storage.stored_chunks = status == H5D_SPACE_STATUS_ALLOCATED ? blocks : 0;
+        break;
+      }
+      case H5D_COMPACT:  // the data lives in the dataset's header
+        storage.chunks = storage.stored_chunks = blocks;
+        break;
+      default:  // a virtual dataset: its data lives in other files
+        storage.chunks = 1;
+        break;
+    }
+    return storage;
+  });
 }
 
 void Hdf5File::read_floats(const std::string& dataset_path, float* out, int64_t count) const {
-  require_input(dataset_is_float(dataset_path), describe(dataset_path, "does not hold floating-point numbers"));
+  require_float32(dataset_path);
   const H5::DataSet dataset = open_dataset(dataset_path);
   const hssize_t found = hdf5_guard(describe(dataset_path, "cannot read shape"),
                                     [&] { return dataset.getSpace().getSimpleExtentNpoints(); });
@@ -175,7 +268,7 @@ void Hdf5File::read_floats(const std::string& dataset_path, float* out, int64_t 
 }
 
 void Hdf5File::read_floats(const std::string& dataset_path, float* out, const Part& part) const {
-  require_input(dataset_is_float(dataset_path), describe(dataset_path, "does not hold floating-point numbers"));
+  require_float32(dataset_path);
   const H5::DataSet dataset = open_dataset(dataset_path);
   hdf5_guard(describe(dataset_path, "cannot read data: the file is damaged"), [&] {
     H5::DataSpace space = dataset.getSpace();

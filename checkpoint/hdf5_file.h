@@ -1,6 +1,7 @@
 // A small wrapper over the HDF5 C++ API for checkpoint files (SPEC §7): groups by path, float32 datasets
-// stored with a fletcher32 checksum, string, scalar and int64-array attributes. Every HDF5 failure becomes an
-// InputError that names the file and the object path; HDF5's own error printing is silenced.
+// stored with a fletcher32 checksum (and, on reading, how a dataset is stored: which chunks, which checksums),
+// string, scalar and int64-array attributes. Every HDF5 failure becomes an InputError that names the file and
+// the object path; HDF5's own error printing is silenced.
 #pragma once
 
 #include <H5Cpp.h>
@@ -40,13 +41,21 @@ class Hdf5File {
   // Paths, relative to `group_path`, of every dataset below it (recursively), sorted.
   std::vector<std::string> list_datasets(const std::string& group_path) const;
   std::vector<int64_t> dataset_shape(const std::string& dataset_path) const;
-  // Whether the dataset holds floating-point numbers (of any width).
-  bool dataset_is_float(const std::string& dataset_path) const;
-  // Reads the whole dataset, converted to float32, into `out` (`count` elements, which must match).
-  // The dataset must hold floating-point numbers of any width. A checksum mismatch or any other read
-  // failure is an InputError saying the file is damaged.
+  // InputError naming both types unless the dataset holds float32 (of either byte order): reading never
+  // converts from another type.
+  void require_float32(const std::string& dataset_path) const;
+  // How a dataset is stored. HDF5 reads chunks that are not stored as fill values (zeros) without an error,
+  // and checks no checksum for them, so only these numbers tell such a dataset from an intact one.
+  struct Storage {
+    int64_t chunks = 0;         // the chunks its shape implies (contiguous or compact: 1; no elements: 0)
+    int64_t stored_chunks = 0;  // of them, those the file holds
+    bool checksummed = false;   // Fletcher-32 is among its filters and no stored chunk skipped it
+  };
+  Storage dataset_storage(const std::string& dataset_path) const;
+  // Reads the whole float32 dataset into `out` (`count` elements, which must match). A checksum mismatch or
+  // any other read failure is an InputError saying the file is damaged.
   void read_floats(const std::string& dataset_path, float* out, int64_t count) const;
-  // Part of a float dataset of shape [rows, cols] (a 1-D dataset of n elements is [1, n]): `row_blocks` equal
+  // Part of a float32 dataset of shape [rows, cols] (a 1-D dataset of n elements is [1, n]): `row_blocks` equal
   // row blocks, from each the rows [row_begin, row_begin + rows / row_blocks) of the block, and the columns
   // [col_begin, col_begin + cols). Only that part is read (and its chunks' checksums verified).
   struct Part {

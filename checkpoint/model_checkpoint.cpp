@@ -1,10 +1,15 @@
-// Writing and reading the /model group of SPEC §7 checkpoints, with strict layout checks on load.
+// Writing and reading the /model group of SPEC §7 checkpoints, and the checks every read makes: the layout
+// and storage of a group before any of its data is read, and the finiteness of each tensor as it is read.
 #include "checkpoint/model_checkpoint.h"
 
-#include "core/buffer.h"
+#include <fmt/format.h>
 
+#include <algorithm>
+#include <bit>
+#include <cmath>
 #include <vector>
 
+#include "core/buffer.h"
 #include "core/config.h"
 #include "core/error.h"
 #include "model/parameters.h"
@@ -45,10 +50,67 @@ void check_dataset_layout(const Hdf5File& file, const std::string& group, const 
   const std::vector<int64_t> expected = stored_shape(p);
   require_input(file.has_dataset(path),
                 file.path() + ": " + path + ": missing dataset (expected shape " + shape_text(expected) + ")");
-  require_input(file.dataset_is_float(path), file.path() + ": " + path + ": does not hold floating-point numbers");
+  file.require_float32(path);
   const std::vector<int64_t> found = file.dataset_shape(path);
   require_input(found == expected, file.path() + ": " + path + ": expected shape " + shape_text(expected) +
                                        ", found " + shape_text(found));
+}
+
+// Which datasets of a group must carry a Fletcher-32 checksum.
+enum class Checksums {
+  all_or_none,  // loading: files written without any (h5py's default) load; ours have one on every dataset
+  required,     // verifying: a dataset without one cannot be verified
+};
+
+// Every chunk of every dataset of the group is stored (HDF5 would read missing ones as zeros), and the
+// datasets carry checksums as `checksums` asks.
+void check_group_storage(const Hdf5File& file, const std::string& group, const ParameterTable& table,
+                         Checksums checksums) {
+  std::vector<Hdf5File::Storage> storage;
+  for (const ParameterInfo& p : table.entries()) {
+    const std::string path = dataset_path(group, p.name);
+    const Hdf5File::Storage& s = storage.emplace_back(file.dataset_storage(path));
+    require_input(s.stored_chunks == s.chunks,
+                  fmt::format("{}: {}: its data is not stored in full ({} of {} chunks; the rest would read as zeros): "
+                              "the file is damaged",
+                              file.path(), path, s.stored_chunks, s.chunks));
+  }
+  const bool any_checksummed =
+      std::any_of(storage.begin(), storage.end(), [](const Hdf5File::Storage& s) { return s.checksummed; });
+  for (size_t i = 0; i < storage.size(); ++i) {
+    const std::string path = dataset_path(group, table.entries()[i].name);
+    require_input(storage[i].checksummed || !any_checksummed,
+                  fmt::format("{}: {}: has no checksum, unlike the other datasets of {}: the file is damaged",
+                              file.path(), path, group));
+    require_input(storage[i].checksummed || checksums == Checksums::all_or_none,
+                  fmt::format("{}: {}: has no checksum, so it cannot be verified (files written by other programs "
+                              "may lack them; ratplus writes one for every dataset)",
+                              file.path(), path));
+  }
+}
+
+void check_group(const Hdf5File& file, const std::string& group, const ModelConfig& config, Checksums checksums) {
+  require_input(file.has_group(group), file.path() + ": no " + group + " group");
+  const ParameterTable table(config);
+  for (const ParameterInfo& p : table.entries()) check_dataset_layout(file, group, p);
+  reject_unknown_datasets(file, group, table);
+  check_group_storage(file, group, table, checksums);
+}
+
+// Whether no value is NaN or infinite (all exponent bits set): a branch-free reduction that compilers
+// vectorize, running at memory speed (over 10 GB/s), far faster than HDF5 reads the data.
+bool all_finite(const float* values, int64_t count) {
+  constexpr uint32_t kExponent = 0x7f800000u;
+  uint32_t non_finite = 0;
+  for (int64_t i = 0; i < count; ++i) non_finite |= (std::bit_cast<uint32_t>(values[i]) & kExponent) == kExponent;
+  return non_finite == 0;
+}
+
+void require_finite(const Hdf5File& file, const std::string& path, const float* values, int64_t count) {
+  if (all_finite(values, count)) return;
+  const float bad = *std::find_if(values, values + count, [](float x) { return !std::isfinite(x); });
+  throw InputError(fmt::format("{}: {}: holds a non-finite value ({}), which no trained model has: the file is damaged",
+                               file.path(), path, bad));
 }
 
 }  // namespace
@@ -59,8 +121,10 @@ void write_parameter(Hdf5File& file, const std::string& group, const ParameterIn
 }
 
 void read_parameter(const Hdf5File& file, const std::string& group, const ParameterInfo& slice, float* values) {
-  file.read_floats(dataset_path(group, slice.name), values,
+  const std::string path = dataset_path(group, slice.name);
+  file.read_floats(path, values,
                    Hdf5File::Part{slice.row_blocks, slice.row_begin, slice.rows, slice.col_begin, slice.cols});
+  require_finite(file, path, values, slice.numel());
 }
 
 void write_parameter_group(Hdf5File& file, const std::string& group, const ModelConfig& config, const float* values) {
@@ -70,16 +134,23 @@ void write_parameter_group(Hdf5File& file, const std::string& group, const Model
 }
 
 void check_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config) {
-  require_input(file.has_group(group), file.path() + ": no " + group + " group");
-  const ParameterTable table(config);
-  for (const ParameterInfo& p : table.entries()) check_dataset_layout(file, group, p);
-  reject_unknown_datasets(file, group, table);
+  check_group(file, group, config, Checksums::all_or_none);
 }
 
 void read_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config,
                           const ParameterTable& slices, float* values) {
   check_parameter_group(file, group, config);
   for (const ParameterInfo& p : slices.entries()) read_parameter(file, group, p, values + p.offset);
+}
+
+void verify_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config) {
+  check_group(file, group, config, Checksums::required);
+  const ParameterTable table(config);
+  std::vector<float> values;
+  for (const ParameterInfo& p : table.entries()) {
+    values.resize(static_cast<size_t>(p.numel()));
+    read_parameter(file, group, p, values.data());
+  }
 }
 
 void write_model_group(Hdf5File& file, const ModelConfig& config, const float* params) {

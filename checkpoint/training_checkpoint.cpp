@@ -87,6 +87,15 @@ int64_t step_of_file_name(const std::string& name) {
   return checkpoint_file_name(step) == name ? step : -1;
 }
 
+// A file named by checkpoint_file_name holds the step its name says: the trainer picks the newest checkpoint
+// by name and continues from the step inside.
+void require_step_of_file_name(const Hdf5File& file, int64_t step) {
+  const int64_t named = step_of_file_name(fs::path(file.path()).filename().string());
+  require_input(named < 0 || named == step,
+                fmt::format("{}: {}@step is {}, but the file's name says step {}: the file is damaged", file.path(),
+                            kTrainGroup, step, named));
+}
+
 }  // namespace
 
 const std::string& tensor_group_path(int group) {
@@ -130,6 +139,7 @@ TrainingState read_training_state(const Hdf5File& file) {
   require_supported_version(file);
   TrainingState state;
   state.step = read_count(file, "step");
+  require_step_of_file_name(file, state.step);
   state.tokens = read_count(file, "tokens");
   state.optimizer_updates = read_count(file, "optimizer_updates");
   state.skipped_updates = read_count(file, "skipped_updates");

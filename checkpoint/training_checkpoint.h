@@ -56,16 +56,19 @@ using CheckpointSink = std::function<void(int group, const std::vector<float>& v
 void save_training_checkpoint(const std::string& path, const ModelConfig& model, const CheckpointValues& values,
                               const TrainingState& state);
 // Reads all of it back; InputError naming the file (and dataset/attribute) when it is not a training
-// checkpoint (no /optim or /train), is damaged (checksum), truncated, or does not match `model` (a dataset's
-// shape, or a key of /model@config other than init_std). The layout and the state are checked before any
-// data is read; after a failed read, groups already handed to `take` stay taken.
+// checkpoint (no /optim or /train), is damaged (as load_model_parameters defines it, in any of the three
+// groups; or, in a file named by checkpoint_file_name, a /train@step other than the name's), truncated, or
+// does not match `model` (a dataset's shape, or a key of /model@config other than init_std). The layout and
+// the state are checked before any data is read; after a failed read, groups already handed to `take` stay
+// taken.
 // The groups reach `take` laid out by `slices` (ParameterTable(model) for the whole model, or a tensor-parallel
 // rank's slices, of which only that part of the file is read).
 TrainingState load_training_checkpoint(const std::string& path, const ModelConfig& model, const ParameterTable& slices,
                                        const CheckpointSink& take);
 // Opens a training checkpoint and checks it as load_training_checkpoint does, before any tensor data is read.
 Hdf5File open_training_checkpoint(const std::string& path, const ModelConfig& model);
-// The /train attributes of an open file, without reading any tensor data (InputError as above).
+// The /train attributes of an open file, without reading any tensor data (InputError as above; a step that
+// contradicts the file name among them).
 TrainingState read_training_state(const Hdf5File& file);
 
 // "step_00000100.h5" (8 digits, more if needed)

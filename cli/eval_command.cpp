@@ -2,9 +2,13 @@
 //  [--eos-id ID] [--json FILE] [--device D] [--precision fp32|bf16]`: loss and perplexity of a checkpoint under
 //  each pattern (SPEC §10). On the GPU, bf16 runs the mixed-precision path that training validates with (tensor
 //  cores, flash attention); fp32, the default, is exact to f32 everywhere. The CPU always computes in f32.
+//  A loss that is not finite ends the command with exit code 1 (loading refuses non-finite weights, so the
+//  model's computation overflowed), nothing printed or written.
 #include <algorithm>
+#include <cmath>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <stdexcept>
 
 #include "checkpoint/model_checkpoint.h"
 #include "cli/commands.h"
@@ -22,6 +26,16 @@ void print_table(const std::vector<EvalResult>& results) {
   fmt::print("{:<{}}  {:>9}  {:>11}  {:>10}\n", "pattern", width, "loss", "ppl", "tokens");
   for (const EvalResult& r : results)
     fmt::print("{:<{}}  {:>9.5f}  {:>11.4f}  {:>10}\n", r.pattern, width, r.loss, std::exp(r.loss), r.tokens);
+}
+
+// Loading checked that every weight is finite, so a non-finite loss means the computation overflowed: a
+// failure of the run, not a result.
+void require_finite_losses(const std::string& checkpoint, const std::vector<EvalResult>& results) {
+  for (const EvalResult& r : results)
+    if (!std::isfinite(r.loss))
+      throw std::runtime_error(fmt::format("{}: the loss under pattern {} is {}: the model's computation overflowed "
+                                           "(loading found every weight finite)",
+                                           checkpoint, r.pattern, r.loss));
 }
 
 }  // namespace
@@ -67,6 +81,7 @@ Action add_eval_command(CLI::App& app) {
     load_model_weights(o->checkpoint, model);
     const EvalOptions options{o->seq_len, o->batches, o->eos_id, o->micro_batch};
     const std::vector<EvalResult> results = evaluate_patterns(model, data, options, patterns);
+    require_finite_losses(o->checkpoint, results);
     print_table(results);
     if (!o->json.empty()) write_text_file_atomically(o->json, eval_results_json(results));
   };

@@ -1,6 +1,8 @@
 // Tests of HDF5 inference checkpoints (SPEC §7): exact round trips, files written by other programs,
-// every kind of bad or damaged file, atomic writes, and the Hdf5File wrapper itself.
+// every kind of bad or damaged file (unstored chunks, missing checksums, non-finite values, other float
+// types), verification, atomic writes, and the Hdf5File wrapper itself.
 #include <H5Cpp.h>
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,6 +13,7 @@
 #include "checkpoint/hdf5_file.h"
 #include "checkpoint/model_checkpoint.h"
 #include "checkpoint_test_util.h"
+#include "model/model.h"
 #include "model/parameters.h"
 #include "core/temp_dir.h"
 #include "test_util.h"
@@ -64,6 +67,16 @@ void write_foreign_checkpoint(const std::string& path, const ModelConfig& config
   }
 }
 
+// A model whose tensors split over two tensor-parallel ranks, and its config as another program writes it.
+ModelConfig sliceable_config(bool tie_embeddings = true) {
+  ModelConfig config = small_config(tie_embeddings);
+  config.vocab_size = 38;
+  return config;
+}
+const std::string kForeignYaml =
+    "vocab_size: 38\nd_model: 8\nn_layers: 2\nn_heads: 2\nd_ffn: 24\nnorm_eps: 1.0e-5\n"
+    "rope_base: 500000.0\ntie_embeddings: false\nrecurrence: true\n";
+
 class CheckpointTest : public ::testing::Test {
  protected:
   // Saves a small model and returns its parameters.
@@ -77,6 +90,22 @@ class CheckpointTest : public ::testing::Test {
                          const std::vector<std::string>& fragments) {
     std::vector<float> params(ParameterTable(config).total_elements());
     expect_input_error([&] { load_model_parameters(path, config, params.data()); }, fragments);
+  }
+
+  // Every way of reading /model refuses the file: the flat load, the weights of a model, each tensor-parallel
+  // rank's slices (`slice_ranks` of 2: the ranks whose slices hold the damage) and verification.
+  void expect_refused_everywhere(const std::string& path, const ModelConfig& config,
+                                 const std::vector<std::string>& fragments,
+                                 const std::vector<int>& slice_ranks = {0, 1}) {
+    expect_load_error(path, config, fragments);
+    Model model(config, Device::cpu, DType::f32);
+    expect_input_error([&] { load_model_weights(path, model); }, fragments);
+    for (const int rank : slice_ranks) {
+      const ParameterTable slices(config, rank, 2);
+      std::vector<float> local(slices.total_elements());
+      expect_input_error([&] { load_model_parameters(path, config, slices, local.data()); }, fragments);
+    }
+    expect_input_error([&] { verify_parameter_group(Hdf5File::open_read_only(path), "/model", config); }, fragments);
   }
 
   TempDir dir_;
@@ -185,23 +214,101 @@ TEST_F(CheckpointTest, DatasetsAreChecksummed) {
   EXPECT_EQ(layout.getFilter(0, flags, n_values, nullptr, sizeof name, name, config_word), H5Z_FILTER_FLETCHER32);
 }
 
+// Files written without checksums (h5py's default) load, but verification does not vouch for them.
 TEST_F(CheckpointTest, LoadsFilesWrittenByOtherPrograms) {
-  const ModelConfig config = small_config(/*tie_embeddings=*/false);
+  const ModelConfig config = sliceable_config(/*tie_embeddings=*/false);
   const std::vector<float> params = random_values(config, 3);
-  const std::string yaml =
-      "vocab_size: 37\nd_model: 8\nn_layers: 2\nn_heads: 2\nd_ffn: 24\nnorm_eps: 1.0e-5\n"
-      "rope_base: 500000.0\ntie_embeddings: false\nrecurrence: true\n";
-  for (const bool as_float64 : {true, false}) {
-    for (const bool fixed_length : {true, false}) {
-      SCOPED_TRACE(std::string(as_float64 ? "float64" : "float32") + (fixed_length ? " fixed" : " variable"));
-      const std::string path = dir_.file("foreign.h5");
-      write_foreign_checkpoint(path, config, params, yaml, as_float64, fixed_length);
-      const ModelConfig read = read_checkpoint_model_config(path);
-      EXPECT_EQ(read, config);
-      std::vector<float> loaded(params.size());
-      load_model_parameters(path, read, loaded.data());
-      EXPECT_TRUE(same_bits(params, loaded));
-    }
+  for (const bool fixed_length : {true, false}) {
+    SCOPED_TRACE(fixed_length ? "fixed" : "variable");
+    const std::string path = dir_.file("foreign.h5");
+    write_foreign_checkpoint(path, config, params, kForeignYaml, /*as_float64=*/false, fixed_length);
+    const ModelConfig read = read_checkpoint_model_config(path);
+    EXPECT_EQ(read, config);
+    std::vector<float> loaded(params.size());
+    load_model_parameters(path, read, loaded.data());
+    EXPECT_TRUE(same_bits(params, loaded));
+    expect_input_error([&] { verify_parameter_group(Hdf5File::open_read_only(path), "/model", config); },
+                       {path, "/model/embed/weight", "no checksum", "cannot be verified"});
+  }
+}
+
+TEST_F(CheckpointTest, VerificationPassesAnIntactFile) {
+  const ModelConfig config = sliceable_config(/*tie_embeddings=*/false);
+  const std::string path = dir_.file("model.h5");
+  save_small(path, config);
+  EXPECT_NO_THROW(verify_parameter_group(Hdf5File::open_read_only(path), "/model", config));
+}
+
+// SPEC §7 stores float32; any other type (which HDF5 would convert on reading) is refused, naming both.
+TEST_F(CheckpointTest, OtherFloatTypesAreRejected) {
+  const ModelConfig config = sliceable_config(/*tie_embeddings=*/false);
+  const std::string path = dir_.file("model.h5");
+  const std::vector<float> params = save_small(path, config);
+  replace_dataset(path, "/model/layers/1/ffn/fc1/weight", parameter_values(config, params, "layers/1/ffn/fc1/weight"),
+                  float16_type(), checksummed_chunks(24, 8), 24);
+  expect_refused_everywhere(path, config, {path, "/model/layers/1/ffn/fc1/weight", "float16", "float32"});
+
+  write_foreign_checkpoint(path, config, params, kForeignYaml, /*as_float64=*/true, false);
+  expect_refused_everywhere(path, config, {path, "/model/embed/weight", "float64", "float32"});
+}
+
+// A dataset whose chunks are not all stored reads back with fill values (zeros) for the missing ones, and no
+// checksum is checked for them: the file is damaged (a few flipped bits in the chunk index do this).
+TEST_F(CheckpointTest, UnstoredChunksAreReportedAsDamage) {
+  const ModelConfig config = sliceable_config(/*tie_embeddings=*/false);
+  const std::string path = dir_.file("model.h5");
+  for (const hsize_t written_rows : {0, 10, 30}) {  // of 38, in chunks of 10 rows: 0, 1 or 3 of 4 chunks stored
+    SCOPED_TRACE(written_rows);
+    const std::vector<float> params = save_small(path, config);
+    replace_dataset(path, "/model/embed/weight", parameter_values(config, params, "embed/weight"),
+                    H5::PredType::IEEE_F32LE, checksummed_chunks(10, 8), written_rows);
+    const std::string stored = std::to_string(written_rows / 10) + " of 4 chunks";
+    expect_refused_everywhere(path, config, {path, "/model/embed/weight", stored, "damaged"});
+  }
+  // Written in full, the same layout loads.
+  const std::vector<float> params = save_small(path, config);
+  replace_dataset(path, "/model/embed/weight", parameter_values(config, params, "embed/weight"),
+                  H5::PredType::IEEE_F32LE, checksummed_chunks(10, 8), 38);
+  std::vector<float> loaded(params.size());
+  load_model_parameters(path, config, loaded.data());
+  EXPECT_TRUE(same_bits(params, loaded));
+  EXPECT_NO_THROW(verify_parameter_group(Hdf5File::open_read_only(path), "/model", config));
+
+  // A contiguous dataset never written has no storage at all, in a file without checksums too.
+  write_foreign_checkpoint(path, config, params, kForeignYaml, /*as_float64=*/false, false);
+  replace_dataset(path, "/model/layers/0/ffn/fc2/weight", parameter_values(config, params, "layers/0/ffn/fc2/weight"),
+                  H5::PredType::IEEE_F32LE, H5::DSetCreatPropList::DEFAULT, 0);
+  expect_load_error(path, config, {path, "/model/layers/0/ffn/fc2/weight", "not stored", "damaged"});
+}
+
+// Our writer checksums every dataset: one without a checksum among checksummed ones is damage, not a file
+// written by another program.
+TEST_F(CheckpointTest, DatasetWithoutChecksumAmongChecksummedOnesIsDamage) {
+  const ModelConfig config = sliceable_config();
+  const std::string path = dir_.file("model.h5");
+  const std::vector<float> params = save_small(path, config);
+  replace_dataset(path, "/model/layers/0/attn/out_proj/weight",
+                  parameter_values(config, params, "layers/0/attn/out_proj/weight"), H5::PredType::IEEE_F32LE,
+                  H5::DSetCreatPropList::DEFAULT, 8);
+  expect_refused_everywhere(path, config, {path, "/model/layers/0/attn/out_proj/weight", "checksum", "damaged"});
+}
+
+// NaN and infinities pass the checksum (they were written so), but no trained model holds them.
+TEST_F(CheckpointTest, NonFiniteValuesAreRejected) {
+  const ModelConfig config = sliceable_config();
+  const std::string path = dir_.file("model.h5");
+  const ParameterTable table(config);
+  const ParameterInfo& fc2 = table.entries()[table.find("layers/1/ffn/fc2/weight")];  // [8, 24], split by columns
+  for (const float bad : {NAN, INFINITY, -INFINITY}) {
+    SCOPED_TRACE(bad);
+    std::vector<float> params = random_values(config, 1);
+    params[fc2.offset + 3 * 24 + 20] = bad;  // row 3, column 20: rank 1's half
+    save_model_checkpoint(path, config, params.data());
+    expect_refused_everywhere(
+        path, config, {path, "/model/layers/1/ffn/fc2/weight", "non-finite", fmt::format("{}", bad)}, {1});
+    const ParameterTable rank0(config, 0, 2);  // the other half reads
+    std::vector<float> local(rank0.total_elements());
+    EXPECT_NO_THROW(load_model_parameters(path, config, rank0, local.data()));
   }
 }
 
@@ -243,7 +350,7 @@ TEST_F(CheckpointTest, NonFloatDatasetIsRejected) {
     file.createDataSet("/model/final_norm/weight", H5::PredType::STD_I32LE, H5::DataSpace(1, &n))
         .write(ones.data(), H5::PredType::NATIVE_INT32);
   });
-  expect_load_error(path, config, {path, "/model/final_norm/weight", "floating-point"});
+  expect_load_error(path, config, {path, "/model/final_norm/weight", "int32", "expected float32"});
 }
 
 TEST_F(CheckpointTest, ExtraDatasetIsRejected) {

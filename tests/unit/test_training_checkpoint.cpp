@@ -1,6 +1,7 @@
 // Tests of training checkpoints (SPEC §7): bitwise round trips of parameters, AdamW moments and every
-// /train attribute; rejection of inference, damaged, truncated and mismatched files; and the naming,
-// listing and pruning of a checkpoint directory.
+// /train attribute; rejection of inference, damaged, truncated and mismatched files (a step that
+// contradicts the file name, non-finite or unstored optimizer state among them); and the naming, listing
+// and pruning of a checkpoint directory.
 #include <H5Cpp.h>
 #include <gtest/gtest.h>
 
@@ -91,15 +92,15 @@ class TrainingCheckpointTest : public ::testing::Test {
 
 TEST_F(TrainingCheckpointTest, RoundTripIsBitwiseExact) {
   const ModelConfig config = small_config();
-  const std::string path = dir_.file("step_00000100.h5");
+  const TrainingState state = sample_state();
+  const std::string path = dir_.file(checkpoint_file_name(state.step));
   TrainingBuffers saved(config);
   saved.params[0] = -0.0f;
   saved.params[1] = std::numeric_limits<float>::denorm_min();
-  saved.m[2] = std::numeric_limits<float>::infinity();
+  saved.m[2] = std::numeric_limits<float>::lowest();
   saved.m[3] = std::numeric_limits<float>::max();
-  const TrainingState state = sample_state();
   save_training_checkpoint(path, config, saved.values(), state);
-  EXPECT_EQ(dir_.entries(), std::vector<std::string>{"step_00000100.h5"});  // no temporary left behind
+  EXPECT_EQ(dir_.entries(), std::vector<std::string>{"step_123456789012.h5"});  // no temporary left behind
 
   TrainingBuffers loaded = TrainingBuffers::empty_like(saved);
   const TrainingState read =
@@ -184,6 +185,50 @@ TEST_F(TrainingCheckpointTest, FlippedByteInOptimizerStateIsReportedAsDamage) {
   const TrainingBuffers saved = save(path, config, sample_state());
   ASSERT_NO_FATAL_FAILURE(flip_byte_in_data(path, config, saved.v, "layers/1/ffn/fc1/weight"));
   expect_load_error(path, config, {path, "/optim/v/layers/1/ffn/fc1/weight", "damaged"});
+}
+
+TEST_F(TrainingCheckpointTest, NonFiniteOptimizerStateIsRejected) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  TrainingBuffers saved(config);
+  const ParameterTable table(config);
+  saved.v[table.entries()[table.find("layers/0/attn/in_proj/weight")].offset + 17] = NAN;
+  save_training_checkpoint(path, config, saved.values(), sample_state());
+  expect_load_error(path, config, {path, "/optim/v/layers/0/attn/in_proj/weight", "non-finite", "nan"});
+  std::vector<float> params(saved.params.size());
+  EXPECT_NO_THROW(load_model_parameters(path, config, params.data()));  // /model alone is intact
+}
+
+TEST_F(TrainingCheckpointTest, UnstoredChunksOfOptimizerStateAreDamage) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file("ck.h5");
+  const TrainingBuffers saved = save(path, config, sample_state());
+  replace_dataset(path, "/optim/m/layers/1/ffn/fc1/weight",
+                  parameter_values(config, saved.m, "layers/1/ffn/fc1/weight"), H5::PredType::IEEE_F32LE,
+                  checksummed_chunks(8, 8), 8);
+  expect_load_error(path, config, {path, "/optim/m/layers/1/ffn/fc1/weight", "1 of 3 chunks", "damaged"});
+}
+
+// A checkpoint file's name says its step; a /train@step that disagrees is damage, whichever is larger.
+TEST_F(TrainingCheckpointTest, StepContradictingTheFileNameIsDamage) {
+  const ModelConfig config = small_config();
+  const std::string path = dir_.file(checkpoint_file_name(100));
+  TrainingState state = sample_state();
+  state.step = 100;
+  save(path, config, state);
+  TrainingBuffers loaded(config);
+  EXPECT_EQ(load_training_checkpoint(path, config, ParameterTable(config), loaded.sink()).step, 100);
+  for (const int64_t wrong : {0, 99, 99999}) {
+    edit_file(path, [&](H5::H5File& file) {
+      file.openGroup("/train").openAttribute("step").write(H5::PredType::NATIVE_INT64, &wrong);
+    });
+    const std::vector<std::string> fragments = {path, "/train@step", std::to_string(wrong), "step_00000100.h5", "100"};
+    expect_load_error(path, config, fragments);
+    expect_input_error([&] { read_training_state(Hdf5File::open_read_only(path)); }, fragments);
+  }
+  // Under any other name, the attribute alone says the step.
+  fs::copy_file(path, dir_.file("copy.h5"));
+  EXPECT_EQ(load_training_checkpoint(dir_.file("copy.h5"), config, ParameterTable(config), loaded.sink()).step, 99999);
 }
 
 TEST_F(TrainingCheckpointTest, TruncatedFileIsRejected) {
