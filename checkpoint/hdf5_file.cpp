@@ -306,8 +306,20 @@ std::string Hdf5File::read_string_attribute(const std::string& object_path, cons
   const H5::Attribute attribute = open_single_value_attribute(object_path, name);
   return hdf5_guard(describe(label, "cannot read string attribute"), [&] {
     require_input(attribute.getTypeClass() == H5T_STRING, describe(label, "is not a string"));
+    const H5::StrType type = attribute.getStrType();
     std::string value;
-    attribute.read(attribute.getStrType(), value);
+    if (!type.isVariableStr()) {
+      attribute.read(type, value);
+      return value;
+    }
+    // Through the C API: HDF5's C++ wrapper passes the string it reads to strlen, also when it is null.
+    char* text = nullptr;
+    H5::StrType memory(H5::PredType::C_S1, H5T_VARIABLE);
+    memory.setCset(type.getCset());
+    check_c_call(H5Aread(attribute.getId(), memory.getId(), &text), "H5Aread");
+    require_input(text != nullptr, describe(label, "holds no string (a null variable-length string)"));
+    value = text;
+    H5free_memory(text);
     return value;
   });
 }

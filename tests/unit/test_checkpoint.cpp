@@ -370,6 +370,21 @@ TEST_F(CheckpointTest, MissingConfigAttributeIsRejected) {
   expect_input_error([&] { read_checkpoint_model_config(path); }, {path, "/model@config", "no such attribute"});
 }
 
+TEST_F(CheckpointTest, NullVariableLengthConfigIsRejectedNotCrashedOn) {
+  // A damaged (or odd) file can hold a variable-length string whose pointer reads back null; HDF5's C++
+  // wrapper would pass it to strlen.
+  const std::string path = dir_.file("model.h5");
+  save_small(path, small_config());
+  edit_file(path, [](H5::H5File& file) {
+    H5::Group model = file.openGroup("/model");
+    model.removeAttr("config");
+    const H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+    const char* null_string = nullptr;
+    model.createAttribute("config", type, H5::DataSpace(H5S_SCALAR)).write(type, &null_string);
+  });
+  expect_input_error([&] { read_checkpoint_model_config(path); }, {path, "/model@config", "no string"});
+}
+
 TEST_F(CheckpointTest, FileWithoutModelGroupIsRejected) {
   const std::string path = dir_.file("other.h5");
   H5::H5File(path, H5F_ACC_TRUNC).createGroup("/other");
