@@ -99,6 +99,7 @@ Tensor Arena::get(int handle) const {
 void copy_tensor(Tensor dst, const Tensor& src) {
   check_internal(dst.rows == src.rows && dst.cols == src.cols && dst.dtype == src.dtype,
                  "copy_tensor: shape or dtype mismatch");
+  if (src.numel() == 0) return;  // empty tensors may have no memory at all (memcpy of null is undefined)
   const size_t esz = dtype_size(src.dtype);
   const size_t row_bytes = static_cast<size_t>(src.cols) * esz;
   if (dst.device == Device::cpu && src.device == Device::cpu) {
