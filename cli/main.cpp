@@ -1,5 +1,6 @@
-// `ratplus`: one binary, one subcommand per task. Exit codes: 0 success, 2 bad usage or input (the message
-// names the file, key, offset or option), 1 internal failure.
+// `ratplus`: one binary, one subcommand per task. Exit codes (core/error.h): 0 success, 2 bad usage or input
+// (the message names the file, key, offset or option), 1 internal failure; `train` also ends with 3 when it
+// stopped at train.stop_after and 75 when a signal stopped it.
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -26,23 +27,25 @@ int main(int argc, char** argv) {
                                              [&](CLI::App* c) { return c->check_name(argv[1]); });
   if (argc > 1 && argv[1][0] != '-' && !known) {
     std::fprintf(stderr, "ratplus: error: unknown command '%s' (commands: train, eval, generate, init, data, ckpt, bench; see --help)\n", argv[1]);
-    return 2;
+    return ratplus::exit_code::bad_input;
   }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    return code == 0 ? ratplus::exit_code::success : ratplus::exit_code::bad_input;
   }
   try {
     for (size_t i = 0; i < commands.size(); ++i)
       if (commands[i]->parsed()) actions[i]();
+  } catch (const ratplus::EarlyExit& e) {
+    return e.code;
   } catch (const ratplus::InputError& e) {
     std::fprintf(stderr, "ratplus: error: %s\n", e.what());
-    return 2;
+    return ratplus::exit_code::bad_input;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ratplus: internal error: %s\n", e.what());
-    return 1;
+    return ratplus::exit_code::failure;
   }
-  return 0;
+  return ratplus::exit_code::success;
 }

@@ -1,9 +1,11 @@
 // `ratplus train --config FILE [section.key=value ...]`: the training loop of SPEC §4 and §9. SIGTERM and
-// SIGINT stop it at the next step boundary with a checkpoint; a second SIGINT ends it at once.
+// SIGINT stop it at the next step boundary with a checkpoint (exit code 75); a second SIGINT ends it at once,
+// while further SIGTERMs (a scheduler may send several) change nothing. A stop at train.stop_after exits with 3.
 #include <csignal>
 
 #include "cli/commands.h"
 #include "core/config.h"
+#include "core/error.h"
 #include "trainer/trainer.h"
 
 namespace ratplus::cli {
@@ -12,7 +14,16 @@ namespace {
 
 void on_stop_signal(int signal) {
   Trainer::request_stop();
-  std::signal(signal, SIG_DFL);
+  if (signal == SIGINT) std::signal(SIGINT, SIG_DFL);
+}
+
+int exit_code_of(Trainer::Outcome outcome) {
+  switch (outcome) {
+    case Trainer::Outcome::finished: return exit_code::success;
+    case Trainer::Outcome::planned_stop: return exit_code::planned_stop;
+    case Trainer::Outcome::preempted: return exit_code::preempted;
+  }
+  return exit_code::failure;
 }
 
 }  // namespace
@@ -31,7 +42,8 @@ Action add_train_command(CLI::App& app) {
     Trainer trainer(config);
     std::signal(SIGTERM, on_stop_signal);
     std::signal(SIGINT, on_stop_signal);
-    trainer.run();
+    const int code = exit_code_of(trainer.run());
+    if (code != exit_code::success) throw EarlyExit{code};
   };
 }
 

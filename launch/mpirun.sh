@@ -12,8 +12,11 @@
 # (default build/ratplus); relative paths in the arguments are taken from the repository root.
 # -n: processes in all (one per GPU); -H: an Open MPI hostfile ("node01 slots=8" per line) for several
 # nodes; --tries: how many starts at most (default 20). Everything after "--" goes to `ratplus train`.
-# The run is finished when `ratplus train` exits with 0 without having been stopped early; a stop by
-# SIGTERM (exit 0 with "stopping at step") or a failure starts it again after a short pause.
+# The exit code of each start decides what follows (README, "Exit codes"): 0 (finished), 2 (bad input) and
+# 3 (stopped at train.stop_after) end the launcher with that code; 75 (the ranks got SIGTERM or SIGINT and
+# stopped with a checkpoint) and any other code (a failure) start the job again after a short pause. SIGTERM
+# or SIGINT to this script passes SIGTERM to mpirun, which passes it to the ranks: they stop with a checkpoint
+# and the script ends with 75 without starting them again. After --tries starts it gives up with exit 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 procs=1 hostfile="" tries=20
@@ -35,23 +38,28 @@ mpi=(mpirun -n "$procs" --bind-to none --map-by slot
 [[ -n $hostfile ]] && mpi+=(--hostfile "$hostfile")
 [[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-for ((attempt = 1; attempt <= tries; ++attempt)); do
-  log=$(mktemp)
-  "${mpi[@]}" "${RATPLUS_BIN:-build/ratplus}" train "$@" 2> >(tee "$log" >&2)
+stopping=0 job=""
+trap 'stopping=1; kill -TERM "$job" 2>/dev/null' TERM INT
+for ((attempt = 1; attempt <= tries && !stopping; ++attempt)); do
+  "${mpi[@]}" "${RATPLUS_BIN:-build/ratplus}" train "$@" &
+  job=$!
+  wait "$job"
   rc=$?
-  sleep 1  # let the tee finish
-  if [[ $rc -eq 2 ]]; then
-    echo "mpirun.sh: bad input (exit 2); not restarting" >&2
-    rm -f "$log"
-    exit 2
+  if ((stopping)); then
+    wait "$job"  # the trap ended the first wait early; mpirun's exit code then says little
+    break
   fi
-  if [[ $rc -eq 0 ]] && ! grep -q "stopping at step" "$log"; then
-    rm -f "$log"
-    exit 0
-  fi
-  rm -f "$log"
+  case $rc in
+    0) exit 0 ;;
+    2) echo "mpirun.sh: bad input (exit 2); not restarting" >&2; exit 2 ;;
+    3) echo "mpirun.sh: stopped at train.stop_after (exit 3); not restarting" >&2; exit 3 ;;
+  esac
   echo "mpirun.sh: start $attempt ended (exit $rc); starting again from the newest checkpoint" >&2
   sleep 5
 done
+if ((stopping)); then
+  echo "mpirun.sh: stopped by a signal; not restarting" >&2
+  exit 75
+fi
 echo "mpirun.sh: gave up after $tries starts" >&2
 exit 1

@@ -64,6 +64,36 @@ std::shared_ptr<const TokenStream> open_data(const std::vector<std::string>& pat
   return std::make_shared<const TokenStream>(paths, c.data.format, c.model.vocab_size);
 }
 
+// data.val when validation is on (train.val_every > 0), holding train.val_batches windows at least.
+std::shared_ptr<const TokenStream> open_validation_data(const ExperimentConfig& c) {
+  if (c.train.val_every == 0) return nullptr;
+  auto data = open_data(c.data.val, "data.val", c);
+  const int64_t available = data->num_windows(c.data.seq_len);
+  require_input(c.train.val_batches <= available,
+                fmt::format("train.val_batches: {} windows asked for, data.val holds {} of {} tokens",
+                            c.train.val_batches, available, c.data.seq_len));
+  return data;
+}
+
+// World rank 0 writes the checkpoints: it creates checkpoint.dir, checks that it can write there and locks it
+// against other runs. Every rank learns whether that worked, so a refusal ends them all (InputError).
+std::unique_ptr<DirLock> lock_checkpoint_dir(const ExperimentConfig& c, Communicator& world) {
+  std::unique_ptr<DirLock> lock;
+  std::string problem;
+  if (world.rank() == 0) {
+    try {
+      lock = std::make_unique<DirLock>(c.checkpoint.dir);
+    } catch (const InputError& e) {
+      problem = e.what();
+    }
+  }
+  double refused = problem.empty() ? 0 : 1;
+  world.allreduce_sum(std::span<double>(&refused, 1));
+  if (refused == 0) return lock;
+  throw InputError(world.rank() == 0 ? fmt::format("checkpoint.dir: {}", problem)
+                                     : fmt::format("checkpoint.dir: rank 0 cannot use '{}'", c.checkpoint.dir));
+}
+
 // bf16 mixed precision on the GPU; the CPU reference always computes in f32.
 DType activation_type(const RuntimeConfig& runtime, Device device) {
   return device == Device::cuda && runtime.precision == Precision::bf16 ? DType::bf16 : DType::f32;
@@ -115,19 +145,14 @@ Trainer::Trainer(const ExperimentConfig& config)
       grid_(make_grid(config)),
       dp_(*grid_.dp),
       memory_plan_(plan_training_memory(config, grid_)),
+      passes_(objective_passes(config)),
+      train_data_(open_data(config.data.train, "data.train", config)),
+      val_data_(open_validation_data(config)),
+      checkpoint_lock_(lock_checkpoint_dir(config, grid_.world)),
       model_(config.model, select_device(config.runtime.device), training_activations(config), grid_.tp.get()),
       optimizer_(model_, dp_, *grid_.tp, config.parallel.zero1),
-      passes_(objective_passes(config)),
       metrics_(grid_.world.rank() == 0 ? config.metrics.listen : "") {
   const DataConfig& d = config_.data;
-  train_data_ = open_data(d.train, "data.train", config_);
-  if (config_.train.val_every > 0) {
-    val_data_ = open_data(d.val, "data.val", config_);
-    const int64_t available = val_data_->num_windows(d.seq_len);
-    require_input(config_.train.val_batches <= available,
-                  fmt::format("train.val_batches: {} windows asked for, data.val holds {} of {} tokens",
-                              config_.train.val_batches, available, d.seq_len));
-  }
   start_from_checkpoint_or_init();
 
   LoaderOptions options;
@@ -334,6 +359,31 @@ void Trainer::log_progress(double elapsed_seconds) {
   window_tokens_ = 0;
 }
 
+std::optional<Trainer::Outcome> Trainer::stop_reason() {
+  double signalled = g_stop_requested.load() ? 1.0 : 0.0;  // a signal to any rank stops them all
+  grid_.world.allreduce_sum(std::span<double>(&signalled, 1));
+  if (config_.train.stop_after > 0 && state_.step >= config_.train.stop_after) return Outcome::planned_stop;
+  if (signalled > 0) return Outcome::preempted;
+  return std::nullopt;
+}
+
+Trainer::Outcome Trainer::stop(Outcome why) {
+  const char* raise = "to continue, run it again with a larger train.stop_after, or with train.stop_after=0";
+  if (why == Outcome::preempted) {
+    g_stop_requested.store(false);
+    spdlog::info("stopping at step {} (signal); run the same command again to continue", state_.step);
+    save_checkpoint();
+  } else if (steps_this_run_ > 0) {
+    spdlog::info("stopping at step {} (train.stop_after={}); {}", state_.step, config_.train.stop_after, raise);
+    save_checkpoint();
+  } else {
+    spdlog::info("stopping at step {}, where the run resumed: train.stop_after={} is reached; {}", state_.step,
+                 config_.train.stop_after, raise);
+  }
+  metrics_.linger(config_.metrics.linger_seconds);
+  return why;
+}
+
 Trainer::Outcome Trainer::run() {
   const TrainConfig& t = config_.train;
   spdlog::info("training {} parameters ({}), {} passes per batch of {} x {} tokens, steps {} -> {}",
@@ -341,15 +391,7 @@ Trainer::Outcome Trainer::run() {
                state_.step, t.steps);
   const auto start = Clock::now();
   while (state_.step < t.steps) {
-    double stop_signal = g_stop_requested.load() ? 1.0 : 0.0;  // a signal to any rank stops them all
-    grid_.world.allreduce_sum(std::span<double>(&stop_signal, 1));
-    if (stop_signal > 0 || (t.stop_after > 0 && state_.step >= t.stop_after)) {
-      spdlog::info("stopping at step {}{}; run the same command again to continue", state_.step,
-                   stop_signal > 0 ? " (signal)" : " (train.stop_after)");
-      save_checkpoint();
-      metrics_.linger(config_.metrics.linger_seconds);
-      return Outcome::stopped;
-    }
+    if (const std::optional<Outcome> why = stop_reason()) return stop(*why);
     step();
     if (state_.step % t.log_every == 0 || state_.step == t.steps) log_progress(seconds_since(start));
     if (t.val_every > 0 && state_.step % t.val_every == 0) validate();

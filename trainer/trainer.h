@@ -11,18 +11,21 @@
 // With parallel.tp > 1 the ranks form a dp × tp grid (ProcessGrid): each tensor-parallel group runs one
 // model split Megatron-style over its ranks (Model with a tp group) on the same data, and the data-parallel
 // groups above work on each slice as described. Checkpoints always hold full tensors, so a run resumes in
-// any layout.
+// any layout. From its start to its end the run holds a lock on checkpoint.dir (DirLock, taken by world rank
+// 0, which writes the checkpoints), so a second run on the directory is refused before it writes anything.
 #pragma once
 
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "checkpoint/distributed_checkpoint.h"
 #include "core/buffer.h"
 #include "core/config.h"
+#include "core/dir_lock.h"
 #include "data/batch_loader.h"
 #include "model/model.h"
 #include "parallel/communicator.h"
@@ -40,19 +43,24 @@ struct Pass {
 
 class Trainer {
  public:
-  // Builds model, data and optimizer state; resumes from the newest good checkpoint of checkpoint.dir
-  // (checkpoint.resume: auto), else starts from train.init_from, else initialises from train.seed.
+  // Opens the data, locks checkpoint.dir (creating it and checking that it can be written: InputError naming
+  // the key otherwise), builds model and optimizer state; resumes from the newest good checkpoint of
+  // checkpoint.dir (checkpoint.resume: auto), else starts from train.init_from, else initialises from train.seed.
   explicit Trainer(const ExperimentConfig& config);
   ~Trainer();
 
-  enum class Outcome { finished, stopped };
-  // Runs until train.steps are done (then writes the final checkpoint), or until train.stop_after steps
-  // are done or a stop was requested (then writes a checkpoint to resume from).
+  // How run() ended: every step of train.steps done, or stopped with a checkpoint to resume from at
+  // train.stop_after (planned_stop) or on request (preempted: SIGTERM or SIGINT to any rank).
+  enum class Outcome { finished, planned_stop, preempted };
+  // Runs until train.steps are done (then writes the final checkpoint), or until the step number reaches
+  // train.stop_after or a stop was requested (then writes a checkpoint to resume from, unless the run started
+  // at train.stop_after: then there is nothing to write).
   Outcome run();
   // One batch: every pass of the objective. Public for tests.
   void step();
 
-  // Asks run() to stop at the next step boundary (async-signal-safe).
+  // Asks run() to stop at the next step boundary (async-signal-safe); run() then returns preempted and clears
+  // the request.
   static void request_stop();
 
   const TrainingState& state() const { return state_; }
@@ -63,6 +71,8 @@ class Trainer {
 
  private:
   void start_from_checkpoint_or_init();
+  std::optional<Outcome> stop_reason();  // collective: whether and why the run stops before the next step
+  Outcome stop(Outcome why);             // writes the checkpoint and says how to continue
   double update(const Pass& pass, const Batch& batch, double lr);  // returns the pass's loss
   int64_t bucket_elements() const;
   // What this rank holds of each checkpoint tensor group (parameters, AdamW m and v): ranges and values.
@@ -70,14 +80,17 @@ class Trainer {
   void validate();
   void log_progress(double elapsed_seconds);
 
+  // In the order of construction: the inputs are checked before the directory is locked, and the directory
+  // before the model is allocated.
   ExperimentConfig config_;
   ProcessGrid grid_;        // all ranks, and this rank's data- and tensor-parallel groups
   Communicator& dp_;        // the data-parallel group (one rank without an MPI launcher)
   MemoryPlan memory_plan_;  // checked against the device before the model is allocated
-  Model model_;
-  Optimizer optimizer_;  // gradients, AdamW moments, master weights, ZeRO-1 ranges
   std::vector<Pass> passes_;
   std::shared_ptr<const TokenStream> train_data_, val_data_;
+  std::unique_ptr<DirLock> checkpoint_lock_;  // on world rank 0
+  Model model_;
+  Optimizer optimizer_;  // gradients, AdamW moments, master weights, ZeRO-1 ranges
   std::unique_ptr<BatchLoader> loader_;
   TrainingState state_;
   TrainingMetrics metrics_;

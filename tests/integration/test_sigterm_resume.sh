@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# A training run stopped by SIGTERM and started again ends exactly where an uninterrupted run ends:
-# the same final parameters and optimizer moments (bitwise) and the same logged losses.
+# A training run stopped by SIGTERM (exit code 75, with a checkpoint) and started again ends exactly where an
+# uninterrupted run ends: the same final parameters and optimizer moments (bitwise) and the same logged losses.
 # Usage: bash test_sigterm_resume.sh /path/to/ratplus
 set -uo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -22,7 +22,7 @@ done
 kill -TERM $pid
 wait $pid
 rc=$?
-check "SIGTERM ends the run with exit code 0 (got $rc)" '[[ $rc -eq 0 ]]'
+check "SIGTERM ends the run with exit code 75 (got $rc)" '[[ $rc -eq 75 ]]'
 stopped=$(ls split/step_*.h5 2>/dev/null | head -n 1)
 check "a checkpoint was written when stopping ($stopped)" '[[ -n $stopped && $stopped != split/step_00000060.h5 ]]'
 check "the log says how to continue" 'grep -q "run the same command again" split.log'

@@ -1,11 +1,15 @@
 // The training loop: schedule values, AdamW and clipping against a hand computation, joint updates,
-// learning on synthetic data, non-finite handling, checkpoint resume (bitwise) and damaged checkpoints.
+// learning on synthetic data, non-finite handling, checkpoint resume (bitwise) and damaged checkpoints, the
+// planned and signalled stops, and the checkpoint directory (locked against a second run, checked at the start).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fmt/format.h>
 #include <fstream>
 #include <numbers>
+#include <unistd.h>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/training_checkpoint.h"
@@ -194,7 +198,7 @@ TEST_F(TrainerTest, StoppedAndResumedRunIsBitwiseIdenticalToAStraightRun) {
     std::vector<std::string> first = split;
     first.push_back("train.stop_after=3");
     Trainer trainer(config(first));
-    EXPECT_EQ(trainer.run(), Trainer::Outcome::stopped);
+    EXPECT_EQ(trainer.run(), Trainer::Outcome::planned_stop);
     EXPECT_EQ(trainer.state().step, 3);
   }
   Trainer resumed(config(split));
@@ -213,6 +217,55 @@ TEST_F(TrainerTest, StoppedAndResumedRunIsBitwiseIdenticalToAStraightRun) {
     ++lines;
   }
   EXPECT_EQ(lines, 14);
+}
+
+// train.stop_after is a step number: a run resumed at it stops at once without writing anything (the same
+// command stops again), and a raised or removed limit continues the run.
+TEST_F(TrainerTest, StopAfterStopsAtItsStepUntilRaisedOrRemoved) {
+  const auto run_until = [&](const std::string& stop_after) {
+    Trainer trainer(config({"train.objective=dense", "train.steps=6", stop_after}));
+    const Trainer::Outcome outcome = trainer.run();
+    return std::pair(outcome, trainer.state().step);
+  };
+  EXPECT_EQ(run_until("train.stop_after=2"), std::pair(Trainer::Outcome::planned_stop, int64_t{2}));
+  const std::vector<std::string> written = list_checkpoints(dir_.file("ckpt"));
+  ASSERT_EQ(written.size(), 1u);
+  const auto time = fs::last_write_time(written[0]);
+  EXPECT_EQ(run_until("train.stop_after=2"), std::pair(Trainer::Outcome::planned_stop, int64_t{2}));
+  EXPECT_EQ(list_checkpoints(dir_.file("ckpt")), written);
+  EXPECT_EQ(fs::last_write_time(written[0]), time) << "the checkpoint it resumed from was written again";
+  EXPECT_EQ(run_until("train.stop_after=4"), std::pair(Trainer::Outcome::planned_stop, int64_t{4}));
+  EXPECT_EQ(run_until("train.stop_after=0"), std::pair(Trainer::Outcome::finished, int64_t{6}));
+}
+
+// A stop request (SIGTERM, SIGINT) is a preemption: a checkpoint to resume from, and the request is used up.
+TEST_F(TrainerTest, AStopRequestEndsTheRunWithACheckpointOnce) {
+  {
+    Trainer trainer(config({"train.objective=dense", "train.steps=6"}));
+    trainer.step();
+    Trainer::request_stop();
+    EXPECT_EQ(trainer.run(), Trainer::Outcome::preempted);
+  }
+  ASSERT_EQ(list_checkpoints(dir_.file("ckpt")).size(), 1u);
+  EXPECT_EQ(fs::path(list_checkpoints(dir_.file("ckpt"))[0]).filename(), checkpoint_file_name(1));
+  Trainer resumed(config({"train.objective=dense", "train.steps=6"}));
+  EXPECT_EQ(resumed.run(), Trainer::Outcome::finished);
+  EXPECT_EQ(resumed.state().step, 6);
+}
+
+TEST_F(TrainerTest, ASecondTrainerOnTheCheckpointDirIsRefused) {
+  const Trainer first(config());
+  char host[256] = {};
+  gethostname(host, sizeof(host) - 1);
+  expect_input_error([&] { Trainer second(config()); },
+                     {"checkpoint.dir", fmt::format("'{}' is in use", dir_.file("ckpt")),
+                      fmt::format("process {} on host {}", getpid(), host)});
+}
+
+TEST_F(TrainerTest, ACheckpointDirThatCannotBeCreatedIsRefusedAtTheStart) {
+  std::ofstream(dir_.file("file")) << "x";
+  expect_input_error([&] { Trainer trainer(config({"checkpoint.dir=" + dir_.file("file/ck")})); },
+                     {"checkpoint.dir", fmt::format("'{}'", dir_.file("file/ck")), "Not a directory"});
 }
 
 // A run whose model differs from the checkpoints in its directory stops rather than start over and prune them.
