@@ -52,10 +52,12 @@ Pattern config_pattern(const std::string& text, const char* key, const ModelConf
 }
 
 std::vector<Pass> objective_passes(const ExperimentConfig& c) {
+  // train.pattern matters to the adapt objective only, but a typo in it is reported whatever the objective.
+  const Pattern pattern = config_pattern(c.train.pattern, "train.pattern", c.model);
   if (c.train.objective == Objective::joint)
     return {{"sparse", Pattern::dilated(c.train.arl_dilation)}, {"dense", Pattern::dense()}};
   if (c.train.objective == Objective::dense) return {{"dense", Pattern::dense()}};
-  return {{"adapt", config_pattern(c.train.pattern, "train.pattern", c.model)}};
+  return {{"adapt", pattern}};
 }
 
 std::shared_ptr<const TokenStream> open_data(const std::vector<std::string>& paths, const char* key,

@@ -125,6 +125,8 @@ expect_bad "override with an unknown section" F:nosection -- \
     "$BIN" init --config good.yaml --out x.h5 nosection.d_model=3
 expect_bad "override with a value of the wrong type" F:d_model -- \
     "$BIN" init --config good.yaml --out x.h5 model.d_model=abc
+expect_bad "a bad train.pattern under the joint objective (which does not use it) is still named" \
+    F:train.pattern F:sparse -- "$BIN" train --config good.yaml train.pattern=sparse:X=1 checkpoint.dir=ck-unused
 expect_bad "override without '='" F:model.d_model -- \
     "$BIN" init --config good.yaml --out x.h5 model.d_model
 
