@@ -171,11 +171,13 @@ class MpiCommunicator final : public Communicator {
     for (int r = 0; r < size_; ++r) {
       if (rank_ != r && rank_ != root) continue;
       for_each_piece(offsets[r], offsets[r + 1], [&](int64_t begin, int count) {
-        const float* piece = sent + (begin - offsets[r]);
-        if (r == root) {
-          std::copy(piece, piece + count, received + begin);
-        } else if (rank_ == r) {
-          check_mpi(MPI_Send(piece, count, MPI_FLOAT, root, kTag, comm_), "MPI_Send");
+        if (rank_ == r) {  // our own range: `sent` is only valid here (it may be null where our range is empty)
+          const float* piece = sent + (begin - offsets[r]);
+          if (r == root) {
+            std::copy(piece, piece + count, received + begin);
+          } else {
+            check_mpi(MPI_Send(piece, count, MPI_FLOAT, root, kTag, comm_), "MPI_Send");
+          }
         } else {
           check_mpi(MPI_Recv(received + begin, count, MPI_FLOAT, r, kTag, comm_, MPI_STATUS_IGNORE), "MPI_Recv");
         }
