@@ -41,17 +41,20 @@ int write_all(int fd, const std::string& text) {
 
 }  // namespace
 
+std::optional<uint64_t> free_bytes(const std::string& directory) {
+  struct statvfs fs {};
+  if (::statvfs(directory.empty() ? "." : directory.c_str(), &fs) != 0) return std::nullopt;
+  return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
 AtomicFile::AtomicFile(std::string path, uint64_t expected_bytes)
     : path_(std::move(path)), temporary_(path_ + ".tmp") {
   if (expected_bytes == 0) return;
-  const std::string directory = std::filesystem::path(path_).parent_path().string();
-  struct statvfs fs {};
-  if (::statvfs(directory.empty() ? "." : directory.c_str(), &fs) != 0) return;  // the write itself will say why
-  const uint64_t free = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-  if (free < expected_bytes)
+  const std::optional<uint64_t> free = free_bytes(std::filesystem::path(path_).parent_path().string());
+  if (free && *free < expected_bytes)
     throw std::runtime_error(fmt::format("cannot write '{}': it needs about {:.1f} MB and its file system has {:.1f} MB "
                                          "free",
-                                         path_, expected_bytes / 1e6, free / 1e6));
+                                         path_, expected_bytes / 1e6, *free / 1e6));
 }
 
 AtomicFile::~AtomicFile() {

@@ -7,9 +7,14 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace ratplus {
+
+// Bytes an unprivileged writer can still put on the file system holding `directory`; nullopt when it cannot
+// be told (the write itself will then say why it fails).
+std::optional<uint64_t> free_bytes(const std::string& directory);
 
 class AtomicFile {
  public:

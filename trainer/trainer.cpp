@@ -11,6 +11,8 @@
 
 #include "checkpoint/distributed_checkpoint.h"
 #include "checkpoint/model_checkpoint.h"
+#include "checkpoint/training_checkpoint.h"
+#include "core/atomic_file.h"
 #include "core/device.h"
 #include "kernels/optimizer.h"
 #include "model/flops.h"
@@ -85,6 +87,12 @@ std::unique_ptr<DirLock> lock_checkpoint_dir(const ExperimentConfig& c, Communic
   if (world.rank() == 0) {
     try {
       lock = std::make_unique<DirLock>(c.checkpoint.dir);
+      // Room for one more checkpoint, found now rather than at the first write after hours of training.
+      const uint64_t needed = checkpoint_file_bytes(c.model, kTensorGroups);
+      const std::optional<uint64_t> free = free_bytes(c.checkpoint.dir);
+      require_input(!free || *free >= needed,
+                    fmt::format("'{}': a checkpoint needs about {:.1f} MB and its file system has {:.1f} MB free",
+                                c.checkpoint.dir, needed / 1e6, free.value_or(0) / 1e6));
     } catch (const InputError& e) {
       problem = e.what();
     }
