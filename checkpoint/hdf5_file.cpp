@@ -171,10 +171,14 @@ void Hdf5File::write_floats(const std::string& dataset_path, const float* data, 
 
 void Hdf5File::write_string_attribute(const std::string& object_path, const std::string& name,
                                       const std::string& value) {
-  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  // Fixed-length, NUL-padded UTF-8: HDF5 reads it without its global heap, whose parsing of a damaged file
+  // can crash or hang inside the library (docs/RELIABILITY.md). Readers take both kinds.
+  H5::StrType type(H5::PredType::C_S1, std::max<size_t>(value.size(), 1));
   type.setCset(H5T_CSET_UTF8);
-  const char* text = value.c_str();
-  create_scalar_attribute(object_path, name, type, &text);
+  type.setStrpad(H5T_STR_NULLPAD);
+  std::string padded = value;
+  padded.resize(std::max<size_t>(value.size(), 1), '\0');
+  create_scalar_attribute(object_path, name, type, padded.data());
 }
 
 void Hdf5File::write_int64_attribute(const std::string& object_path, const std::string& name, int64_t value) {

@@ -465,6 +465,10 @@ TEST(Hdf5FileTest, AttributesGroupsAndListing) {
   EXPECT_EQ(file.read_int64_attribute("/train", "step"), -1234567890123);
   EXPECT_EQ(file.read_double_attribute("/train", "lr"), 3.0e-4);
   EXPECT_EQ(file.read_string_attribute("/", "note"), "h\xC3\xA9llo \xE2\x9C\x93\nline two");
+  {  // text is stored as fixed-length strings, which HDF5 reads without its global heap
+    const H5::H5File raw(path, H5F_ACC_RDONLY);
+    EXPECT_FALSE(raw.openGroup("/").openAttribute("note").getStrType().isVariableStr());
+  }
   EXPECT_EQ(file.read_int64_attribute("/optim/m/b", "version"), 3);
   EXPECT_TRUE(file.has_group("/train/loader"));
   EXPECT_FALSE(file.has_group("/optim/m/b"));
