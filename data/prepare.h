@@ -28,10 +28,11 @@ uint64_t fnv1a64(std::string_view bytes);
 double split_position(std::string_view text);
 
 // Documents of one input file, read a line at a time. By extension:
-//  - `.txt`: documents are separated by a line holding only a form feed (U+000C) or by two or more blank
-//    lines (a blank line holds only spaces, tabs or a carriage return), so a file without such a separator
-//    is one document. A document is its lines joined with "\n" (no final newline), its leading and trailing
-//    blank lines dropped; single blank lines inside it are kept.
+//  - `.txt`: documents are separated by a line holding only a form feed (U+000C; a carriage return after
+//    it is allowed) or by two or more blank lines (a blank line holds only spaces, tabs or a carriage
+//    return), so a file without such a separator is one document. A document is its lines joined with
+//    "\n" (no final newline), its leading and trailing blank lines dropped; single blank lines inside it
+//    are kept.
 //  - `.jsonl`: every non-blank line is a JSON object whose string field `text_field` is one document.
 // Empty documents are skipped. Any other extension is an InputError.
 class DocumentReader {

@@ -27,11 +27,6 @@ void write_file(const std::string& path, const std::string& text) {
   out << text;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 std::vector<std::string> read_documents(const std::string& path, const std::string& field = "text") {
   DocumentReader reader(path, field);
   std::vector<std::string> documents;
@@ -130,6 +125,11 @@ TEST(Prepare, ShardsHoldExactlyShardTokensButTheLast) {
 }
 
 #ifdef RATPLUS_HAVE_SENTENCEPIECE
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
 
 // A corpus of generated sentences, a SentencePiece model trained on it by spm_train (skips the test when
 // the program is missing), a .txt input of a few documents and a .jsonl input of many.
