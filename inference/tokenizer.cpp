@@ -28,7 +28,7 @@ int32_t Tokenizer::eos_id() const { return processor_->sp.eos_id(); }
 std::vector<int32_t> Tokenizer::encode(const std::string& text, bool with_bos) const {
   std::vector<int> ids;
   const auto status = processor_->sp.Encode(text, &ids);
-  require_input(status.ok(), path_ + ": cannot encode the prompt: " + status.ToString());
+  require_input(status.ok(), path_ + ": cannot encode text: " + status.ToString());
   std::vector<int32_t> out;
   if (with_bos && bos_id() >= 0) out.push_back(bos_id());
   out.insert(out.end(), ids.begin(), ids.end());
