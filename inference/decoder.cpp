@@ -127,11 +127,12 @@ size_t Decoder::cache_bytes_per_sequence() const {
   return ratplus::cache_bytes_per_sequence(model_, pattern_, max_len_);
 }
 
-void Decoder::set_positions(HeadGroup& g, int64_t b, int64_t n) {
+void Decoder::set_positions(HeadGroup& g, int64_t first, int64_t count, int64_t n) {
   const int64_t capacity = g.layout.capacity();
-  std::vector<int32_t> positions(capacity);
+  std::vector<int32_t> positions(capacity * count);
   for (int64_t s = 0; s < capacity; ++s) positions[s] = static_cast<int32_t>(g.layout.position_after_prompt(s, n));
-  copy_tensor(g.cache.positions.cols_slice(b * capacity, capacity), host_ints(positions));
+  for (int64_t b = 1; b < count; ++b) std::copy_n(positions.begin(), capacity, positions.begin() + b * capacity);
+  copy_tensor(g.cache.positions.cols_slice(first * capacity, count * capacity), host_ints(positions));
 }
 
 void Decoder::store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Tensor& values, int64_t n) {
@@ -148,7 +149,7 @@ void Decoder::store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Te
     copy_tensor(g.cache.k.rows_slice(b * capacity + r.slot, r.count), rows(keys, r));
     copy_tensor(g.cache.v.rows_slice(b * capacity + r.slot, r.count), rows(values, r));
   }
-  set_positions(g, b, n);
+  set_positions(g, b, 1, n);
 }
 
 void Decoder::prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits) {
@@ -189,7 +190,7 @@ void Decoder::prefill_synthetic(int64_t n, uint64_t seed) {
         copy_tensor(g.cache.k.rows_slice(r, count), g.cache.k.rows_slice(0, count));
         copy_tensor(g.cache.v.rows_slice(r, count), g.cache.v.rows_slice(0, count));
       }
-      for (int64_t b = 0; b < batch_; ++b) set_positions(g, b, n);
+      set_positions(g, 0, batch_, n);
       seed += values.size();
     }
   for (const RecurrenceState& s : state_) {

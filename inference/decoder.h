@@ -65,8 +65,8 @@ class Decoder {
   };
   // Positions 0 … n − 1 of sequence b (keys and values [n, attention width]) into g's cache, in block copies.
   void store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Tensor& values, int64_t n);
-  // Sequence b's slot positions in g after a prompt of n positions.
-  void set_positions(HeadGroup& g, int64_t b, int64_t n);
+  // The slot positions in g of sequences first … first + count − 1 after a prompt of n positions each.
+  void set_positions(HeadGroup& g, int64_t first, int64_t count, int64_t n);
   // One step of every sequence from the tokens and positions in step_tokens_ and step_positions_.
   void run_step(Tensor logits);
   void temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y);
