@@ -1,14 +1,15 @@
 // `ratplus bench decode (--config FILE | --checkpoint FILE) --context T --gen G --batch B|auto --pattern P
-//  [--device D] [--json FILE]` (SPEC §10): decoding throughput. Weights are random (the config's init, seeded
-// by train.seed) or a checkpoint's, bf16 on the GPU and f32 on the CPU. Every sequence's cache is filled as
-// if T − G tokens had been prefilled (Decoder::prefill_synthetic: the slots such a prompt fills, random
+//  [--device D] [--tp N] [--json FILE]` (SPEC §10): decoding throughput. Weights are random (the config's
+// init, seeded by train.seed) or a checkpoint's, bf16 on the GPU and f32 on the CPU. Every sequence's cache
+// is filled as if T − G tokens had been prefilled (Decoder::prefill_synthetic: the slots such a prompt fills, random
 // keys and values), then G steps of the whole batch run and are timed between device synchronisations
 // (the first step, which sets up the CUDA graph, is part of the time). Reported: tokens/s, ms per step, the
 // cache bytes one sequence holds at T, the weight bytes, the memory held (the GPU's, or the process's
 // peak resident set), and the bytes a step must move — the weights once, every sequence's cache at the
 // timed steps' mean length, the logits written — with their fraction of the H200's measured 4.3 TB/s on a
 // GPU. `--batch auto` takes the largest batch (up to 2048) whose caches and step buffers fit in 90 % of the
-// free memory.
+// free memory. With --tp N under mpirun -n N the model is split over the N ranks (cli/model_group.h); the
+// bytes and memory are then those of one rank.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -20,6 +21,7 @@
 
 #include "cli/bench_model.h"
 #include "cli/commands.h"
+#include "cli/model_group.h"
 #include "core/atomic_file.h"
 #include "core/config_choices.h"
 #include "core/device.h"
@@ -34,14 +36,15 @@ struct DecodeBenchOptions {
   BenchModelSource source;
   std::string batch = "auto", pattern, json, device = "auto";
   int64_t context = 0, gen = 0;
+  ModelGroup group;
 };
 
 constexpr int64_t kMaxAutoBatch = 2048;
 constexpr double kHbmBytesPerSecond = 4.3e12;  // an H200's measured copy bandwidth (DEVICE.md)
 
-// The batch asked for, or the largest whose memory fits (InputError when none fits).
-int64_t choose_batch(const std::string& text, size_t per_sequence, size_t available) {
-  const auto fits = static_cast<int64_t>(static_cast<double>(available) * 0.9 / static_cast<double>(per_sequence));
+// The batch asked for, or the largest that fits (`fits` sequences of per_sequence bytes; InputError when none
+// fits).
+int64_t choose_batch(const std::string& text, size_t per_sequence, int64_t fits, size_t available) {
   if (text == "auto") {
     require_input(fits >= 1, fmt::format("--batch auto: not one sequence's {} bytes fit", per_sequence));
     return std::min(fits, kMaxAutoBatch);
@@ -72,20 +75,24 @@ Action add_bench_decode_command(CLI::App& bench) {
   cmd->add_option("--batch", o->batch, "sequences decoded together, or auto")->capture_default_str();
   cmd->add_option("--pattern", o->pattern, "attention pattern")->required();
   cmd->add_option("--device", o->device, "auto (the GPU when there is one), cpu or cuda")->capture_default_str();
+  o->group.add_option(*cmd);
   cmd->add_option("--json", o->json, "also write the results to this file as one JSON object");
   return [o] {
     const ModelConfig c = o->source.model_config();
     require_input(o->gen >= 1 && o->context > o->gen,
                   fmt::format("--context {} must exceed --gen {} (at least 1)", o->context, o->gen));
     const Pattern pattern = Pattern::parse(o->pattern);
-    const Device device = select_device(parse_choice<DeviceChoice>(o->device, "--device"));
+    const Device device = o->group.join(c, parse_choice<DeviceChoice>(o->device, "--device"));
     const size_t free_at_start = available_memory(device);
-    Model model(c, device, device == Device::cuda ? DType::bf16 : DType::f32);
+    Model model(c, device, device == Device::cuda ? DType::bf16 : DType::f32, o->group.communicator());
     o->source.load_weights(model);
     const size_t weight_bytes = static_cast<size_t>(model.table().total_elements()) * dtype_size(model.dtype());
     const size_t logits_bytes = c.vocab_size * dtype_size(model.gradient_dtype());
     const size_t per_sequence = Decoder(model, pattern, 1, o->context).memory_bytes() + logits_bytes;
-    const int64_t batch = choose_batch(o->batch, per_sequence, available_memory(device));
+    const size_t available = available_memory(device);
+    const int64_t fits = o->group.smallest(
+        static_cast<int64_t>(static_cast<double>(available) * 0.9 / static_cast<double>(per_sequence)));
+    const int64_t batch = choose_batch(o->batch, per_sequence, fits, available);
     Decoder decoder(model, pattern, batch, o->context);
     Arena logits_memory;
     logits_memory.reserve("logits", batch, c.vocab_size, model.gradient_dtype());
@@ -111,6 +118,7 @@ Action add_bench_decode_command(CLI::App& bench) {
         {"gen", o->gen},
         {"batch", batch},
         {"pattern", o->pattern},
+        {"tp", o->group.tp},
         {"tokens_per_s", static_cast<double>(batch * o->gen) / seconds},
         {"ms_per_step", ms_per_step},
         {"cache_bytes_per_sequence", decoder.cache_bytes_per_sequence()},
@@ -119,8 +127,9 @@ Action add_bench_decode_command(CLI::App& bench) {
         {"hbm_bytes_per_step", step_bytes},
         {"hbm_fraction", device == Device::cuda ? nlohmann::json(step_bytes / (ms_per_step * 1e-3) / kHbmBytesPerSecond)
                                                 : nlohmann::json(nullptr)}};
-    fmt::print("decode {} at T {} (the last {} generated), batch {} on the {}\n", o->pattern, o->context, o->gen,
-               batch, device_name(device));
+    if (!o->group.prints()) return;
+    fmt::print("decode {} at T {} (the last {} generated), batch {} on the {}{}\n", o->pattern, o->context, o->gen,
+               batch, device_name(device), o->group.tp > 1 ? fmt::format(", split over {} ranks", o->group.tp) : "");
     fmt::print("throughput        {:.1f} tokens/s, {:.3f} ms per step\n", j["tokens_per_s"].get<double>(), ms_per_step);
     fmt::print("cache             {} bytes per sequence at T; weights {} bytes\n", decoder.cache_bytes_per_sequence(),
                weight_bytes);

@@ -1,9 +1,10 @@
 // `ratplus generate --checkpoint FILE (--prompt-tokens 1,2,3 [--prompt-tokens ...] | --prompt-file FILE |
 //  --prompt TEXT [--prompt TEXT ...] --tokenizer FILE)
 //  --max-new N --pattern P [--temperature 0] [--top-k K] [--top-p P] [--seed S] [--eos-id ID]
-//  [--device auto|cpu|cuda] [--precision fp32|bf16] [--json FILE]`: prefill each prompt, then decode N tokens for
-// all of them in one batch (SPEC §10). Prints each sequence's generated ids (with a tokenizer, their text),
-// streaming them as they come for a single prompt. Text prompts start with the tokenizer's BOS id.
+//  [--device auto|cpu|cuda] [--precision fp32|bf16] [--tp N] [--json FILE]`: prefill each prompt, then decode N
+// tokens for all of them in one batch (SPEC §10). Prints each sequence's generated ids (with a tokenizer, their
+// text), streaming them as they come for a single prompt. Text prompts start with the tokenizer's BOS id. With
+// --tp N under mpirun -n N the model is split over the N ranks (cli/model_group.h).
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -15,6 +16,7 @@
 
 #include "checkpoint/model_checkpoint.h"
 #include "cli/commands.h"
+#include "cli/model_group.h"
 #include "core/atomic_file.h"
 #include "core/config_choices.h"
 #include "core/device.h"
@@ -77,6 +79,7 @@ Action add_generate_command(CLI::App& app) {
     int64_t max_new = 0, top_k = 0, eos_id = -1;
     double temperature = 0, top_p = 1;
     uint64_t seed = 0;
+    ModelGroup group;
   };
   auto o = std::make_shared<Options>();
   cmd->add_option("--checkpoint", o->checkpoint, "HDF5 checkpoint (its /model group is used)")->required();
@@ -100,6 +103,7 @@ Action add_generate_command(CLI::App& app) {
   cmd->add_option("--precision", o->precision, "fp32, or bf16 (bf16 weights and cache, on the GPU only)")
       ->check(CLI::IsMember(choice_strings<Precision>()))
       ->capture_default_str();
+  o->group.add_option(*cmd);
   cmd->add_option("--json", o->json, "also write prompts, tokens and log-probs as JSON to this file");
   return [o] {
     std::vector<std::vector<int32_t>> prompts;
@@ -122,14 +126,14 @@ Action add_generate_command(CLI::App& app) {
       for (const int32_t id : prompts[b])
         require_input(id < config.vocab_size, fmt::format("prompt {}: token {} is outside the vocabulary of {}", b, id,
                                                           config.vocab_size));
-    const Device device = select_device(parse_choice<DeviceChoice>(o->device, "--device"));
+    const Device device = o->group.join(config, parse_choice<DeviceChoice>(o->device, "--device"));
     const bool bf16 = parse_choice<Precision>(o->precision, "--precision") == Precision::bf16;
     require_input(!bf16 || device == Device::cuda, "--precision bf16 needs the GPU (--device cuda or auto)");
-    Model model(config, device, bf16 ? DType::bf16 : DType::f32);
+    Model model(config, device, bf16 ? DType::bf16 : DType::f32, o->group.communicator());
     load_model_weights(o->checkpoint, model);
     const GenerateOptions options{o->max_new, o->eos_id, {o->temperature, o->top_k, o->top_p, o->seed}};
     // One prompt streams its tokens (ids, or the text they add) as they come; several print a line each.
-    const bool stream = prompts.size() == 1;
+    const bool prints = o->group.prints(), stream = prints && prompts.size() == 1;
     std::vector<int32_t> so_far;
     std::string shown;
     const TokenCallback print = [&](int64_t, int32_t token) {
@@ -144,6 +148,7 @@ Action add_generate_command(CLI::App& app) {
       std::fflush(stdout);
     };
     const std::vector<GeneratedSequence> out = generate(model, pattern, prompts, options, stream ? print : TokenCallback{});
+    if (!prints) return;
     if (stream) fmt::print("\n");
     else
       for (const GeneratedSequence& s : out) fmt::print("{}\n", text ? text->decode(s.tokens) : ids_text(s.tokens));

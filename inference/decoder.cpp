@@ -25,17 +25,20 @@ Tensor host_ints(const std::vector<int32_t>& values) {
 
 constexpr int64_t kMaxHeadGroups = 64;  // per layer, what one cache_append call takes on the GPU
 
-// The head groups of a layer's pattern: runs of consecutive heads that share one key set.
+// The head groups of a layer's pattern among this rank's heads (all of them, or its share under tensor
+// parallelism): runs of consecutive heads that share one key set, `first` counted from the rank's first head.
 struct HeadRun {
   int64_t first, count;
   KeySet keys;
 };
-std::vector<HeadRun> head_runs(const Pattern& pattern, int64_t layer, int64_t n_heads) {
-  const std::vector<KeySet> heads = pattern.head_keys(layer, n_heads);
+std::vector<HeadRun> head_runs(const Model& model, const Pattern& pattern, int64_t layer) {
+  const int64_t count = model.table().heads(), first = model.table().tp_rank() * count;
+  const std::vector<KeySet> all = pattern.head_keys(layer, model.config().n_heads);
+  const std::vector<KeySet> heads(all.begin() + first, all.begin() + first + count);
   std::vector<HeadRun> runs;
-  for (int64_t h = 0; h < n_heads;) {
+  for (int64_t h = 0; h < count;) {
     int64_t n = 1;
-    while (h + n < n_heads && heads[h + n] == heads[h]) ++n;
+    while (h + n < count && heads[h + n] == heads[h]) ++n;
     runs.push_back({h, n, heads[h]});
     h += n;
   }
@@ -49,22 +52,25 @@ size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int6
   pattern.check_fits(c.n_layers, c.n_heads);
   size_t bytes = 0;
   for (int64_t i = 0; i < c.n_layers; ++i)
-    for (const HeadRun& g : head_runs(pattern, i, c.n_heads))
+    for (const HeadRun& g : head_runs(model, pattern, i))
       bytes += static_cast<size_t>(CacheLayout(g.keys, max_len).capacity()) *
                (2 * g.count * c.head_dim() * dtype_size(model.dtype()) + sizeof(int32_t));
-  const size_t state = c.recurrence ? c.n_layers * 2 * c.d_model * dtype_size(model.gradient_dtype()) : 0;
+  const int64_t width = model.table().heads() * c.head_dim();
+  const size_t state = c.recurrence ? c.n_layers * 2 * width * dtype_size(model.gradient_dtype()) : 0;
   return bytes + state;
 }
 
 Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len)
     : model_(model), pattern_(pattern), batch_(batch), max_len_(max_len), lengths_(batch, 0), graph_(model.device()) {
   const ModelConfig& c = model.config();
-  require_input(model.table().tp_size() == 1, "decoding runs without tensor parallelism in this version");
+  require_input(!model.tp() || model.gradient_dtype() != DType::f64,
+                "decoding under tensor parallelism takes f32 or bf16 models");
   require_input(batch >= 1 && max_len >= 1,
                 fmt::format("decoding needs a batch and a length of at least 1, got {} and {}", batch, max_len));
   require_input(max_len < (int64_t(1) << 31), fmt::format("decoding positions stop below 2^31, got {}", max_len));
   pattern.check_fits(c.n_layers, c.n_heads);
-  const int64_t d = c.d_model, dh = c.head_dim(), f = c.d_ffn;
+  const ParameterTable& table = model.table();
+  const int64_t d = c.d_model, dh = c.head_dim(), f = table.ffn(), width = table.heads() * dh;
   const DType act = model.dtype(), stat = model.gradient_dtype();
   std::vector<std::pair<Tensor*, int>> bindings;
   auto plan = [&](Tensor& t, const std::string& name, int64_t rows, int64_t cols, DType type) {
@@ -74,7 +80,7 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   state_.resize(c.recurrence ? c.n_layers : 0);
   int64_t workspace = 0;
   for (int64_t i = 0; i < c.n_layers; ++i) {
-    const std::vector<HeadRun> runs = head_runs(pattern, i, c.n_heads);
+    const std::vector<HeadRun> runs = head_runs(model, pattern, i);
     require_input(static_cast<int64_t>(runs.size()) <= kMaxHeadGroups,
                   fmt::format("decoding: layer {} of the pattern has {} runs of heads with one key set; at most {}",
                               i, runs.size(), kMaxHeadGroups));
@@ -93,18 +99,22 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
       workspace = std::max(workspace, cache_attention_workspace(batch, r.count, g.layout.capacity(), dh));
     }
     if (c.recurrence) {
-      plan(state_[i].k, fmt::format("state/{}/k", i), batch, d, stat);
-      plan(state_[i].v, fmt::format("state/{}/v", i), batch, d, stat);
+      plan(state_[i].k, fmt::format("state/{}/k", i), batch, width, stat);
+      plan(state_[i].v, fmt::format("state/{}/v", i), batch, width, stat);
     }
   }
-  const int64_t z_cols = (c.recurrence ? 5 : 4) * d;
+  const int64_t z_cols = (c.recurrence ? 5 : 4) * width;
   for (auto [t, name, cols] : {std::tuple{&x_, "x", d}, {&y_, "y", d}, {&h_, "h", d}, {&z_, "z", z_cols},
-                               {&q_rot_, "q_rot", d}, {&att_, "att", d}, {&gated_, "gated", d},
+                               {&q_rot_, "q_rot", width}, {&att_, "att", width}, {&gated_, "gated", width},
                                {&ffn_.h, "ffn/h", d}, {&ffn_.pre, "ffn/pre", f}, {&ffn_.act, "ffn/act", f}})
     plan(*t, fmt::format("step/{}", name), batch, cols, act);
   plan(rstd_, "step/rstd", 1, batch, stat);
   plan(ffn_.rstd, "step/ffn/rstd", 1, batch, stat);
-  plan(lse_, "step/lse", batch, c.n_heads, stat);
+  plan(lse_, "step/lse", batch, table.heads(), stat);
+  if (model.tp()) {  // this rank's vocabulary slice of the logits, and every rank's, gathered
+    plan(vocab_slice_, "step/logits", batch, table.vocab_rows(), stat);
+    plan(gathered_, "step/gathered_logits", 1, model.tp()->size() * batch * table.vocab_rows(), stat);
+  }
   plan(step_tokens_, "step/tokens", 1, batch, DType::i32);
   plan(step_positions_, "step/positions", 1, batch, DType::i32);
   if (model.device() == Device::cuda && workspace > 0) plan(workspace_, "step/attention", 1, workspace, DType::f32);
@@ -168,7 +178,9 @@ void Decoder::prefill(int64_t b, std::span<const int32_t> prompt, Tensor logits)
     for (HeadGroup& g : groups_[layer]) store_prompt(g, b, keys, values, n);
   };
   const std::vector<int64_t> last = {n - 1};
-  model_.forward({prompt.data(), 1, n, pattern_, {}, final_state, fill}, LogitsOutput{last, logits});
+  const Tensor slice = model_.tp() ? vocab_slice_.rows_slice(0, 1) : logits;
+  model_.forward({prompt.data(), 1, n, pattern_, {}, final_state, fill}, LogitsOutput{last, slice});
+  if (model_.tp()) gather_vocabulary(slice, logits);
   lengths_[b] = n;
 }
 
@@ -202,36 +214,50 @@ void Decoder::prefill_synthetic(int64_t n, uint64_t seed) {
 
 void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y) {
   const ModelConfig& c = model_.config();
-  const ParameterTable& table = model_.table();
   const Tensor w = model_.weights();
-  const LayerParameterIndex& l = table.layer(layer);
-  const int64_t d = c.d_model, dh = c.head_dim();
+  const LayerParameterIndex& l = model_.table().layer(layer);
+  const Dims dims = step_dims();
+  const int64_t width = dims.attn_width(), dh = dims.head_dim;
   rmsnorm_forward(h_, rstd_, x, model_.view(w, l.attn_norm), c.norm_eps);
   matmul(z_, h_, false, model_.view(w, l.in_proj), true);
-  const Tensor o = z_.cols_slice(0, d);
-  cache_append({.q = z_.cols_slice(d, d), .k = z_.cols_slice(2 * d, d), .v = z_.cols_slice(3 * d, d),
-                .g = c.recurrence ? z_.cols_slice(4 * d, d) : Tensor{},
+  const Tensor o = z_.cols_slice(0, width);
+  cache_append({.q = z_.cols_slice(width, width), .k = z_.cols_slice(2 * width, width),
+                .v = z_.cols_slice(3 * width, width), .g = c.recurrence ? z_.cols_slice(4 * width, width) : Tensor{},
                 .state = c.recurrence ? state_[layer] : RecurrenceState{}, .positions = step_positions_,
-                .q_out = q_rot_, .caches = caches_[layer], .n_heads = c.n_heads, .rope_base = c.rope_base});
+                .q_out = q_rot_, .caches = caches_[layer], .n_heads = dims.heads, .rope_base = c.rope_base});
   for (const HeadGroup& g : groups_[layer]) {
-    const int64_t c0 = g.cache.first_head * dh, width = g.cache.heads * dh;
-    attention_forward({.q = q_rot_.cols_slice(c0, width), .batch = batch_, .q_len = 1,
+    const int64_t c0 = g.cache.first_head * dh, cols = g.cache.heads * dh;
+    attention_forward({.q = q_rot_.cols_slice(c0, cols), .batch = batch_, .q_len = 1,
                        .key_layout = KeyLayout::cache, .k = g.cache.k, .v = g.cache.v, .k_len = g.layout.capacity(),
                        .head_keys = g.keys, .key_positions = g.cache.positions.ptr<int32_t>(),
-                       .query_positions = step_positions_.ptr<int32_t>(), .out = att_.cols_slice(c0, width),
+                       .query_positions = step_positions_.ptr<int32_t>(), .out = att_.cols_slice(c0, cols),
                        .lse = lse_.cols_slice(g.cache.first_head, g.cache.heads), .workspace = workspace_});
   }
   sigmoid_gate_forward(gated_, att_, o);
-  const Dims dims = Dims::of(c, table, batch_, 1, nullptr);
   row_parallel_output(dims, y, x, gated_, model_.view(w, l.out_proj));
+}
+
+Dims Decoder::step_dims() const { return Dims::of(model_.config(), model_.table(), batch_, 1, model_.tp()); }
+
+void Decoder::gather_vocabulary(const Tensor& slice, Tensor logits) {
+  Communicator& tp = *model_.tp();
+  const int64_t rows = slice.rows, part = slice.rows * slice.cols;
+  std::vector<int64_t> offsets(tp.size() + 1);
+  for (int r = 0; r <= tp.size(); ++r) offsets[r] = r * part;
+  const Tensor flat = gathered_.cols_slice(0, offsets.back());
+  const auto range = [&](int r) { return flat.cols_slice(offsets[r], part).reshaped(rows, slice.cols); };
+  copy_tensor(range(tp.rank()), slice);
+  tp.allgather(flat, offsets);
+  for (int r = 0; r < tp.size(); ++r) copy_tensor(logits.cols_slice(r * slice.cols, slice.cols), range(r));
 }
 
 void Decoder::run_step(Tensor logits) {
   const ModelConfig& c = model_.config();
   const ParameterTable& table = model_.table();
   const Tensor w = model_.weights();
-  const Dims dims = Dims::of(c, table, batch_, 1, nullptr);
-  embedding_forward(x_, step_tokens_.ptr<int32_t>(), model_.view(w, table.embed()), 0);
+  const Dims dims = step_dims();
+  embedding_forward(x_, step_tokens_.ptr<int32_t>(), model_.view(w, table.embed()), dims.vocab_begin);
+  tensor_parallel_sum(dims, x_);
   for (int64_t i = 0; i < c.n_layers; ++i) {
     temporal_mixing_step(i, x_, y_);
     const LayerParameterIndex& l = table.layer(i);
@@ -239,7 +265,8 @@ void Decoder::run_step(Tensor logits) {
                            ffn_);
   }
   rmsnorm_forward(h_, rstd_, x_, model_.view(w, table.final_norm()), c.norm_eps);
-  matmul(logits, h_, false, model_.view(w, table.lm_head()), true);
+  matmul(model_.tp() ? vocab_slice_ : logits, h_, false, model_.view(w, table.lm_head()), true);
+  if (model_.tp()) gather_vocabulary(vocab_slice_, logits);
 }
 
 void Decoder::step(std::span<const int32_t> tokens, Tensor logits) {
@@ -258,7 +285,11 @@ void Decoder::step(std::span<const int32_t> tokens, Tensor logits) {
   }
   copy_tensor(step_tokens_, Tensor{const_cast<int32_t*>(tokens.data()), 1, batch_, batch_, DType::i32, Device::cpu});
   copy_tensor(step_positions_, host_ints(positions));
-  graph_.run([&] { run_step(logits); }, logits.data);
+  // Under tensor parallelism the step's collectives run on a stream of their own, outside a graph.
+  if (model_.tp())
+    run_step(logits);
+  else
+    graph_.run([&] { run_step(logits); }, logits.data);
   for (int64_t b = 0; b < batch_; ++b) ++lengths_[b];
 }
 

@@ -6,8 +6,10 @@
 // sequence — norm, projections, one recurrence update from the state, RoPE at the sequence's position, the
 // append to the cache, attention over the cached keys of the query's key set, gate, output projection, FFN —
 // so prefill(n) and k steps give the full forward's logits at those positions.
-// It runs on the model's device (CPU or GPU, through the same ops) without tensor parallelism; nothing of
-// training is allocated. Between the input projection and attention one op (kernels/cache_append.h)
+// It runs on the model's device (CPU or GPU, through the same ops); nothing of training is allocated. A model
+// split by tensor parallelism decodes on every rank of its group at once: each rank keeps the caches and state
+// of its own heads, the blocks sum their outputs over the group as in training, and the logits of the
+// vocabulary slices are gathered, so every rank sees the whole logits. Between the input projection and attention one op (kernels/cache_append.h)
 // advances the recurrence, rotates and appends, and attention reads the caches where they lie
 // (KeyLayout::cache); every index a step needs lives on the device, so on the GPU the step after its
 // input copy is one CUDA graph (kernels/captured_work.h), captured on the second step.
@@ -21,6 +23,7 @@
 #include "inference/key_cache.h"
 #include "kernels/cache_append.h"
 #include "kernels/captured_work.h"
+#include "model/blocks.h"
 #include "model/model.h"
 #include "model/pattern.h"
 
@@ -33,7 +36,7 @@ size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int6
 class Decoder {
  public:
   // Caches and state for `batch` sequences of up to `max_len` positions under `pattern` (InputError when
-  // the pattern does not fit the model or the model is split by tensor parallelism).
+  // the pattern does not fit the model). Under tensor parallelism every call is collective over the group.
   Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len);
 
   int64_t batch() const { return batch_; }
@@ -69,6 +72,9 @@ class Decoder {
   void set_positions(HeadGroup& g, int64_t first, int64_t count, int64_t n);
   // One step of every sequence from the tokens and positions in step_tokens_ and step_positions_.
   void run_step(Tensor logits);
+  Dims step_dims() const;
+  // Every tensor-parallel rank's vocabulary slice of some rows of logits, gathered into `logits` [rows, vocab].
+  void gather_vocabulary(const Tensor& slice, Tensor logits);
   void temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y);
 
   Model& model_;
@@ -83,6 +89,7 @@ class Decoder {
   // sequence; the attention workspace of the longest cache.
   Tensor step_tokens_, step_positions_;
   Tensor x_, y_, h_, rstd_, z_, q_rot_, att_, lse_, gated_, workspace_;
+  Tensor vocab_slice_, gathered_;  // under tensor parallelism: this rank's logits, and every rank's
   ChannelMixingState ffn_;
   CapturedWork graph_;
 };

@@ -84,6 +84,7 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   const ParameterTable& table() const { return table_; }
+  Communicator* tp() const { return tp_; }  // the tensor-parallel group, or nullptr
   Device device() const { return device_; }
   DType dtype() const { return dtype_; }
   // The type of gradients, statistics and logits: f32, or f64 for an f64 model.

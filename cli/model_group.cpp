@@ -1,0 +1,44 @@
+// Joining the ranks of an inference command (see model_group.h).
+#include "cli/model_group.h"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+#include "model/parameters.h"
+
+namespace ratplus::cli {
+
+void ModelGroup::add_option(CLI::App& cmd) {
+  cmd.add_option("--tp", tp, "split the model over this many ranks (launch them with mpirun -n N)")
+      ->capture_default_str();
+}
+
+Device ModelGroup::join(const ModelConfig& config, DeviceChoice choice) {
+  require_input(tp >= 1, fmt::format("--tp must be at least 1, got {}", tp));
+  if (tp == 1) return select_device(choice);
+  Communicator& all = world();
+  require_input(all.size() == tp, fmt::format("--tp {} needs {} ranks (mpirun -n {}), this run has {}", tp, tp, tp,
+                                              all.size()));
+  const std::string split_error = tensor_parallel_error(config, static_cast<int>(tp));
+  require_input(split_error.empty(), fmt::format("--tp: {}", split_error));
+  use_local_gpu(all.local_rank());
+  if (all.rank() != 0) spdlog::set_level(spdlog::level::warn);
+  const Device device = select_device(choice);
+  grid_ = std::make_unique<ProcessGrid>(all, static_cast<int>(tp), device);
+  return device;
+}
+
+int64_t ModelGroup::smallest(int64_t value) const {
+  if (!grid_) return value;
+  Communicator& all = grid_->world;
+  std::vector<double> values(all.size(), 0.0);
+  values[all.rank()] = static_cast<double>(value);
+  all.allreduce_sum(values);
+  return static_cast<int64_t>(*std::min_element(values.begin(), values.end()));
+}
+
+}  // namespace ratplus::cli
