@@ -53,7 +53,7 @@ grep -h "resuming\|checkpoint \|memory plan\|finished\|stopping" "$out"/*.log
 python3 - "$out" <<'PY'
 import json, sys
 out = sys.argv[1]
-load = lambda name: [json.loads(l) for l in open(f"{out}/{name}.jsonl")]
+load = lambda name: [r for r in map(json.loads, open(f"{out}/{name}.jsonl")) if "pass" in r]
 first, other, same = load("first"), load("continued-other-layout"), load("continued-same-layout")
 print("step pass   first       then same   then other      rel.diff")
 for x in first:

@@ -31,10 +31,10 @@ while [[ $# -gt 0 ]]; do
 done
 [[ $# -gt 0 ]] || { echo "mpirun.sh: give the train arguments after --" >&2; exit 2; }
 
-mpi=(mpirun -n "$procs" --bind-to none --map-by slot
-  -x LD_LIBRARY_PATH -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+mpi=(mpirun -n "$procs" --bind-to none --map-by slot -x OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
   -x NCCL_NVLS_ENABLE=0 -x NCCL_DEBUG=${NCCL_DEBUG:-WARN}  # NVLink multicast stays off
   -x RATPLUS_COLLECTIVE_TIMEOUT=${RATPLUS_COLLECTIVE_TIMEOUT:-1800})
+[[ -n ${LD_LIBRARY_PATH:-} ]] && mpi+=(-x LD_LIBRARY_PATH)  # passed on only when set (mpirun warns otherwise)
 [[ -n $hostfile ]] && mpi+=(--hostfile "$hostfile")
 [[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 

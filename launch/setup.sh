@@ -2,8 +2,9 @@
 # Installs what ratplus needs from the distribution's packages (when run as root and something is
 # missing) and builds it into build/. Safe to run again: it only installs what is missing and rebuilds
 # what changed.
-#   bash launch/setup.sh            # Release build in build/
-#   bash launch/setup.sh --tests    # also the tools the test suite uses (the Prometheus server, spm_train)
+#   bash launch/setup.sh            # Release build of the program in build/
+#   bash launch/setup.sh --tests    # also the test binaries and the tools the test suite uses (the Prometheus
+#                                   # server, spm_train, clang)
 #   BUILD_DIR=build-debug BUILD_TYPE=Debug bash launch/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,5 +32,8 @@ fi
 
 build=${BUILD_DIR:-build}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-Release}" >/dev/null
-cmake --build "$build" -j"$(nproc)"
+# The program alone, unless the tests are wanted too (their binaries are most of the build).
+targets=(--target ratplus)
+[[ ${1:-} == --tests ]] && targets=()
+cmake --build "$build" -j"$(nproc)" "${targets[@]}"
 echo "setup: built $build/ratplus"

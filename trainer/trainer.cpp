@@ -283,12 +283,13 @@ double Trainer::update(const Pass& pass, const Batch& batch, double lr) {
                  state_.step, pass.name, loss, norm, nonfinite_in_a_row_);
   }
   metrics_.record_update(pass.name, loss, norm, lr, !finite);
-  if (jsonl_.is_open()) {
-    const nlohmann::json line = {{"step", state_.step},  {"pass", pass.name},  {"loss", loss},
-                                 {"lr", lr},             {"grad_norm", norm}, {"tokens", state_.tokens},
-                                 {"skipped", !finite}};
-    jsonl_ << line.dump() << '\n' << std::flush;
-  }
+  write_jsonl({{"step", state_.step},
+               {"pass", pass.name},
+               {"loss", loss},
+               {"lr", lr},
+               {"grad_norm", norm},
+               {"tokens", state_.tokens},
+               {"skipped", !finite}});
   last_grad_norm_ = norm;
   if (nonfinite_in_a_row_ >= config_.train.max_nonfinite)
     throw std::runtime_error(fmt::format("training diverged: {} updates in a row had a non-finite loss or gradient "
@@ -348,13 +349,23 @@ void Trainer::validate() {
     val_data_->window(k, d.seq_len, d.eos_id, inputs, targets);
   };
   std::string line = fmt::format("validation at step {}:", state_.step);
+  nlohmann::json losses = nlohmann::json::object();
   for (const Pattern& p : patterns) {
     const double loss =
         window_loss(model_, p, source, config_.train.val_batches, d.seq_len, config_.train.micro_batch).mean();
     metrics_.record_validation(p.text(), loss);
     line += fmt::format(" {} {:.4f}", p.text(), loss);
+    losses[p.text()] = loss;
   }
   spdlog::info("{}", line);
+  write_jsonl({{"step", state_.step}, {"tokens", state_.tokens}, {"validation", losses}});
+}
+
+void Trainer::write_jsonl(nlohmann::json record) {
+  if (!jsonl_.is_open()) return;
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  record["time"] = static_cast<double>(std::chrono::duration_cast<std::chrono::milliseconds>(now).count()) / 1e3;
+  jsonl_ << record.dump() << '\n' << std::flush;
 }
 
 void Trainer::log_progress(double elapsed_seconds) {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -78,6 +79,8 @@ class Trainer {
   // What this rank holds of each checkpoint tensor group (parameters, AdamW m and v): ranges and values.
   std::vector<HeldValues> held_state() const;
   void validate();
+  // Appends one record to train.metrics_jsonl (when it is open), with the wall-clock time.
+  void write_jsonl(nlohmann::json record);
   void log_progress(double elapsed_seconds);
 
   // In the order of construction: the inputs are checked before the directory is locked, and the directory
@@ -94,7 +97,7 @@ class Trainer {
   std::unique_ptr<BatchLoader> loader_;
   TrainingState state_;
   TrainingMetrics metrics_;
-  std::ofstream jsonl_;
+  std::ofstream jsonl_;  // train.metrics_jsonl, on world rank 0
   int64_t nonfinite_in_a_row_ = 0;
   int64_t steps_this_run_ = 0;
   std::vector<double> last_loss_;       // per pass, for progress lines

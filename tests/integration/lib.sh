@@ -62,13 +62,24 @@ use_test_device() {
 same_updates() {
     "$PY" - "$1" "$2" "${3:-1e-5}" <<'PY'
 import json, sys
-a = [json.loads(l) for l in open(sys.argv[1])]; b = [json.loads(l) for l in open(sys.argv[2])]
+updates = lambda f: [r for r in map(json.loads, open(f)) if 'pass' in r]
+a, b = updates(sys.argv[1]), updates(sys.argv[2])
 tol = float(sys.argv[3])
 assert len(a) == len(b) > 0, (len(a), len(b))
 for x, y in zip(a, b):
     assert (x['step'], x['pass'], x['tokens']) == (y['step'], y['pass'], y['tokens']), (x, y)
     for key in ('loss', 'grad_norm'):
         assert abs(x[key] - y[key]) <= tol * max(1.0, abs(x[key])), (key, x, y)
+PY
+}
+
+# same_log A.jsonl B.jsonl: two training logs hold the same records, times apart.
+same_log() {
+    "$PY" - "$1" "$2" <<'PY'
+import json, sys
+records = lambda f: [{k: v for k, v in json.loads(l).items() if k != 'time'} for l in open(f)]
+a, b = records(sys.argv[1]), records(sys.argv[2])
+assert len(a) == len(b) > 0 and a == b, (len(a), len(b))
 PY
 }
 

@@ -86,8 +86,9 @@ check "a stop at train.stop_after (exit $rc) is not retried" \
 check "and the log says how to continue" \
   'grep -q "run it again with a larger train.stop_after, or with train.stop_after=0" planned.err'
 
-"$REPO/launch/mpirun.sh" -n 2 --tries 3 -- "${args[@]}" checkpoint.dir="$WORK/bad" train.global_batch=7 \
+env -u LD_LIBRARY_PATH "$REPO/launch/mpirun.sh" -n 2 --tries 3 -- "${args[@]}" checkpoint.dir="$WORK/bad" train.global_batch=7 \
   >bad.out 2>bad.err
 rc=$?
 check "bad input is not retried (exit $rc)" '[[ $rc -eq 2 ]] && grep -q "not restarting" bad.err'
+check "with LD_LIBRARY_PATH unset, mpirun has nothing to warn about it" '! grep -q LD_LIBRARY_PATH bad.err'
 finish

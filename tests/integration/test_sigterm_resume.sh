@@ -29,7 +29,7 @@ check "the log says how to continue" 'grep -q "run the same command again" split
 
 "$BIN" train --config "$config" "${args[@]}" checkpoint.dir=split train.metrics_jsonl=split.jsonl 2>resume.log
 check "the second run resumes from the stop" 'grep -q "resuming from $stopped" resume.log'
-check "the logged losses are identical" 'cmp -s straight.jsonl split.jsonl'
+check "the logged records are identical (times apart)" 'same_log straight.jsonl split.jsonl'
 check "final parameters and moments are bitwise identical" "$PY - <<'PY'
 import h5py, numpy as np, sys
 a = h5py.File('straight/step_00000060.h5', 'r'); b = h5py.File('split/step_00000060.h5', 'r')

@@ -24,6 +24,8 @@ export PATH=$WORK/fake:$PATH SCONTROL_LOG=$WORK/scontrol.log RATPLUS_BIN=$BIN SL
 args=(--config "$REPO/configs/tiny.yaml" data.train=train.bin data.val=train.bin train.steps=40 train.val_every=0
   train.log_every=1 train.metrics_jsonl=log.jsonl checkpoint.every=0 runtime.device=cpu checkpoint.dir="$WORK/ckpt")
 script=$REPO/launch/slurm.sbatch
+check "the job's log goes to the folder it was submitted from (no folder to make first)" \
+  'grep -q "^#SBATCH --output=slurm-%x-%j.log$" "$script"'
 check "the script asks for SIGTERM before the time limit and may be requeued" \
   'grep -q "^#SBATCH --signal=TERM@" "$script" && grep -q "^#SBATCH --requeue" "$script"'
 

@@ -34,6 +34,21 @@ TEST(ShippedConfigs, EveryConfigLoadsAndItsPatternParses) {
   EXPECT_GE(count, 11);
 }
 
+// A run of every shipped config validates and checkpoints more than once before it ends, and its metrics port
+// is not node_exporter's.
+TEST(ShippedConfigs, EveryConfigValidatesAndCheckpointsDuringItsRun) {
+  for (const auto& entry : std::filesystem::directory_iterator(kConfigs)) {
+    if (entry.path().extension() != ".yaml") continue;
+    const ExperimentConfig c = load_experiment_config(entry.path().string());
+    const std::string name = entry.path().filename().string();
+    EXPECT_GT(c.train.val_every, 0) << name;
+    EXPECT_LE(2 * c.train.val_every, c.train.steps) << name;
+    EXPECT_GT(c.checkpoint.every, 0) << name;
+    EXPECT_LE(2 * c.checkpoint.every, c.train.steps) << name;
+    EXPECT_EQ(c.metrics.listen.find(":9100"), std::string::npos) << name;
+  }
+}
+
 TEST(ShippedConfigs, PaperScaleSizes) {
   EXPECT_NEAR(load("ratplus-1.5b").model.parameter_count() / 1e9, 1.47, 0.01);
   EXPECT_NEAR(load("ratplus-2.6b").model.parameter_count() / 1e9, 2.65, 0.01);

@@ -3,10 +3,12 @@
 // planned and signalled stops, and the checkpoint directory (locked against a second run, checked at the start).
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fmt/format.h>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numbers>
 #include <unistd.h>
 #include <utility>
@@ -87,6 +89,14 @@ class TrainerTest : public ::testing::Test {
                                   "checkpoint.dir=" + dir_.file("ckpt")};
     o.insert(o.end(), extra.begin(), extra.end());
     return parse_experiment_config("", "test", o);
+  }
+
+  // The records of a train.metrics_jsonl file in the test's folder.
+  std::vector<nlohmann::json> jsonl_records(const std::string& name) const {
+    std::ifstream in(dir_.file(name));
+    std::vector<nlohmann::json> records;
+    for (std::string line; std::getline(in, line);) records.push_back(nlohmann::json::parse(line));
+    return records;
   }
 
   TempDir dir_;
@@ -208,15 +218,54 @@ TEST_F(TrainerTest, StoppedAndResumedRunIsBitwiseIdenticalToAStraightRun) {
   const std::vector<float> split_params = resumed.model().get_parameters();
   ASSERT_EQ(split_params.size(), straight.size());
   for (size_t i = 0; i < straight.size(); ++i) ASSERT_EQ(split_params[i], straight[i]) << "parameter " << i;
-  // The logged losses agree line by line.
-  std::ifstream a(dir_.file("straight.jsonl")), b(dir_.file("split.jsonl"));
-  std::string la, lb;
-  int lines = 0;
-  while (std::getline(a, la) && std::getline(b, lb)) {
-    EXPECT_EQ(la, lb);
-    ++lines;
+  // The logged records agree line by line, but for their times.
+  const std::vector<nlohmann::json> a = jsonl_records("straight.jsonl"), b = jsonl_records("split.jsonl");
+  ASSERT_EQ(a.size(), 14u);
+  ASSERT_EQ(b.size(), a.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    nlohmann::json x = a[i], y = b[i];
+    x.erase("time");
+    y.erase("time");
+    EXPECT_EQ(x, y) << "line " << i + 1;
   }
-  EXPECT_EQ(lines, 14);
+}
+
+// Each train.metrics_jsonl record carries its wall-clock time; every validation adds a record of its losses
+// after the updates of its step (its "step" counts the steps done; an update's is its batch index).
+TEST_F(TrainerTest, MetricsJsonlRecordsCarryTimesAndValidationLosses) {
+  const auto seconds = [] {
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    return std::chrono::duration<double>(now).count();
+  };
+  const double start = seconds();
+  Trainer trainer(config({"train.objective=joint", "train.val_every=4", "train.val_batches=2",
+                          "train.metrics_jsonl=" + dir_.file("log.jsonl")}));
+  ASSERT_EQ(trainer.run(), Trainer::Outcome::finished);
+  const double end = seconds();
+  const std::vector<nlohmann::json> records = jsonl_records("log.jsonl");
+  ASSERT_EQ(records.size(), 8u * 2 + 2);  // two passes per step, a validation at steps 4 and 8
+  double last = start - 1e-3;
+  std::vector<size_t> validations;
+  for (size_t i = 0; i < records.size(); ++i) {
+    const nlohmann::json& r = records[i];
+    ASSERT_TRUE(r.contains("time")) << r;
+    const double t = r["time"].get<double>();
+    EXPECT_GE(t, last) << "line " << i + 1;
+    EXPECT_LE(t, end + 1e-3) << "line " << i + 1;
+    last = t;
+    if (r.contains("validation")) validations.push_back(i);
+  }
+  ASSERT_EQ(validations, (std::vector<size_t>{8, 17}));
+  for (const size_t i : validations) {
+    const nlohmann::json& v = records[i];
+    EXPECT_EQ(v["step"].get<int64_t>(), records[i - 1]["step"].get<int64_t>() + 1);  // steps done, batch index
+    EXPECT_EQ(v["tokens"], records[i - 1]["tokens"]);
+    ASSERT_EQ(v["validation"].size(), 2u) << v;
+    for (const char* pattern : {"dense", "dilated:D=4"}) {
+      const double loss = v["validation"][pattern].get<double>();
+      EXPECT_TRUE(loss > 0 && loss < 2 * std::log(64.0)) << pattern << " " << loss;
+    }
+  }
 }
 
 // train.stop_after is a step number: a run resumed at it stops at once without writing anything (the same
