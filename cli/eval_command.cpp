@@ -51,13 +51,15 @@ size_t pattern_width(const std::vector<std::string>& patterns) {
 }
 
 // The model of the checkpoint on the chosen device, after its memory plan for `batch` sequences of
-// --seq-len tokens was found to fit.
-std::unique_ptr<Model> load_model(const Options& o, const ModelConfig& config, int64_t batch) {
+// --seq-len tokens and the task's own `buffers` was found to fit.
+std::unique_ptr<Model> load_model(const Options& o, const ModelConfig& config, int64_t batch,
+                                  const MemoryPlan& buffers = {}) {
   const Device device = select_device(parse_choice<DeviceChoice>(o.device, "--device"));
   const Precision precision = parse_choice<Precision>(o.precision, "--precision");
   const DType dtype = device == Device::cuda && precision == Precision::bf16 ? DType::bf16 : DType::f32;
-  Model::memory_plan(config, dtype, batch, o.seq_len, false)
-      .check_fits(device, fmt::format("memory plan on {}", device_name(device)),
+  MemoryPlan plan = Model::memory_plan(config, dtype, batch, o.seq_len, false);
+  plan.append(buffers);
+  plan.check_fits(device, fmt::format("memory plan on {}", device_name(device)),
                   "lower --micro-batch or --seq-len, or use --precision bf16");
   auto model = std::make_unique<Model>(config, device, dtype);
   load_model_weights(o.checkpoint, *model);
@@ -96,9 +98,11 @@ void run_choice_task(const Options& o, const ModelConfig& config, const std::vec
   const std::vector<ChoiceQuestion> questions = read_choice_questions(o.data[0], tokenizer.get(), config.vocab_size);
   check_choice_window(questions, o.seq_len);
   for (const Pattern& p : patterns) p.check_fits(config.n_layers, config.n_heads);
-  require_input(o.micro_batch >= 1, "--micro-batch must be at least 1");
-  const std::unique_ptr<Model> model = load_model(o, config, o.micro_batch);
-  const ChoiceBatching batching{o.seq_len, o.micro_batch};
+  const ChoiceBatching batching{o.seq_len, o.micro_batch, logit_rows_for(config.vocab_size)};
+  const int64_t logit_rows = most_logit_rows(questions, batching);
+  const MemoryPlan logits{{{fmt::format("logits of the scored positions ({} rows)", logit_rows),
+                            size_t(logit_rows * config.vocab_size) * sizeof(float)}}};
+  const std::unique_ptr<Model> model = load_model(o, config, o.micro_batch, logits);
 
   std::vector<ChoiceResult> results;
   for (const Pattern& p : patterns) {

@@ -69,6 +69,18 @@ double log_probability(const float* logits, int64_t vocab, int32_t target) {
 
 }  // namespace
 
+int64_t logit_rows_for(int64_t vocab_size) {
+  constexpr int64_t kLogitBytes = int64_t(256) << 20;
+  return std::max<int64_t>(1, kLogitBytes / (vocab_size * int64_t(sizeof(float))));
+}
+
+int64_t most_logit_rows(const std::vector<ChoiceQuestion>& questions, const ChoiceBatching& batching) {
+  int64_t most = 0;
+  for (const Pass& p : plan_passes(candidates_longest_first(questions, batching.window), batching))
+    most = std::max(most, p.rows);
+  return most;
+}
+
 void check_choice_window(const std::vector<ChoiceQuestion>& questions, int64_t window) {
   require_input(window >= 1, fmt::format("--seq-len must be at least 1, got {}", window));
   for (const ChoiceQuestion& q : questions)
@@ -90,10 +102,9 @@ std::vector<std::vector<double>> ending_log_likelihoods(Model& model, const Patt
 
   const std::vector<Candidate> list = candidates_longest_first(questions, batching.window);
   const std::vector<Pass> passes = plan_passes(list, batching);
-  int64_t most_rows = 0;
-  for (const Pass& p : passes) most_rows = std::max(most_rows, p.rows);
   Arena arena;
-  const int handle = arena.reserve("choice logits", most_rows, vocab, model.gradient_dtype());
+  const int handle =
+      arena.reserve("choice logits", most_logit_rows(questions, batching), vocab, model.gradient_dtype());
   arena.allocate(model.device());
   const Tensor logits = arena.get(handle);
 

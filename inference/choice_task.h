@@ -15,11 +15,17 @@
 namespace ratplus {
 
 struct ChoiceBatching {
-  int64_t window = 0;            // T: the longest sequence the model reads; longer contexts lose their start
-  int64_t sequences = 4;         // candidate sequences per forward pass
-  int64_t logit_rows = 1 << 12;  // scored positions per pass (their logits come to the host), unless one
-                                 // candidate alone has more
+  int64_t window = 0;       // T: the longest sequence the model reads; longer contexts lose their start
+  int64_t sequences = 4;    // candidate sequences per forward pass
+  int64_t logit_rows = 64;  // scored positions per pass (their logits come to the host), unless one
+                            // candidate alone has more
 };
+
+// The scored positions whose f32 logits over `vocab_size` ids fill 256 MiB (at least one).
+int64_t logit_rows_for(int64_t vocab_size);
+
+// The most scored positions any pass of these questions holds: the rows of the logits buffer.
+int64_t most_logit_rows(const std::vector<ChoiceQuestion>& questions, const ChoiceBatching& batching);
 
 // InputError naming the question when an ending is longer than the window.
 void check_choice_window(const std::vector<ChoiceQuestion>& questions, int64_t window);
