@@ -82,7 +82,10 @@ std::vector<std::string> choice_strings() {
 // "a|b|c": the words of a choice as error messages list them.
 inline std::string choice_list(std::span<const std::string_view> words) {
   std::string text;
-  for (const std::string_view word : words) text += (text.empty() ? "" : "|") + std::string(word);
+  for (const std::string_view word : words) {
+    if (!text.empty()) text += '|';
+    text += word;
+  }
   return text;
 }
 

@@ -235,7 +235,9 @@ TEST_F(ConfigTest, ChoiceWordsRoundTripAndOthersAreRefused) {
       } catch (const InputError& e) {
         const std::string message = e.what();
         EXPECT_NE(message.find("command line (" + key + "=" + bad + "): " + key + ": "), std::string::npos) << message;
-        if (bad[0] != '[') EXPECT_NE(message.find("must be one of " + allowed + ", got '"), std::string::npos) << message;
+        if (bad[0] != '[') {
+          EXPECT_NE(message.find("must be one of " + allowed + ", got '"), std::string::npos) << message;
+        }
       }
     }
   }

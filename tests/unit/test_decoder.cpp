@@ -122,13 +122,17 @@ TEST(CacheLayout, PromptRunsFillTheSlotsOfEveryReachablePosition) {
                                 std::to_string(s.sinks) + ", n " + std::to_string(n);
       for (int64_t slot = 0; slot < layout.capacity(); ++slot) {
         const int64_t held = layout.position_after_prompt(slot, n);
-        if (held >= 0) ASSERT_EQ(copied[slot], held) << where << ", slot " << slot;
+        if (held >= 0) {
+          ASSERT_EQ(copied[slot], held) << where << ", slot " << slot;
+        }
       }
       // Every key that a query at position n − 1 or later may attend to is held in its slot.
       for (int64_t j = 0; j < n; ++j) {
         bool reachable = false;
         for (int64_t t = n - 1; t < max_len && !reachable; ++t) reachable = in_key_set(s, t, j);
-        if (reachable) ASSERT_EQ(layout.position_after_prompt(layout.slot(j), n), j) << where << ", position " << j;
+        if (reachable) {
+          ASSERT_EQ(layout.position_after_prompt(layout.slot(j), n), j) << where << ", position " << j;
+        }
       }
     }
   }

@@ -168,7 +168,7 @@ class DistributedCheckpointTest : public ::testing::Test {
     std::vector<HeldValues> held;
   };
   std::unique_ptr<RankState> rank_state(const Layout& layout, int rank) const {
-    auto state = std::make_unique<RankState>(RankState{ParameterTable(config_, layout.tp_rank(rank), layout.tp)});
+    auto state = std::make_unique<RankState>(RankState{ParameterTable(config_, layout.tp_rank(rank), layout.tp), {}, {}, {}});
     const std::vector<std::vector<float>> local = expected_slices(state->slices);
     const int64_t n = state->slices.total_elements();
     state->bf16_params = Buffer(static_cast<size_t>(n) * 2, Device::cpu);

@@ -145,7 +145,7 @@ struct TemporalBlockFixture {
 class TemporalMixingGradient : public ::testing::TestWithParam<bool> {};
 
 TEST_P(TemporalMixingGradient, MatchesFiniteDifferences) {
-  const Dims dims{2, 11, 8, 2, 4, 16, GetParam(), 1e-6, 10000.0};
+  const Dims dims{2, 11, 8, 2, 4, 16, GetParam(), 1e-6, 10000.0, 0, nullptr};
   TemporalBlockFixture f(dims);
   const std::vector<KeySet> heads = {{3, 1, 1}, {1, 0, 0}};
   Owned x = random(dims.rows(), dims.d, 23), r = random(dims.rows(), dims.d, 24), y(dims.rows(), dims.d),
@@ -167,7 +167,7 @@ TEST_P(TemporalMixingGradient, MatchesFiniteDifferences) {
 INSTANTIATE_TEST_SUITE_P(Recurrence, TemporalMixingGradient, ::testing::Bool());
 
 TEST(ChannelMixingGradient, MatchesFiniteDifferences) {
-  const Dims dims{2, 5, 6, 2, 3, 10, true, 1e-6, 10000.0};
+  const Dims dims{2, 5, 6, 2, 3, 10, true, 1e-6, 10000.0, 0, nullptr};
   Owned norm = random(1, 6, 30), fc1 = random(10, 6, 31, 0.5), fc2 = random(6, 10, 32, 0.5);
   Owned gn(1, 6), g1(10, 6), g2(6, 10), h(10, 6), rstd(1, 10), pre(10, 10), act(10, 10), d_act(10, 10), dh(10, 6);
   Owned x = random(10, 6, 33), r = random(10, 6, 34), y(10, 6), dx(10, 6);
