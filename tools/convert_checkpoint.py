@@ -114,7 +114,7 @@ def read_model(path, kind, n_heads):
 
 def write_files(outputs):
     """outputs: [(path, write(temporary path))]; writes each to a temporary name in its folder,
-    syncs it, and renames them all only once every one is complete."""
+    syncs it, renames them all only once every one is complete, and syncs the folders."""
     temporaries = []
     try:
         for path, write in outputs:
@@ -126,6 +126,12 @@ def write_files(outputs):
                 os.fsync(f.fileno())
         for (path, _), temporary in zip(outputs, temporaries):
             os.replace(temporary, path)
+        for folder in {os.path.dirname(os.path.abspath(path)) for path, _ in outputs}:
+            descriptor = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
     finally:
         for temporary in temporaries:
             if os.path.exists(temporary):
@@ -201,9 +207,7 @@ def convert(source, target, n_heads=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Converts RAT+ checkpoints: .pth (reference PyTorch) <-> .h5 (ratplus); "
-                    ".pth or .h5 -> .safetensors or a folder (model.safetensors + config.json).")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", metavar="IN", help=".pth or .h5")
     parser.add_argument("output", metavar="OUT", help=".h5, .pth, .safetensors or a folder")
     parser.add_argument("--n-heads", type=int, metavar="H",

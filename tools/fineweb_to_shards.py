@@ -21,7 +21,7 @@ new temporary folder beside --out (or in --jsonl-dir, which keeps them), and `ra
 prepare` then tokenizes those files into --out (prepare reads files, not a pipe). The
 temporary folder is removed when done or on failure.
 
-Limits: --max-docs N takes the first N documents; --max-tokens N takes documents until they hold
+Limits (counts take a suffix K, M or B): --max-docs N takes the first N documents; --max-tokens N takes documents until they hold
 at least N tokens as `data prepare` counts them (BOS + the tokenizer's ids, + EOS with --eos),
 counted with the `sentencepiece` Python module (Debian: python3-sentencepiece), so the last
 document taken crosses N.
@@ -202,9 +202,6 @@ def check_arguments(args):
         require_module("pyarrow.parquet", PYARROW_MISSING)
     if args.dataset is not None:
         require_module("datasets", DATASETS_MISSING)
-    for option, value in (("--max-docs", args.max_docs), ("--max-tokens", args.max_tokens)):
-        if value is not None and value < 1:
-            raise InputError("%s must be >= 1, got %d" % (option, value))
     if not os.path.isfile(args.tokenizer):
         raise InputError("--tokenizer: %s: no such file" % args.tokenizer)
     for path in args.jsonl or args.parquet or []:
@@ -252,10 +249,19 @@ def run(args):
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def count(text):
+    """A count >= 1, with an optional suffix K, M or B (10^3, 10^6, 10^9) as `data prepare` takes."""
+    scale = {"k": 10 ** 3, "m": 10 ** 6, "b": 10 ** 9}.get(text[-1:].lower(), 1)
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit() or int(digits) * scale < 1:
+        raise argparse.ArgumentTypeError("expected a whole number >= 1 with an optional suffix K, M or B, "
+                                         "got %r" % text)
+    return int(digits) * scale
+
+
 def parse_arguments(argv=None):
-    parser = argparse.ArgumentParser(
-        description="FineWeb / FineWeb-Edu (hub, parquet or JSON Lines) -> ratplus data prepare shards.",
-        allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--tokenizer", required=True, help="SentencePiece model (LLaMA-2's tokenizer.model)")
     parser.add_argument("--out", required=True, help="output directory for the shards (new or empty)")
     parser.add_argument("--dataset", help="hub dataset: fineweb-edu (default), fineweb or OWNER/NAME")
@@ -264,8 +270,8 @@ def parse_arguments(argv=None):
     parser.add_argument("--parquet", nargs="+", metavar="FILE", help="local parquet files instead of the hub")
     parser.add_argument("--jsonl", nargs="+", metavar="FILE", help="local JSON Lines files instead of the hub")
     parser.add_argument("--text-field", default="text", help="the field or column holding the text")
-    parser.add_argument("--max-docs", type=int, metavar="N", help="take the first N documents")
-    parser.add_argument("--max-tokens", type=int, metavar="N",
+    parser.add_argument("--max-docs", type=count, metavar="N", help="take the first N documents")
+    parser.add_argument("--max-tokens", type=count, metavar="N",
                         help="take documents until they hold N tokens (needs the sentencepiece module)")
     parser.add_argument("--jsonl-dir", metavar="DIR", help="write and keep the JSON Lines files here")
     parser.add_argument("--ratplus", metavar="PATH", help="the ratplus binary (default: $RATPLUS, build/, PATH)")

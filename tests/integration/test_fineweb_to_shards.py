@@ -175,9 +175,9 @@ def main():
                       totals(manifest(os.path.join(tmp, "docs"))) == totals(manifest(os.path.join(tmp, "direct")))
                       and totals(manifest(os.path.join(tmp, "docs")))[0] == n)
 
-        proc = script("--jsonl", *sources, "--out", "all", *common, cwd=tmp)
-        if res.check("no limit exits 0", proc.returncode == 0, proc.stderr):
-            res.check("no limit takes every non-empty document",
+        proc = script("--jsonl", *sources, "--max-docs", "1K", "--out", "all", *common, cwd=tmp)
+        if res.check("--max-docs 1K exits 0", proc.returncode == 0, proc.stderr):
+            res.check("--max-docs 1K takes every one of fewer non-empty documents",
                       totals(manifest(os.path.join(tmp, "all")))[0] == len(texts))
         res.check("the temporary JSON Lines folder is removed", no_temporary(tmp), str(os.listdir(tmp)))
 
@@ -239,6 +239,7 @@ def main():
             ("two sources", ["--jsonl", sources[0], "--parquet", "x.parquet"], ["one source"]),
             ("--max-docs 0", ["--jsonl", sources[0], "--max-docs", "0"], ["--max-docs"]),
             ("--max-tokens -5", ["--jsonl", sources[0], "--max-tokens", "-5"], ["--max-tokens"]),
+            ("--max-tokens 3X", ["--jsonl", sources[0], "--max-tokens", "3X"], ["--max-tokens", "3X"]),
             ("a non-empty --out", ["--jsonl", sources[0], "--out", "nonempty"], ["--out", "nonempty"]),
             ("a missing tokenizer", ["--jsonl", sources[0], "--tokenizer", "absent.model"],
              ["--tokenizer", "absent.model"]),
