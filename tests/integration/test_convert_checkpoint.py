@@ -16,8 +16,9 @@ checkpoint (.pth, with an EasyDict-like config and optimizer state), and checks:
 - .h5 -> .safetensors and .pth -> a folder: parsed here from the bytes (header length, JSON header,
   offsets, little-endian float32 data), every tensor equal to the model's, config.json right, and
   both exports byte-identical;
-- bad input exits 2 naming the file and the tensor and leaves no output; an unwritable output
-  exits 1.
+- a training checkpoint of `ratplus train` -> .pth: its /model tensors and its step;
+- bad input exits 2 naming the file and the tensor and leaves no output (a damaged .h5 too); an
+  unwritable output exits 1.
 Prints one line per check and a final `N passed, M failed`; exits 77 when PyTorch is missing.
 """
 
@@ -364,6 +365,32 @@ def check_damaged_h5(res, tmp):
               "exit %d: %s" % (proc.returncode, proc.stderr))
 
 
+def check_training_checkpoint(res, binary, tmp):
+    """A checkpoint `ratplus train` wrote: its /model and /train@step become the .pth's task and step."""
+    repo = os.path.join(HERE, "..", "..")
+    tokens = os.path.join(tmp, "synth.bin")
+    ratplus(binary, "data", "synth", "--out", tokens, "--tokens", 20000, "--vocab", 256, "--seed", 1)
+    proc = ratplus(binary, "train", "--config", os.path.join(repo, "configs", "tiny.yaml"), "data.train=" + tokens,
+                   "data.val=" + tokens, "data.seq_len=32", "train.steps=3", "train.val_every=0",
+                   "train.metrics_jsonl=", "checkpoint.every=0", "checkpoint.dir=" + os.path.join(tmp, "ck"),
+                   "runtime.device=cpu")
+    if not res.check("ratplus train writes a checkpoint", proc.returncode == 0, proc.stderr[-2000:]):
+        return
+    h5 = os.path.join(tmp, "ck", "step_00000003.h5")
+    out = os.path.join(tmp, "trained.pth")
+    proc = convert(h5, out)
+    if not res.check("training checkpoint -> .pth exits 0", proc.returncode == 0, proc.stderr):
+        return
+    loaded = torch.load(out)
+    with h5py.File(h5, "r") as f:
+        embed = f["model/embed/weight"][()]
+        in_proj = f["model/layers/1/attn/in_proj/weight"][()]
+    res.check("training checkpoint: step and tensors", loaded["step"] == 3
+              and np.array_equal(loaded["task"]["embedding.wte.weight"].numpy(), embed)
+              and np.array_equal(loaded["task"]["backbone.layers.1.seq_layer.in_proj.weight"].numpy(), in_proj)
+              and loaded["config"]["model"]["backbone"]["seq_cell"]["d_head"] == 16, str(loaded["step"]))
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: test_convert_checkpoint.py /path/to/ratplus", file=sys.stderr)
@@ -377,6 +404,7 @@ def main():
             check_variant(res, binary, tmp, shard, variant, seed)
         check_bad_inputs(res, tmp)
         check_damaged_h5(res, tmp)
+        check_training_checkpoint(res, binary, tmp)
     print("%d passed, %d failed" % (res.passed, res.failed))
     return 1 if res.failed else 0
 
