@@ -47,18 +47,19 @@ def _reexec_with_system_python():
 if __name__ == "__main__":
     _reexec_with_system_python()
 
+import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ratplus_reference as ref  # noqa: E402
 from ratplus_reference import InputError  # noqa: E402
-from reference_checkpoint import read_reference, save_reference  # noqa: E402
+from reference_checkpoint import NORM_EPS, ROPE_BASE, read_reference, save_reference  # noqa: E402
 from safetensors_file import write_safetensors  # noqa: E402
 
 MODEL_KEYS = ("vocab_size", "d_model", "n_layers", "n_heads", "d_ffn", "norm_eps", "rope_base",
               "tie_embeddings", "recurrence")
 DIRECTIONS = {("pth", "h5"), ("h5", "pth"), ("h5", "safetensors"), ("pth", "safetensors"),
               ("h5", "folder"), ("pth", "folder")}
-FOLDER_FILES = ("model.safetensors", "config.json")
+MODEL_FILE, CONFIG_FILE = "model.safetensors", "config.json"  # a folder's files
 
 
 # ---------------------------------------------------------------------------- formats
@@ -84,7 +85,6 @@ def output_kind(path):
 
 def read_ratplus(path, n_heads):
     """(model config, SPEC §7 parameters as float32 arrays, step) of a ratplus .h5."""
-    import h5py
     try:
         cfg, params = ref.load_checkpoint(path, dtype=np.float32)
         with h5py.File(path, "r") as f:
@@ -162,7 +162,7 @@ def safetensors_writers(path, cfg, params):
     def write_config(temporary):
         with open(temporary, "w") as f:
             f.write(config_text)
-    return [(path, write_tensors), (os.path.join(os.path.dirname(path), "config.json"), write_config)]
+    return [(path, write_tensors), (os.path.join(os.path.dirname(path), CONFIG_FILE), write_config)]
 
 
 def require_folder(path, what):
@@ -178,7 +178,7 @@ def write_model(path, kind, cfg, params, step):
         if created:
             os.mkdir(path)
         try:
-            write_files(safetensors_writers(os.path.join(path, FOLDER_FILES[0]), cfg, params))
+            write_files(safetensors_writers(os.path.join(path, MODEL_FILE), cfg, params))
         except BaseException:
             if created and not os.listdir(path):
                 os.rmdir(path)
@@ -202,6 +202,9 @@ def convert(source, target, n_heads=None):
                          ".h5 -> .pth, .h5 or .pth -> .safetensors or a folder)"
                          % (source, target, in_kind, out_kind if out_kind == "folder" else "." + out_kind))
     cfg, params, step = read_model(source, in_kind, n_heads)
+    if out_kind == "pth" and (cfg["norm_eps"], cfg["rope_base"]) != (NORM_EPS, ROPE_BASE):
+        raise InputError("%s: norm_eps %g and rope_base %g: the reference implementation has %g and %g"
+                         % (source, cfg["norm_eps"], cfg["rope_base"], NORM_EPS, ROPE_BASE))
     write_model(target, out_kind, cfg, params, step)
     return cfg
 

@@ -41,7 +41,7 @@ LAYER_NAMES = OrderedDict([
 ])
 D_HEAD_KEY = ("model", "backbone", "seq_cell", "d_head")
 EXACT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # widen to float32 without loss
-NORM_EPS, ROPE_BASE = 1e-6, 10000.0  # SPEC §2, as in the reference
+NORM_EPS, ROPE_BASE = 1e-6, 10000.0  # SPEC §2; the reference implementation fixes both
 
 
 # ------------------------------------------------------------------------- unpickling

@@ -365,6 +365,19 @@ def check_damaged_h5(res, tmp):
               "exit %d: %s" % (proc.returncode, proc.stderr))
 
 
+def check_h5_refusals(res, tmp):
+    """A .h5 whose math the reference cannot hold, or with a contradicting --n-heads: exit 2."""
+    odd = os.path.join(tmp, "rope500.h5")
+    ref.write_checkpoint(odd, {"vocab_size": V, "d_model": D, "n_layers": 1, "n_heads": H, "rope_base": 500.0})
+    for label, target, args, expect in (("rope_base 500 -> .pth", "rope500.pth", [], "rope_base 500"),
+                                        ("--n-heads contradicting a .h5", "rope500.safetensors",
+                                         ["--n-heads", 2], "--n-heads 2")):
+        out = os.path.join(tmp, target)
+        proc = convert(odd, out, *args)
+        res.check("bad input: %s exits 2" % label, proc.returncode == 2 and odd in proc.stderr
+                  and expect in proc.stderr and not os.path.exists(out), proc.stderr)
+
+
 def check_training_checkpoint(res, binary, tmp):
     """A checkpoint `ratplus train` wrote: its /model and /train@step become the .pth's task and step."""
     repo = os.path.join(HERE, "..", "..")
@@ -404,6 +417,7 @@ def main():
             check_variant(res, binary, tmp, shard, variant, seed)
         check_bad_inputs(res, tmp)
         check_damaged_h5(res, tmp)
+        check_h5_refusals(res, tmp)
         check_training_checkpoint(res, binary, tmp)
     print("%d passed, %d failed" % (res.passed, res.failed))
     return 1 if res.failed else 0
