@@ -2,7 +2,8 @@
 # `ratplus eval --task choice`: multiple-choice questions as token ids and as text (a SentencePiece model
 # trained here by spm_train) give the table and the JSON report under several patterns; text questions score
 # as the token questions holding BOS + spm_encode(context) and the tail of spm_encode(context + " " + ending);
-# bad questions and options exit 2 naming the file and line (or the option) and write no report.
+# bad questions and options exit 2 naming the file and line (or the option) and write no report. With
+# RATPLUS_TEST_DEVICE=cuda the token questions also run on the GPU and must choose as on the CPU.
 # Usage: bash test_eval_choice.sh /path/to/ratplus        (prints "N passed, M failed" at the end)
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -39,6 +40,19 @@ import json
 a = json.load(open("out.json"))["results"][0]; b = json.load(open("one.json"))["results"][0]
 assert (a["acc"], a["acc_norm"]) == (b["acc"], b["acc_norm"]), (a, b)
 PY'
+
+# On a GPU (RATPLUS_TEST_DEVICE=cuda, the gpu.test_eval_choice test) the same questions, batched on the device in
+# f32, choose as the CPU does.
+use_test_device 1
+if [[ $DEVICE == cuda ]]; then
+    "$BIN" "${CHOICE[@]}" --data tokens.jsonl --pattern dilated:D=4,W=2,P=1 --micro-batch 5 --device cuda \
+        --precision fp32 --json gpu.json >/dev/null 2>gpu.log
+    check "on the GPU (f32): the CPU's accuracies under both patterns" '"$PY" - <<PY
+import json
+a = json.load(open("out.json"))["results"]; b = json.load(open("gpu.json"))["results"]
+assert [(x["acc"], x["acc_norm"]) for x in a] == [(y["acc"], y["acc_norm"]) for y in b], (a, b)
+PY'
+fi
 
 # --- bad questions and options --------------------------------------------------------
 good='{"context_tokens": [1, 2], "endings_tokens": [[3], [4, 5]], "label": 1}'
