@@ -41,7 +41,7 @@ classify() {  # TARGET ARTIFACT -> prints "hdf5", "not-reproduced" or "ours"
     echo ours
   fi
 }
-for target in config pattern shard checkpoint; do
+for target in config pattern shard checkpoint choice; do
   work=$build/fuzz/$target
   rm -rf "$work" && mkdir -p "$work/corpus"
   cp tests/fuzz/corpus/$target/* "$work/corpus/"
