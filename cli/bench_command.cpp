@@ -248,7 +248,7 @@ Action add_bench_command(CLI::App& app) {
       ->capture_default_str();
   train->add_option("--json", o->json, "also write the results to this file as one JSON object");
   const Action decode = add_bench_decode_command(*bench), prefill = add_bench_prefill_command(*bench);
-  return [o, bench, train, decode, prefill] {
+  return [o, bench, decode, prefill] {
     if (bench->got_subcommand("decode")) return decode();
     if (bench->got_subcommand("prefill")) return prefill();
     const TrainBenchResult result = run_train_benchmark(*o);
