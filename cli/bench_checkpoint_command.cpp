@@ -122,7 +122,8 @@ Action add_bench_checkpoint_command(CLI::App& bench) {
   cmd->add_option("overrides", o->overrides, "section.key=value overrides");
   cmd->add_option("--dir", o->dir,
                   "directory on the disk to measure (a new directory is made in it and removed at the end; "
-                  "default: the system's temporary directory)");
+                  "default: the system's temporary directory)")
+      ->check(CLI::ExistingDirectory);
   cmd->add_option("--json", o->json, "also write the results to this file as one JSON object");
   return [o] {
     const nlohmann::json result = run_checkpoint_benchmark(*o);
