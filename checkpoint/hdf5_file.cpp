@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <numeric>
 #include <optional>
 #include <system_error>
@@ -169,7 +170,8 @@ void Hdf5File::write_floats(const std::string& dataset_path, const float* data, 
                  "write_floats: negative dimension");
   const size_t bytes = sizeof(float) * static_cast<size_t>(std::accumulate(shape.begin(), shape.end(), int64_t{1},
                                                                            std::multiplies<>()));
-  const uint32_t crc = crc32_of(data, bytes);
+  // The checksum is computed while HDF5 writes the same (unchanging) values.
+  std::future<uint32_t> crc = std::async(std::launch::async, [data, bytes] { return crc32_of(data, bytes); });
   hdf5_guard(describe(dataset_path, "cannot write dataset"), [&] {
     const std::vector<hsize_t> dims(shape.begin(), shape.end());
     const int rank = static_cast<int>(dims.size());
@@ -183,8 +185,9 @@ void Hdf5File::write_floats(const std::string& dataset_path, const float* data, 
                                                     H5::DataSpace(rank, dims.data()), layout,
                                                     H5::DSetAccPropList::DEFAULT, links);
     dataset.write(data, H5::PredType::NATIVE_FLOAT);
+    const uint32_t checksum = crc.get();
     dataset.createAttribute(kChecksumAttribute, H5::PredType::STD_U32LE, H5::DataSpace(H5S_SCALAR))
-        .write(H5::PredType::NATIVE_UINT32, &crc);
+        .write(H5::PredType::NATIVE_UINT32, &checksum);
   });
 }
 
