@@ -1,4 +1,5 @@
-// Saving through rank 0 by the protocol of distributed_checkpoint.h, and loading what a rank holds.
+// Gathering into rank 0's snapshot and saving by the protocol of distributed_checkpoint.h, and loading what a
+// rank holds.
 #include "checkpoint/distributed_checkpoint.h"
 
 #include <algorithm>
@@ -48,58 +49,61 @@ GatherPlan exchange_layouts(Communicator& world, const ModelConfig& model, const
   return GatherPlan(model, slices.tp_size(), std::move(layouts));
 }
 
-// Rank 0's side of step 2: the writer, and the first failure, after which it only takes part in the gathers.
-class RootWriter {
- public:
-  void run(const std::function<void()>& step) {
-    if (failure_) return;
-    try {
-      step();
-    } catch (...) {
-      failure_ = std::current_exception();
-      writer_.reset();  // removes the temporary file
-    }
-  }
-  std::optional<TrainingCheckpointWriter>& writer() { return writer_; }
-  std::exception_ptr failure() const { return failure_; }
-
- private:
-  std::optional<TrainingCheckpointWriter> writer_;
-  std::exception_ptr failure_;
-};
-
 }  // namespace
 
-void save_distributed_checkpoint(const std::string& path, const ModelConfig& model, const TrainingState& state,
-                                 const ParameterTable& slices, const std::vector<HeldValues>& held,
-                                 Communicator& world) {
+CheckpointSnapshot::CheckpointSnapshot(const ModelConfig& model, Device peer)
+    : model_(model),
+      table_(model),
+      buffer_(Buffer::host_staging(sizeof(float) * kTensorGroups * static_cast<size_t>(table_.total_elements()),
+                                   peer)) {}
+
+void gather_checkpoint(const ModelConfig& model, const ParameterTable& slices, const std::vector<HeldValues>& held,
+                       Communicator& world, CheckpointSnapshot* snapshot) {
   check_held(slices, held);
-  const GatherPlan plan = exchange_layouts(world, model, slices, held);
   const bool root = world.rank() == kRoot;
-  RootWriter out;
-  if (root) out.run([&] { out.writer().emplace(path, model); });
-  std::vector<float> parts, full;  // rank 0 only
+  check_internal(root == (snapshot != nullptr), "gather_checkpoint: rank 0, and only rank 0, has a snapshot");
+  const GatherPlan plan = exchange_layouts(world, model, slices, held);
+  std::vector<float> parts;  // rank 0, when the plan does not gather in place
   for (int group = 0; group < kTensorGroups; ++group) {
     const HeldValues& mine = held[group];
     for (int tensor = 0; tensor < static_cast<int>(plan.full().entries().size()); ++tensor) {
       const ParameterInfo& whole = plan.full().entries()[tensor];
       const Range part = plan.part(group, tensor, world.rank());
       const Tensor sent = mine.values.cols_slice(part.size() > 0 ? part.begin - mine.range.begin : 0, part.size());
-      if (root) parts.resize(static_cast<size_t>(whole.numel()));
-      const Tensor received{parts.data(), 1, whole.numel(), whole.numel(), DType::f32, Device::cpu};
+      float* full = root ? snapshot->group(group) + whole.offset : nullptr;
+      const bool in_place = plan.gathers_in_place(group, tensor);
+      if (root && !in_place) parts.resize(static_cast<size_t>(whole.numel()));
+      const Tensor received{in_place ? full : parts.data(), 1, whole.numel(), whole.numel(), DType::f32, Device::cpu};
       world.gather(sent, root ? received : Tensor{}, plan.offsets(group, tensor), kRoot);
-      if (root)
-        out.run([&] {
-          full.resize(static_cast<size_t>(whole.numel()));
-          place_parts(plan, group, tensor, parts.data(), full.data());
-          out.writer()->write(group, whole, full.data());
-        });
+      if (root && !in_place) place_parts(plan, group, tensor, parts.data(), full);
     }
   }
-  if (root) out.run([&] { out.writer()->commit(state); });
-  double failed = out.failure() ? 1.0 : 0.0;
+}
+
+void write_checkpoint_snapshot(const std::string& path, const CheckpointSnapshot& snapshot, const TrainingState& state) {
+  TrainingCheckpointWriter writer(path, snapshot.model());
+  for (int group = 0; group < kTensorGroups; ++group)
+    for (const ParameterInfo& p : snapshot.table().entries()) writer.write(group, p, snapshot.group(group) + p.offset);
+  writer.commit(state);
+}
+
+void save_distributed_checkpoint(const std::string& path, const ModelConfig& model, const TrainingState& state,
+                                 const ParameterTable& slices, const std::vector<HeldValues>& held,
+                                 Communicator& world) {
+  std::optional<CheckpointSnapshot> snapshot;
+  if (world.rank() == kRoot) snapshot.emplace(model, held[0].values.device);
+  gather_checkpoint(model, slices, held, world, snapshot ? &*snapshot : nullptr);
+  std::exception_ptr failure;
+  if (snapshot) {
+    try {
+      write_checkpoint_snapshot(path, *snapshot, state);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }
+  double failed = failure ? 1.0 : 0.0;
   world.allreduce_sum(std::span<double>(&failed, 1));
-  if (out.failure()) std::rethrow_exception(out.failure());
+  if (failure) std::rethrow_exception(failure);
   if (failed > 0) throw std::runtime_error(path + ": the checkpoint could not be written (see rank 0's error)");
 }
 
@@ -115,6 +119,11 @@ TrainingState load_distributed_checkpoint(const std::string& path, const ModelCo
       const int64_t begin = std::max(mine.range.begin, slice.offset);
       const int64_t end = std::min(mine.range.end, slice.offset + slice.numel());
       if (begin >= end) continue;
+      const bool whole_slice = begin == slice.offset && end == slice.offset + slice.numel();
+      if (whole_slice && mine.values.device == Device::cpu && mine.values.dtype == DType::f32) {
+        read_parameter(file, tensor_group_path(group), slice, mine.values.ptr<float>() + (begin - mine.range.begin));
+        continue;  // read straight into place
+      }
       slice_values.resize(static_cast<size_t>(slice.numel()));
       read_parameter(file, tensor_group_path(group), slice, slice_values.data());
       from_host_floats(mine.values.cols_slice(begin - mine.range.begin, end - begin),

@@ -56,6 +56,17 @@ std::vector<int64_t> GatherPlan::offsets(int group, int tensor) const {
   return offsets;
 }
 
+bool GatherPlan::gathers_in_place(int group, int tensor) const {
+  const std::vector<int64_t> at = offsets(group, tensor);
+  for (int r = 0; r < ranks(); ++r) {
+    const Range sent = part(group, tensor, r);
+    if (sent.size() == 0) continue;
+    const ParameterInfo& slice = slices(r).entries()[tensor];
+    if (!slice.replicated() || sent.begin - slice.offset != at[r]) return false;
+  }
+  return true;
+}
+
 void place_parts(const GatherPlan& plan, int group, int tensor, const float* parts, float* full) {
   const std::vector<int64_t> offsets = plan.offsets(group, tensor);
   for (int r = 0; r < plan.ranks(); ++r) {

@@ -44,6 +44,9 @@ class GatherPlan {
   // The gather's offsets for one tensor: rank r's part lands at [offsets[r], offsets[r+1]) of a buffer of
   // offsets.back() = the full tensor's element count.
   std::vector<int64_t> offsets(int group, int tensor) const;
+  // Whether the gathered buffer already is the full tensor (as with one tensor-parallel rank whose ranks send
+  // their parts in rank order), so the gather can land in its final place and place_parts is not needed.
+  bool gathers_in_place(int group, int tensor) const;
 
  private:
   ParameterTable full_;

@@ -1,13 +1,20 @@
-// The HDF5 checkpoint-file wrapper: path handling, checksummed chunked float datasets and how a dataset is
-// stored (its chunks and their checksums), attributes, error translation, and whole files written through an
-// AtomicFile.
+// The HDF5 checkpoint-file wrapper: path handling, contiguous float datasets with a CRC-32 attribute (and
+// reading the chunked Fletcher-32 ones of older files), how a dataset is stored (its chunks and their
+// checksums), attributes, error translation, and whole files written through an AtomicFile.
 #include "checkpoint/hdf5_file.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
+#include <functional>
+#include <future>
+#include <numeric>
 #include <optional>
 #include <system_error>
 
+#include "checkpoint/checksum.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 
@@ -16,8 +23,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Largest chunk, in elements (4 MiB of float32): big enough for fast I/O, small enough to checksum cheaply.
-constexpr hsize_t kMaxChunkElements = hsize_t{1} << 20;
+// The attribute holding a contiguous dataset's CRC-32 (checksum.h) of its stored little-endian bytes.
+const char* const kChecksumAttribute = "crc32";
+// Objects of 64 KiB and more start at a multiple of 4 KiB (a page): large writes and reads stay aligned.
+constexpr hsize_t kAlignThreshold = hsize_t{64} << 10, kAlignment = 4096;
 
 // Runs an HDF5 operation, turning HDF5 exceptions into an InputError that starts with `context`.
 template <class Body>
@@ -47,13 +56,6 @@ std::vector<std::string> split_path(const std::string& path) {
 
 std::string attribute_label(const std::string& object_path, const std::string& name) {
   return object_path + "@" + name;
-}
-
-// Chunk dimensions for a dataset of the given (non-empty) dimensions: whole rows, at most kMaxChunkElements.
-std::vector<hsize_t> chunk_dims(const std::vector<hsize_t>& dims) {
-  if (dims.size() == 1) return {std::min(dims[0], kMaxChunkElements)};
-  const hsize_t cols = std::min(dims[1], kMaxChunkElements);
-  return {std::min(dims[0], std::max<hsize_t>(1, kMaxChunkElements / cols)), cols};
 }
 
 // The element type as text: "float32", "float16", "int32", "uint8", "strings", ...
@@ -113,6 +115,17 @@ void count_stored_chunks(const H5::DataSet& dataset, int checksum_position, Hdf5
   }
 }
 
+// The CRC-32 a dataset carries in its attribute, if any.
+std::optional<uint32_t> stored_crc32(const H5::DataSet& dataset) {
+  if (!dataset.attrExists(kChecksumAttribute)) return std::nullopt;
+  const H5::Attribute attribute = dataset.openAttribute(kChecksumAttribute);
+  if (attribute.getTypeClass() != H5T_INTEGER || attribute.getSpace().getSimpleExtentNpoints() != 1)
+    throw H5::Exception("crc32", "the crc32 attribute is not one integer");
+  uint32_t crc = 0;
+  attribute.read(H5::PredType::NATIVE_UINT32, &crc);
+  return crc;
+}
+
 void collect_datasets(const H5::Group& group, const std::string& prefix, std::vector<std::string>& out) {
   for (hsize_t i = 0; i < group.getNumObjs(); ++i) {
     const std::string name = group.getObjnameByIdx(i);
@@ -126,8 +139,11 @@ void collect_datasets(const H5::Group& group, const std::string& prefix, std::ve
 
 Hdf5File Hdf5File::create(const std::string& path) {
   H5::Exception::dontPrint();
-  return hdf5_guard(path + ": cannot create HDF5 file (is its directory there and writable?)",
-                    [&] { return Hdf5File(path, H5::H5File(path, H5F_ACC_TRUNC)); });
+  return hdf5_guard(path + ": cannot create HDF5 file (is its directory there and writable?)", [&] {
+    H5::FileAccPropList access;
+    access.setAlignment(kAlignThreshold, kAlignment);
+    return Hdf5File(path, H5::H5File(path, H5F_ACC_TRUNC, H5::FileCreatPropList::DEFAULT, access));
+  });
 }
 
 Hdf5File Hdf5File::open_read_only(const std::string& path) {
@@ -152,20 +168,26 @@ void Hdf5File::write_floats(const std::string& dataset_path, const float* data, 
   check_internal(shape.size() == 1 || shape.size() == 2, "write_floats: shape must be 1-D or 2-D");
   check_internal(std::all_of(shape.begin(), shape.end(), [](int64_t n) { return n >= 0; }),
                  "write_floats: negative dimension");
+  const size_t bytes = sizeof(float) * static_cast<size_t>(std::accumulate(shape.begin(), shape.end(), int64_t{1},
+                                                                           std::multiplies<>()));
+  // The checksum is computed while HDF5 writes the same (unchanging) values.
+  std::future<uint32_t> crc = std::async(std::launch::async, [data, bytes] { return crc32_of(data, bytes); });
   hdf5_guard(describe(dataset_path, "cannot write dataset"), [&] {
     const std::vector<hsize_t> dims(shape.begin(), shape.end());
     const int rank = static_cast<int>(dims.size());
+    // One contiguous block, written in one call from `data` (no chunking, no filter, no fill values first).
     H5::DSetCreatPropList layout;
-    if (std::find(dims.begin(), dims.end(), 0) == dims.end()) {  // filters need chunks; chunks need elements
-      layout.setChunk(rank, chunk_dims(dims).data());
-      layout.setFletcher32();
-    }
+    layout.setLayout(H5D_CONTIGUOUS);
+    layout.setFillTime(H5D_FILL_TIME_NEVER);
     H5::LinkCreatPropList links;
     links.setCreateIntermediateGroup(true);
     const H5::DataSet dataset = file_.createDataSet(dataset_path, H5::PredType::IEEE_F32LE,
                                                     H5::DataSpace(rank, dims.data()), layout,
                                                     H5::DSetAccPropList::DEFAULT, links);
     dataset.write(data, H5::PredType::NATIVE_FLOAT);
+    const uint32_t checksum = crc.get();
+    dataset.createAttribute(kChecksumAttribute, H5::PredType::STD_U32LE, H5::DataSpace(H5S_SCALAR))
+        .write(H5::PredType::NATIVE_UINT32, &checksum);
   });
 }
 
@@ -247,6 +269,7 @@ Hdf5File::Storage Hdf5File::dataset_storage(const std::string& dataset_path) con
         dataset.getSpaceStatus(status);
         storage.chunks = blocks;
         storage.stored_chunks = status == H5D_SPACE_STATUS_ALLOCATED ? blocks : 0;
+        storage.checksummed = dataset.attrExists(kChecksumAttribute);
         break;
       }
       case H5D_COMPACT:  // the data lives in the dataset's header
@@ -267,13 +290,28 @@ void Hdf5File::read_floats(const std::string& dataset_path, float* out, int64_t 
                                     [&] { return dataset.getSpace().getSimpleExtentNpoints(); });
   require_input(found == count, describe(dataset_path, "holds " + std::to_string(found) + " elements, expected " +
                                                            std::to_string(count)));
-  hdf5_guard(describe(dataset_path, "cannot read data: the file is damaged"),
-             [&] { dataset.read(out, H5::PredType::NATIVE_FLOAT); });
+  const std::optional<uint32_t> crc =
+      hdf5_guard(describe(dataset_path, "cannot read data: the file is damaged"), [&] {
+        dataset.read(out, H5::PredType::NATIVE_FLOAT);
+        return stored_crc32(dataset);
+      });
+  if (crc) require_crc32(dataset_path, *crc, out, count);
+}
+
+void Hdf5File::require_crc32(const std::string& dataset_path, uint32_t stored, const float* values,
+                             int64_t count) const {
+  const uint32_t found = crc32_of(values, sizeof(float) * static_cast<size_t>(count));
+  require_input(found == stored, describe(dataset_path, fmt::format("checksum mismatch (CRC-32 {:08x} stored, {:08x} "
+                                                                    "read): the file is damaged",
+                                                                    stored, found)));
 }
 
 void Hdf5File::read_floats(const std::string& dataset_path, float* out, const Part& part) const {
   require_float32(dataset_path);
   const H5::DataSet dataset = open_dataset(dataset_path);
+  const bool whole_checksum = hdf5_guard(describe(dataset_path, "cannot read its checksum: the file is damaged"),
+                                         [&] { return dataset.attrExists(kChecksumAttribute); });
+  if (whole_checksum) return read_part_of_checksummed(dataset_path, out, part);
   hdf5_guard(describe(dataset_path, "cannot read data: the file is damaged"), [&] {
     H5::DataSpace space = dataset.getSpace();
     const int rank = space.getSimpleExtentNdims();
@@ -303,6 +341,26 @@ void Hdf5File::read_floats(const std::string& dataset_path, float* out, const Pa
     dataset.read(out, H5::PredType::NATIVE_FLOAT, H5::DataSpace(rank, rank == 2 ? memory_dims : memory_dims + 1),
                  space);
   });
+}
+
+void Hdf5File::read_part_of_checksummed(const std::string& dataset_path, float* out, const Part& part) const {
+  const std::vector<int64_t> shape = dataset_shape(dataset_path);
+  const int64_t rows = shape.size() == 2 ? shape[0] : 1, cols = shape.back();
+  const int64_t block_rows = part.rows / part.row_blocks;
+  check_internal(rows % part.row_blocks == 0 && part.row_begin + block_rows <= rows / part.row_blocks &&
+                     part.col_begin + part.cols <= cols,
+                 "read_floats: part outside the dataset");
+  if (part.row_begin == 0 && part.col_begin == 0 && part.rows == rows && part.cols == cols)
+    return read_floats(dataset_path, out, rows * cols);  // straight into `out`, checked there
+  // The checksum covers the whole dataset: read and check all of it, then copy the part's rows out.
+  std::vector<float> whole(static_cast<size_t>(rows * cols));
+  read_floats(dataset_path, whole.data(), rows * cols);
+  const int64_t block_stride = rows / part.row_blocks;
+  for (int64_t block = 0; block < part.row_blocks; ++block)
+    for (int64_t row = 0; row < block_rows; ++row)
+      std::memcpy(out + (block * block_rows + row) * part.cols,
+                  whole.data() + (block * block_stride + part.row_begin + row) * cols + part.col_begin,
+                  sizeof(float) * static_cast<size_t>(part.cols));
 }
 
 std::string Hdf5File::read_string_attribute(const std::string& object_path, const std::string& name) const {

@@ -1,6 +1,7 @@
 // A small wrapper over the HDF5 C++ API for checkpoint files (SPEC §7): groups by path, float32 datasets
-// stored with a fletcher32 checksum (and, on reading, how a dataset is stored: which chunks, which checksums),
-// string, scalar and int64-array attributes. Every HDF5 failure becomes an InputError that names the file and
+// stored contiguously with their CRC-32 in the attribute `crc32` (and, on reading, how a dataset is stored:
+// which chunks, which checksums — older files hold chunked datasets with Fletcher-32 checksums, which still
+// read), string, scalar and int64-array attributes. Every HDF5 failure becomes an InputError that names the file and
 // the object path; HDF5's own error printing is silenced.
 #pragma once
 
@@ -25,7 +26,8 @@ class Hdf5File {
 
   // Creates a group and any missing intermediate groups ("/optim/m").
   void create_group(const std::string& group_path);
-  // Writes a float32 dataset of the given shape (1-D or 2-D, row-major); intermediate groups are created.
+  // Writes a float32 dataset of the given shape (1-D or 2-D, row-major) in one contiguous block, straight from
+  // `data`, and its CRC-32 (checkpoint/checksum.h) as the attribute `crc32`; intermediate groups are created.
   void write_floats(const std::string& dataset_path, const float* data, const std::vector<int64_t>& shape);
   // Attributes on the object (group or dataset) at `object_path`; "/" is the root group.
   void write_string_attribute(const std::string& object_path, const std::string& name, const std::string& value);
@@ -49,15 +51,20 @@ class Hdf5File {
   struct Storage {
     int64_t chunks = 0;         // the chunks its shape implies (contiguous or compact: 1; no elements: 0)
     int64_t stored_chunks = 0;  // of them, those the file holds
-    bool checksummed = false;   // Fletcher-32 is among its filters and no stored chunk skipped it
+    // A contiguous dataset: it has a `crc32` attribute. A chunked one: Fletcher-32 is among its filters and no
+    // stored chunk skipped it.
+    bool checksummed = false;
   };
   Storage dataset_storage(const std::string& dataset_path) const;
-  // Reads the whole float32 dataset into `out` (`count` elements, which must match). A checksum mismatch or
-  // any other read failure is an InputError saying the file is damaged.
+  // Reads the whole float32 dataset into `out` (`count` elements, which must match) and checks its checksum
+  // (the `crc32` attribute's, or each chunk's Fletcher-32). A checksum mismatch or any other read failure is an
+  // InputError saying the file is damaged.
   void read_floats(const std::string& dataset_path, float* out, int64_t count) const;
   // Part of a float32 dataset of shape [rows, cols] (a 1-D dataset of n elements is [1, n]): `row_blocks` equal
   // row blocks, from each the rows [row_begin, row_begin + rows / row_blocks) of the block, and the columns
-  // [col_begin, col_begin + cols). Only that part is read (and its chunks' checksums verified).
+  // [col_begin, col_begin + cols). Of a chunked dataset only that part is read (and its chunks' checksums
+  // verified); a dataset with a `crc32` is read whole, checked, and the part copied out (straight into `out`
+  // when the part is the whole dataset).
   struct Part {
     int64_t row_blocks = 1, row_begin = 0, rows = 0, col_begin = 0, cols = 0;
   };
@@ -80,6 +87,9 @@ class Hdf5File {
   enum class ObjectKind { none, group, dataset, other };
   ObjectKind kind_of(const std::string& object_path) const;
   H5::DataSet open_dataset(const std::string& dataset_path) const;
+  // InputError saying the file is damaged unless the CRC-32 of `count` values read is `stored`.
+  void require_crc32(const std::string& dataset_path, uint32_t stored, const float* values, int64_t count) const;
+  void read_part_of_checksummed(const std::string& dataset_path, float* out, const Part& part) const;
   // Calls `use` with the group or dataset at a path (InputError if there is none).
   void with_object(const std::string& object_path, const std::function<void(const H5::H5Object&)>& use) const;
   // An existing attribute of any shape.

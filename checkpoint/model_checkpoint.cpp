@@ -56,14 +56,14 @@ void check_dataset_layout(const Hdf5File& file, const std::string& group, const 
                                        ", found " + shape_text(found));
 }
 
-// Which datasets of a group must carry a Fletcher-32 checksum.
+// Which datasets of a group must carry a checksum (a CRC-32 attribute, or Fletcher-32 chunks in older files).
 enum class Checksums {
   all_or_none,  // loading: files written without any (h5py's default) load; ours have one on every dataset
   required,     // verifying: a dataset without one cannot be verified
 };
 
-// Every chunk of every dataset of the group is stored (HDF5 would read missing ones as zeros), and the
-// datasets carry checksums as `checksums` asks.
+// The data of every dataset of the group is stored, each chunk of it in older chunked files (HDF5 would read
+// missing data as zeros), and the datasets carry checksums as `checksums` asks.
 void check_group_storage(const Hdf5File& file, const std::string& group, const ParameterTable& table,
                          Checksums checksums) {
   std::vector<Hdf5File::Storage> storage;

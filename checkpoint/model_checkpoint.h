@@ -15,7 +15,7 @@
 namespace ratplus {
 
 // A little more than the bytes a file of `groups` tensor groups laid out like /model takes: the float32 data,
-// 16 KiB per dataset for its header, chunk index and checksums, and 1 MiB for the rest.
+// 16 KiB per dataset for its header, checksum and alignment, and 1 MiB for the rest.
 uint64_t checkpoint_file_bytes(const ModelConfig& config, int groups);
 
 // Writes an inference checkpoint atomically (via `path + ".tmp"` and a rename). `params` is the flat
@@ -28,7 +28,7 @@ ModelConfig read_checkpoint_model_config(const std::string& path);
 
 // Reads every parameter of ParameterTable(config) into `params`. Missing datasets, wrong shapes, types other
 // than float32, datasets the table does not know, and damage are InputErrors naming the file and the
-// dataset. Damage is: a chunk that is not stored (HDF5 would read zeros), a dataset without a checksum in a
+// dataset. Damage is: data or a chunk of it that is not stored (HDF5 would read zeros), a dataset without a checksum in a
 // group whose other datasets have one (files written by other programs may have none at all), a checksum
 // mismatch, a value that is not finite. The layout and storage are checked before any data is read, the
 // values of each tensor as it is read; after a read error the contents of `params` are unspecified.
@@ -55,8 +55,8 @@ void write_parameter(Hdf5File& file, const std::string& group, const ParameterIn
 void read_parameter(const Hdf5File& file, const std::string& group, const ParameterInfo& slice, float* values);
 
 // Any group laid out like /model (one float32 dataset per parameter, e.g. the AdamW moments /optim/m):
-// write `values`; check that the group holds exactly the table's datasets with their shapes and type, every
-// chunk stored and checksums on all or none of them (InputError naming the dataset otherwise); check and then
+// write `values`; check that the group holds exactly the table's datasets with their shapes and type, their
+// data stored and checksums on all or none of them (InputError naming the dataset otherwise); check and then
 // read it into `values`.
 void write_parameter_group(Hdf5File& file, const std::string& group, const ModelConfig& config, const float* values);
 void check_parameter_group(const Hdf5File& file, const std::string& group, const ModelConfig& config);

@@ -234,7 +234,7 @@ void print_result(const TrainBenchResult& r, const TrainBenchOptions& o) {
 Action add_bench_command(CLI::App& app) {
   auto* bench = app.add_subcommand(
       "bench", "measure performance (train: training throughput and MFU; decode: decoding throughput; prefill: "
-               "prefill time)");
+               "prefill time; checkpoint: checkpoint save and load speed, training stall)");
   bench->require_subcommand(1);
   auto* train = bench->add_subcommand("train", "time training steps of a config on random tokens");
   auto o = std::make_shared<TrainBenchOptions>();
@@ -247,10 +247,12 @@ Action add_bench_command(CLI::App& app) {
       ->check(CLI::Range(int64_t{0}, int64_t{1000000}))
       ->capture_default_str();
   train->add_option("--json", o->json, "also write the results to this file as one JSON object");
-  const Action decode = add_bench_decode_command(*bench), prefill = add_bench_prefill_command(*bench);
-  return [o, bench, decode, prefill] {
+  const Action decode = add_bench_decode_command(*bench), prefill = add_bench_prefill_command(*bench),
+               checkpoint = add_bench_checkpoint_command(*bench);
+  return [o, bench, decode, prefill, checkpoint] {
     if (bench->got_subcommand("decode")) return decode();
     if (bench->got_subcommand("prefill")) return prefill();
+    if (bench->got_subcommand("checkpoint")) return checkpoint();
     const TrainBenchResult result = run_train_benchmark(*o);
     if (world().rank() != 0) return;
     print_result(result, *o);

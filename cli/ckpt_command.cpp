@@ -1,7 +1,7 @@
 // `ratplus ckpt inspect FILE [--verify]`: what a checkpoint holds (its kind, model config, tensors and, for
 // a training checkpoint, the /train state) and, with --verify, whether every dataset still reads back
-// intact (model_checkpoint.h's verification: every chunk stored and checksummed, each checksum right on
-// reading, every value finite).
+// intact (model_checkpoint.h's verification: its data stored (every chunk, in older chunked files) and
+// checksummed, each checksum right on reading, every value finite).
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -88,8 +88,8 @@ Action add_ckpt_command(CLI::App& app) {
   auto* inspect_cmd = cmd->add_subcommand("inspect", "print a checkpoint's kind, model, tensors and training state");
   inspect_cmd->add_option("file", o->file, "checkpoint (.h5)")->required();
   inspect_cmd->add_flag("--verify", o->verify,
-                        "read every dataset, checking that all its chunks are stored, their checksums and that "
-                        "every value is finite");
+                        "read every dataset, checking that its data is stored, its checksum and that every value "
+                        "is finite");
   return [o] { inspect(o->file, o->verify); };
 }
 

@@ -16,8 +16,10 @@ Action add_train_command(CLI::App& app);
 Action add_ckpt_command(CLI::App& app);
 Action add_bench_command(CLI::App& app);
 Action add_generate_command(CLI::App& app);
-// `bench decode` and `bench prefill`, registered under the `bench` command by add_bench_command.
+// `bench decode`, `bench prefill` and `bench checkpoint`, registered under the `bench` command by
+// add_bench_command.
 Action add_bench_decode_command(CLI::App& bench);
 Action add_bench_prefill_command(CLI::App& bench);
+Action add_bench_checkpoint_command(CLI::App& bench);
 
 }  // namespace ratplus::cli

@@ -46,8 +46,30 @@ Buffer::Buffer(size_t bytes, Device device) : bytes_(bytes), device_(device) {
 
 Buffer::~Buffer() { release(); }
 
+Buffer Buffer::host_staging(size_t bytes, Device peer) {
+  Buffer b;
+  b.bytes_ = bytes;
+  if (bytes == 0) return b;
+#ifdef RATPLUS_HAVE_CUDA
+  if (peer == Device::cuda) {
+    cuda_check(cudaHostAlloc(&b.data_, bytes, cudaHostAllocDefault),
+               fmt::format("cudaHostAlloc of {} bytes", bytes).c_str());
+    b.page_locked_ = true;
+    return b;
+  }
+#else
+  (void)peer;
+#endif
+  b.data_ = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+  if (!b.data_) throw std::bad_alloc();
+  return b;
+}
+
 Buffer::Buffer(Buffer&& other) noexcept
-    : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)), device_(other.device_) {}
+    : data_(std::exchange(other.data_, nullptr)),
+      bytes_(std::exchange(other.bytes_, 0)),
+      device_(other.device_),
+      page_locked_(std::exchange(other.page_locked_, false)) {}
 
 Buffer& Buffer::operator=(Buffer&& other) noexcept {
   if (this != &other) {
@@ -55,13 +77,18 @@ Buffer& Buffer::operator=(Buffer&& other) noexcept {
     data_ = std::exchange(other.data_, nullptr);
     bytes_ = std::exchange(other.bytes_, 0);
     device_ = other.device_;
+    page_locked_ = std::exchange(other.page_locked_, false);
   }
   return *this;
 }
 
 void Buffer::release() {
   if (!data_) return;
-  if (device_ == Device::cpu) {
+  if (page_locked_) {
+#ifdef RATPLUS_HAVE_CUDA
+    cudaFreeHost(data_);
+#endif
+  } else if (device_ == Device::cpu) {
     std::free(data_);
   } else {
 #ifdef RATPLUS_HAVE_CUDA

@@ -15,6 +15,9 @@ class Buffer {
  public:
   Buffer() = default;
   Buffer(size_t bytes, Device device);
+  // Host memory for copies to and from `peer`: page-locked (cudaHostAlloc) when `peer` is a GPU, so that
+  // copies run at the bus's full speed; plain host memory otherwise. Not zero-filled.
+  static Buffer host_staging(size_t bytes, Device peer);
   ~Buffer();
   Buffer(Buffer&& other) noexcept;
   Buffer& operator=(Buffer&& other) noexcept;
@@ -30,6 +33,7 @@ class Buffer {
   void* data_ = nullptr;
   size_t bytes_ = 0;
   Device device_ = Device::cpu;
+  bool page_locked_ = false;  // host memory from cudaHostAlloc
 };
 
 class Arena {

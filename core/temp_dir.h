@@ -17,8 +17,10 @@ namespace ratplus {
 
 class TempDir {
  public:
-  explicit TempDir(const std::string& prefix = "ratplus") {
-    std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "_XXXXXX")).string();
+  // A new directory PREFIX_XXXXXX in `parent` (the system's temporary directory by default).
+  explicit TempDir(const std::string& prefix = "ratplus",
+                   const std::filesystem::path& parent = std::filesystem::temp_directory_path()) {
+    std::string pattern = (parent / (prefix + "_XXXXXX")).string();
     if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp " + pattern + ": " + std::strerror(errno));
     path_ = pattern;
   }

@@ -46,7 +46,9 @@ class SingleRank final : public Communicator {
   void reduce_scatter_sum(Tensor, std::span<const int64_t>) override {}
   void allgather(Tensor, std::span<const int64_t>) override {}
   void gather(Tensor mine, Tensor all, std::span<const int64_t> offsets, int) override {
-    from_host_floats(all.cols_slice(offsets[0], offsets[1] - offsets[0]), to_host_floats(mine));
+    const Tensor into = all.cols_slice(offsets[0], offsets[1] - offsets[0]);
+    if (mine.dtype == DType::f32) return copy_tensor(into, mine);  // one copy, from any device
+    from_host_floats(into, to_host_floats(mine));
   }
   void barrier() override {}
 };

@@ -80,7 +80,7 @@ TrainingMetrics::TrainingMetrics(const std::string& listen)
       validation_loss_(gauge_family(*registry_, "ratplus_validation_loss",
                                     "Validation loss (nats per token) of the last evaluation, by attention pattern.")),
       checkpoint_duration_(histogram(*registry_, "ratplus_checkpoint_duration_seconds",
-                                     "Wall time of writing a checkpoint.", kCheckpointBuckets)),
+                                     "Wall time of writing a checkpoint in the background, until the file is synced and renamed.", kCheckpointBuckets)),
       last_checkpoint_step_(
           gauge_family(*registry_, "ratplus_last_checkpoint_step", "Step of the last checkpoint written.").Add({})),
       resident_memory_(gauge_family(*registry_, "ratplus_process_resident_memory_bytes",

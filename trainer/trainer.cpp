@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "checkpoint/background_writer.h"
 #include "checkpoint/distributed_checkpoint.h"
 #include "checkpoint/model_checkpoint.h"
 #include "checkpoint/training_checkpoint.h"
@@ -186,7 +187,7 @@ Trainer::Trainer(const ExperimentConfig& config)
   last_loss_.assign(passes_.size(), NAN);
 }
 
-Trainer::~Trainer() = default;
+Trainer::~Trainer() = default;  // writer_ goes first: it waits for the write in flight
 
 void Trainer::request_stop() { g_stop_requested.store(true); }
 
@@ -328,17 +329,44 @@ std::vector<HeldValues> Trainer::held_state() const {
 std::string Trainer::save_checkpoint() {
   const auto start = Clock::now();
   const std::string path = (std::filesystem::path(config_.checkpoint.dir) / checkpoint_file_name(state_.step)).string();
-  // Collective over all ranks: world rank 0 gathers and writes one full tensor at a time.
-  if (grid_.world.rank() == 0) std::filesystem::create_directories(config_.checkpoint.dir);
-  save_distributed_checkpoint(path, config_.model, state_, model_.table(), held_state(), grid_.world);
-  if (grid_.world.rank() == 0) {
-    prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
-    const double seconds = seconds_since(start);
-    metrics_.record_checkpoint(state_.step, seconds);
-    spdlog::info("checkpoint {} ({:.2f} s)", path, seconds);
+  finish_checkpoint();  // the snapshot is free again
+  const bool root = grid_.world.rank() == 0;
+  if (root) {
+    std::filesystem::create_directories(config_.checkpoint.dir);
+    if (!writer_) writer_ = std::make_unique<BackgroundCheckpointWriter>(config_.model, model_.device());
   }
-  grid_.world.barrier();
+  // Collective over all ranks: world rank 0 gathers every full tensor into its host snapshot.
+  gather_checkpoint(config_.model, model_.table(), held_state(), grid_.world, root ? &writer_->snapshot() : nullptr);
+  if (root) {
+    last_checkpoint_stall_ = seconds_since(start);
+    spdlog::info("checkpoint step {}: state copied in {:.2f} s; writing {} in the background", state_.step,
+                 last_checkpoint_stall_, path);
+    const uint64_t bytes = writer_->snapshot().bytes();
+    const int64_t step = state_.step;
+    writer_->start(path, state_, [this, path, bytes, step, written = Clock::now()] {
+      prune_checkpoints(config_.checkpoint.dir, config_.checkpoint.keep);
+      const double seconds = seconds_since(written);
+      metrics_.record_checkpoint(step, seconds);
+      spdlog::info("checkpoint {} written ({:.2f} GB in {:.2f} s, {:.2f} GB/s)", path, bytes / 1e9, seconds,
+                   bytes / 1e9 / seconds);
+    });
+  }
   return path;
+}
+
+void Trainer::finish_checkpoint() {
+  std::exception_ptr failure;
+  if (writer_) {
+    try {
+      writer_->wait();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  }
+  double failed = failure ? 1.0 : 0.0;  // a failure on rank 0 ends every rank
+  grid_.world.allreduce_sum(std::span<double>(&failed, 1));
+  if (failure) std::rethrow_exception(failure);
+  if (failed > 0) throw std::runtime_error("a checkpoint could not be written (see rank 0's error)");
 }
 
 void Trainer::validate() {
@@ -394,9 +422,11 @@ Trainer::Outcome Trainer::stop(Outcome why) {
     g_stop_requested.store(false);
     spdlog::info("stopping at step {} (signal); run the same command again to continue", state_.step);
     save_checkpoint();
+    finish_checkpoint();
   } else if (steps_this_run_ > 0) {
     spdlog::info("stopping at step {} (train.stop_after={}); {}", state_.step, config_.train.stop_after, raise);
     save_checkpoint();
+    finish_checkpoint();
   } else {
     spdlog::info("stopping at step {}, where the run resumed: train.stop_after={} is reached; {}", state_.step,
                  config_.train.stop_after, raise);
@@ -421,6 +451,7 @@ Trainer::Outcome Trainer::run() {
   }
   if (steps_this_run_ > 0) {
     save_checkpoint();
+    finish_checkpoint();
     spdlog::info("finished {} steps ({} tokens, {} skipped updates) in {}", t.steps, state_.tokens,
                  state_.skipped_updates, clock_text(seconds_since(start)));
   } else {

@@ -11,7 +11,9 @@
 // With parallel.tp > 1 the ranks form a dp × tp grid (ProcessGrid): each tensor-parallel group runs one
 // model split Megatron-style over its ranks (Model with a tp group) on the same data, and the data-parallel
 // groups above work on each slice as described. Checkpoints always hold full tensors, so a run resumes in
-// any layout. From its start to its end the run holds a lock on checkpoint.dir (DirLock, taken by world rank
+// any layout. A checkpoint stops training only while world rank 0 gathers the state into its host snapshot;
+// a background thread then writes the file (BackgroundCheckpointWriter) while training goes on, and the next
+// checkpoint, the end of the run or a stop waits for that write and ends every rank if it failed. From its start to its end the run holds a lock on checkpoint.dir (DirLock, taken by world rank
 // 0, which writes the checkpoints), so a second run on the directory is refused before it writes anything.
 #pragma once
 
@@ -23,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/background_writer.h"
 #include "checkpoint/distributed_checkpoint.h"
 #include "core/buffer.h"
 #include "core/config.h"
@@ -68,7 +71,15 @@ class Trainer {
   Model& model() { return model_; }
   Optimizer& optimizer() { return optimizer_; }
   const std::vector<Pass>& passes() const { return passes_; }
-  std::string save_checkpoint();  // returns the path written
+  // Collective: waits for the previous checkpoint's write (finish_checkpoint), gathers the state into world
+  // rank 0's host snapshot and starts writing it in the background; returns the path being written. Older
+  // checkpoints beyond checkpoint.keep are pruned once the new one is complete and durable.
+  std::string save_checkpoint();
+  // Collective: waits for the checkpoint write in flight, if any; when it failed, rank 0 rethrows its error
+  // (naming the file) and the other ranks throw as well.
+  void finish_checkpoint();
+  // Seconds the last save_checkpoint() held training up (on world rank 0; 0 elsewhere and before any).
+  double last_checkpoint_stall() const { return last_checkpoint_stall_; }
 
  private:
   void start_from_checkpoint_or_init();
@@ -105,6 +116,9 @@ class Trainer {
   double flops_per_token_ = 0;          // training FLOPs of one token through every pass (SPEC §8)
   double window_seconds_ = 0;           // time spent in steps since the last progress line
   int64_t window_tokens_ = 0;
+  double last_checkpoint_stall_ = 0;
+  // Last, so that it is destroyed first: its thread may still be writing, and uses the members above.
+  std::unique_ptr<BackgroundCheckpointWriter> writer_;  // on world rank 0, from the first checkpoint on
 };
 
 }  // namespace ratplus

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Checkpoint integrity (SPEC §7) through the commands: damage that no checksum catches is refused by
-# `ckpt inspect --verify`, `eval` and `train` alike (exit 2, naming the file and the dataset): a chunk index
-# that lost its entry (one flipped bit; HDF5 would read the tensor as zeros), a dataset stored without a
-# checksum among checksummed ones, NaN written with a valid checksum, a float16 tensor, a /train@step that
-# contradicts the file name (train falls back to the previous checkpoint). A file written without any
+# Checkpoint integrity (SPEC §7) through the commands: damage is refused by `ckpt inspect --verify`, `eval`
+# and `train` alike (exit 2, naming the file and the dataset): one flipped bit in a tensor's data, a zeroed
+# tensor and one whose storage was never allocated (its CRC-32 kept); in a file of the older chunked layout,
+# a chunk index that lost its entry (one flipped bit; HDF5 would read the tensor as zeros); a dataset stored
+# without a checksum among checksummed ones, NaN written with a valid checksum, a float16 tensor, a /train@step
+# that contradicts the file name (train falls back to the previous checkpoint). A file written without any
 # checksum (h5py's default) evaluates but is never called verified; finite weights whose loss overflows make
 # eval exit 1.
 # Usage: bash test_checkpoint_integrity.sh /path/to/ratplus        (prints "N passed, M failed" at the end)
@@ -46,6 +47,7 @@ fi
 "$PY" - <<'EOF' || exit 1
 import shutil
 import struct
+import zlib
 
 import h5py
 import numpy as np
@@ -60,11 +62,43 @@ def replace(group, name, **how):
     del group[name]
     group.create_dataset(name, data=data, **how)
 
-# One flipped bit: the entry count of the chunk index (a v1 B-tree node, "TREE") of /model/embed/weight goes
-# from 1 to 0, so HDF5 finds no chunk and reads fill values without checking any checksum.
+def rewrite(group, name, data):  # new values with a valid CRC-32
+    group[name][...] = data
+    group[name].attrs["crc32"] = np.uint32(zlib.crc32(group[name][()].astype("<f4").tobytes()))
+
+# The stored CRC-32 is zlib's over the dataset's bytes.
 with h5py.File("x.h5", "r") as f:
-    chunk_address = f["model/embed/weight"].id.get_chunk_info(0).byte_offset
+    d = f["model/embed/weight"]
+    assert d.attrs["crc32"] == zlib.crc32(d[()].astype("<f4").tobytes())
+    data_offset = d.id.get_offset()
+
+# One flipped bit in the data of /model/embed/weight.
 data = bytearray(open("x.h5", "rb").read())
+data[data_offset + 100] ^= 4
+open("bitflip.h5", "wb").write(bytes(data))
+edited("zeroed.h5", lambda g: g["embed/weight"].write_direct(np.zeros(g["embed/weight"].shape, np.float32)))
+
+def unallocated(group):  # the dataset exists, with its checksum, but its data was never written
+    crc = group["embed/weight"].attrs["crc32"]
+    shape = group["embed/weight"].shape
+    del group["embed/weight"]
+    group.create_dataset("embed/weight", shape=shape, dtype="<f4").attrs["crc32"] = crc
+edited("unallocated.h5", unallocated)
+
+# The older layout: every dataset in chunks with Fletcher-32 checksums (one chunk each).
+with h5py.File("x.h5", "r") as f, h5py.File("old.h5", "w") as out:
+    out.create_group("model").attrs["config"] = f["model"].attrs["config"]
+    names = []
+    f["model"].visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    for name in names:
+        out["model"].create_dataset(name, data=f["model"][name][()], chunks=f["model"][name].shape,
+                                    fletcher32=True)
+
+# One flipped bit in old.h5: the entry count of the chunk index (a v1 B-tree node, "TREE") of
+# /model/embed/weight goes from 1 to 0, so HDF5 finds no chunk and reads fill values without checking any checksum.
+with h5py.File("old.h5", "r") as f:
+    chunk_address = f["model/embed/weight"].id.get_chunk_info(0).byte_offset
+data = bytearray(open("old.h5", "rb").read())
 nodes = []
 at = data.find(b"TREE")
 while at >= 0:
@@ -81,11 +115,13 @@ edited("unchecked.h5", lambda g: replace(g, "layers/0/ffn/fc1/weight"))
 edited("half.h5", lambda g: replace(g, "layers/0/ffn/fc2/weight", dtype=np.float16, chunks=True, fletcher32=True))
 
 def put_nan(group):
-    group["layers/1/attn/out_proj/weight"][3, 5] = np.nan  # rewritten with a valid checksum
+    values = group["layers/1/attn/out_proj/weight"][()]
+    values[3, 5] = np.nan
+    rewrite(group, "layers/1/attn/out_proj/weight", values)
 edited("nan.h5", put_nan)
 
 def overflow(group):  # finite, but the logits overflow float32
-    group["embed/weight"][...] = np.where(group["embed/weight"][()] < 0, -3e38, 3e38).astype(np.float32)
+    rewrite(group, "embed/weight", np.where(group["embed/weight"][()] < 0, -3e38, 3e38).astype(np.float32))
 edited("huge.h5", overflow)
 
 with h5py.File("x.h5", "r") as f, h5py.File("foreign.h5", "w") as out:
@@ -102,8 +138,16 @@ expect "control: intact checkpoint: ckpt inspect --verify" 0 F:verified -- ckpt 
 expect "control: intact checkpoint: eval" 0 F:dense -- \
     eval --checkpoint x.h5 --data tokens.bin --seq-len 32 --batches 2 --pattern dense --json out.json
 
+expect "control: older chunked layout: ckpt inspect --verify" 0 F:verified -- ckpt inspect old.h5 --verify
+expect "control: older chunked layout: eval" 0 F:dense -- \
+    eval --checkpoint old.h5 --data tokens.bin --seq-len 32 --batches 2 --pattern dense --json out.json
+
 # --- damage ----------------------------------------------------------------------------
-refused "chunk index lost its entry (one flipped bit)" flipped.h5 F:/model/embed/weight "F:0 of 1 chunks" F:damaged
+refused "one flipped bit in a tensor's data" bitflip.h5 F:/model/embed/weight "F:checksum mismatch" F:damaged
+refused "a zeroed tensor" zeroed.h5 F:/model/embed/weight "F:checksum mismatch" F:damaged
+refused "a tensor whose storage was never allocated" unallocated.h5 F:/model/embed/weight "F:0 of 1 chunks" F:damaged
+refused "older layout: chunk index lost its entry (one flipped bit)" flipped.h5 F:/model/embed/weight \
+    "F:0 of 1 chunks" F:damaged
 refused "dataset without a checksum among checksummed ones" unchecked.h5 \
     F:/model/layers/0/ffn/fc1/weight F:checksum F:damaged
 refused "NaN with a valid checksum" nan.h5 F:/model/layers/1/attn/out_proj/weight F:non-finite F:nan

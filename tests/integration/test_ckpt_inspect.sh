@@ -35,8 +35,7 @@ with h5py.File("x.h5", "r") as f:
     datasets = []
     f["model"].visititems(lambda name, obj: datasets.append(obj) if isinstance(obj, h5py.Dataset) else None)
     largest = max(datasets, key=lambda d: d.size)
-    chunk = largest.id.get_chunk_info(0)
-    print(sum(d.size for d in datasets), largest.name, chunk.byte_offset + chunk.size // 2)
+    print(sum(d.size for d in datasets), largest.name, largest.id.get_offset() + largest.id.get_storage_size() // 2)
 EOF
 )
 if [ -z "${offset:-}" ]; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # A checkpoint directory on a file system too small: with no room for one checkpoint (a 3 MB tmpfs) the run
 # is refused before it trains (exit 2, naming checkpoint.dir and both sizes); with room for one but not two
-# (a tmpfs of 1.5 checkpoints), training stops at the second write with exit code 1 and a message giving both
-# sizes, leaves no temporary file, and does not crash (HDF5 used to end the process with SIGSEGV when the
+# (a tmpfs of 1.5 checkpoints), the second write fails in the background and the run ends at the next
+# checkpoint with exit code 1 and a message naming the file and giving both sizes, keeps the first checkpoint,
+# leaves no temporary file, and does not crash (HDF5 used to end the process with SIGSEGV when the
 # disk filled under it). Needs to mount a tmpfs (root); skipped (exit 77) where that is not allowed.
 # Usage: bash test_full_disk.sh /path/to/ratplus        (prints "N passed, M failed" at the end)
 set -u

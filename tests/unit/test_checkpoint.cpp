@@ -4,6 +4,7 @@
 #include <H5Cpp.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <cmath>
 #include <filesystem>
@@ -199,19 +200,55 @@ TEST_F(CheckpointTest, TensorParallelRanksReadTheirSlices) {
     }
 }
 
-TEST_F(CheckpointTest, DatasetsAreChecksummed) {
+// The CRC-32 attribute of a dataset, read without ratplus.
+uint32_t crc32_attribute(const H5::DataSet& dataset) {
+  uint32_t crc = 0;
+  dataset.openAttribute("crc32").read(H5::PredType::NATIVE_UINT32, &crc);
+  return crc;
+}
+
+uint32_t zlib_crc32(const float* values, int64_t count) {
+  return static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(values), static_cast<uInt>(count * 4)));
+}
+
+TEST_F(CheckpointTest, DatasetsAreContiguousWithTheirCrc32) {
+  const ModelConfig config = small_config();
   const std::string path = dir_.file("model.h5");
-  save_small(path, small_config());
+  const std::vector<float> params = save_small(path, config);
   const H5::H5File file(path, H5F_ACC_RDONLY);
-  const H5::DSetCreatPropList layout = file.openDataSet("/model/embed/weight").getCreatePlist();
-  EXPECT_EQ(layout.getLayout(), H5D_CHUNKED);
-  EXPECT_TRUE(layout.allFiltersAvail());
-  ASSERT_EQ(layout.getNfilters(), 1);
-  unsigned flags = 0;
-  size_t n_values = 0;
-  unsigned config_word = 0;
-  char name[64];
-  EXPECT_EQ(layout.getFilter(0, flags, n_values, nullptr, sizeof name, name, config_word), H5Z_FILTER_FLETCHER32);
+  const ParameterTable table(config);
+  for (const ParameterInfo& p : table.entries()) {
+    const H5::DataSet dataset = file.openDataSet("/model/" + p.name);
+    EXPECT_EQ(dataset.getCreatePlist().getLayout(), H5D_CONTIGUOUS) << p.name;
+    EXPECT_EQ(dataset.getCreatePlist().getNfilters(), 0) << p.name;
+    EXPECT_EQ(crc32_attribute(dataset), zlib_crc32(params.data() + p.offset, p.numel())) << p.name;
+  }
+}
+
+// Zeroed data (the checksum kept) and a dataset whose storage was never allocated are both damage.
+TEST_F(CheckpointTest, ZeroedOrUnallocatedDataIsReportedAsDamage) {
+  const ModelConfig config = sliceable_config(/*tie_embeddings=*/false);
+  const std::string path = dir_.file("model.h5");
+  save_small(path, config);
+  {
+    H5::H5File file(path, H5F_ACC_RDWR);
+    const std::vector<float> zeros(38 * 8, 0.0f);
+    file.openDataSet("/model/embed/weight").write(zeros.data(), H5::PredType::NATIVE_FLOAT);
+  }
+  expect_refused_everywhere(path, config, {path, "/model/embed/weight", "checksum mismatch", "damaged"});
+
+  const std::vector<float> params = save_small(path, config);
+  {
+    H5::H5File file(path, H5F_ACC_RDWR);
+    const uint32_t crc = crc32_attribute(file.openDataSet("/model/embed/weight"));
+    file.unlink("/model/embed/weight");
+    const hsize_t dims[2] = {38, 8};
+    const H5::DataSet empty = file.createDataSet("/model/embed/weight", H5::PredType::IEEE_F32LE,
+                                                 H5::DataSpace(2, dims));  // never written: no storage
+    empty.createAttribute("crc32", H5::PredType::STD_U32LE, H5::DataSpace(H5S_SCALAR))
+        .write(H5::PredType::NATIVE_UINT32, &crc);
+  }
+  expect_refused_everywhere(path, config, {path, "/model/embed/weight", "0 of 1 chunks", "damaged"});
 }
 
 // Files written without checksums (h5py's default) load, but verification does not vouch for them.
@@ -487,23 +524,37 @@ TEST(Hdf5FileTest, AttributesGroupsAndListing) {
   expect_input_error([&] { file.read_string_attribute("/missing", "x"); }, {path, "/missing", "no such group"});
 }
 
-TEST(Hdf5FileTest, LargeDatasetsAreSplitIntoChunks) {
+// A large dataset is one block at a page boundary, its CRC-32 that of all its bytes (computed on several
+// threads); any part of it reads back as the naive copy of its rows and columns.
+TEST(Hdf5FileTest, LargeDatasetsAreOneAlignedBlockWithTheirCrc32) {
   const TempDir dir;
   const std::string path = dir.file("big.h5");
-  std::vector<float> values(3000 * 700);
+  const int64_t rows = 6000, cols = 1000;  // 24 MB: several checksum blocks
+  std::vector<float> values(rows * cols);
   for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
-  write_hdf5_atomically(path, [&](Hdf5File& file) { file.write_floats("/big", values.data(), {3000, 700}); });
-
+  write_hdf5_atomically(path, [&](Hdf5File& file) {
+    file.write_floats("/small", values.data(), {3});
+    file.write_floats("/big", values.data(), {rows, cols});
+  });
   {
     const H5::H5File raw(path, H5F_ACC_RDONLY);
-    hsize_t chunk[2] = {0, 0};
-    ASSERT_EQ(raw.openDataSet("/big").getCreatePlist().getChunk(2, chunk), 2);
-    EXPECT_LE(chunk[0] * chunk[1], hsize_t{1} << 20);
-    EXPECT_EQ(chunk[1], 700u);
+    const H5::DataSet big = raw.openDataSet("/big");
+    EXPECT_EQ(big.getCreatePlist().getLayout(), H5D_CONTIGUOUS);
+    EXPECT_EQ(big.getOffset() % 4096, 0u);
+    EXPECT_EQ(crc32_attribute(big), zlib_crc32(values.data(), rows * cols));
   }
+  const Hdf5File file = Hdf5File::open_read_only(path);
   std::vector<float> read(values.size());
-  Hdf5File::open_read_only(path).read_floats("/big", read.data(), static_cast<int64_t>(read.size()));
+  file.read_floats("/big", read.data(), static_cast<int64_t>(read.size()));
   EXPECT_EQ(read, values);
+  // Rows [100, 300) of each half, columns [10, 40).
+  const Hdf5File::Part part{2, 100, 400, 10, 30};
+  std::vector<float> got(400 * 30), expected;
+  file.read_floats("/big", got.data(), part);
+  for (int64_t block = 0; block < 2; ++block)
+    for (int64_t r = 100; r < 300; ++r)
+      for (int64_t c = 10; c < 40; ++c) expected.push_back(values[(block * 3000 + r) * cols + c]);
+  EXPECT_EQ(got, expected);
 }
 
 }  // namespace

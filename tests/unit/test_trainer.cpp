@@ -7,7 +7,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <numbers>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include <vector>
 
 #include "checkpoint/training_checkpoint.h"
+#include "core/buffer.h"
 #include "core/config.h"
 #include "data/synthetic.h"
 #include "kernels/optimizer.h"
@@ -341,6 +344,97 @@ TEST_F(TrainerTest, DamagedNewestCheckpointFallsBackToThePreviousOne) {
   ASSERT_EQ(files.size(), 2u);  // steps 4 and 2
   fs::resize_file(files[0], fs::file_size(files[0]) / 2);
   Trainer resumed(config({"train.objective=dense", "train.steps=4", "checkpoint.every=2"}));
+  EXPECT_EQ(resumed.state().step, 2);
+}
+
+// Every dataset and every attribute of a checkpoint, as text, for comparing two files' contents.
+std::map<std::string, std::string> checkpoint_contents(const std::string& path) {
+  const Hdf5File file = Hdf5File::open_read_only(path);
+  std::map<std::string, std::string> contents;
+  for (const std::string group : {"/model", "/optim/m", "/optim/v"})
+    for (const std::string& name : file.list_datasets(group)) {
+      const std::vector<int64_t> shape = file.dataset_shape(group + "/" + name);
+      std::vector<float> values(static_cast<size_t>(shape.size() == 2 ? shape[0] * shape[1] : shape[0]));
+      file.read_floats(group + "/" + name, values.data(), static_cast<int64_t>(values.size()));
+      contents[group + "/" + name] = std::string(reinterpret_cast<const char*>(values.data()), values.size() * 4);
+    }
+  contents["/model@config"] = file.read_string_attribute("/model", "config");
+  const TrainingState state = read_training_state(file);
+  contents["/train"] = fmt::format("{} {} {} {} {} {} {}", state.step, state.tokens, state.optimizer_updates,
+                                   state.skipped_updates, state.config_yaml, fmt::join(state.loader_positions, ","),
+                                   state.seed);
+  return contents;
+}
+
+// The checkpoint a run writes in the background while it trains on holds the state of its step exactly: the
+// same content as a synchronous save of a run stopped at that step.
+TEST_F(TrainerTest, ABackgroundCheckpointEqualsASynchronousSaveOfItsStep) {
+  const std::vector<std::string> run = {"train.objective=joint", "train.steps=5", "checkpoint.keep=5",
+                                        "checkpoint.resume=never", "train.val_every=0"};
+  {
+    Trainer trainer(config(run));
+    trainer.step();
+    trainer.step();
+    trainer.save_checkpoint();  // in flight while the next steps change every tensor
+    trainer.step();
+    trainer.step();
+    trainer.finish_checkpoint();
+  }
+  const std::string reference = dir_.file("reference.h5");
+  {
+    Trainer trainer(config(run));
+    trainer.step();
+    trainer.step();
+    Optimizer& opt = trainer.optimizer();
+    const std::vector<Tensor> groups = {opt.master(), opt.moment(0), opt.moment(1)};
+    save_training_checkpoint(reference, config().model, [&](int g) { return to_host_floats(groups[g]); },
+                             trainer.state());
+  }
+  const std::string background = dir_.file("ckpt/" + checkpoint_file_name(2));
+  ASSERT_TRUE(fs::exists(background));
+  const auto expected = checkpoint_contents(reference), found = checkpoint_contents(background);
+  EXPECT_GT(expected.size(), 10u);
+  EXPECT_TRUE(expected == found) << "the background checkpoint differs from the synchronous save";
+}
+
+// A write that fails in the background (here: a directory where the file should go) ends the run at the next
+// checkpoint, naming the file; the earlier checkpoint stays, loadable, and no temporary is left.
+TEST_F(TrainerTest, AFailedBackgroundWriteEndsTheRunAtTheNextCheckpoint) {
+  fs::create_directories(dir_.file("ckpt/" + checkpoint_file_name(2) + "/blocker"));
+  Trainer trainer(config({"train.objective=dense", "train.steps=6", "checkpoint.every=1", "checkpoint.keep=1"}));
+  try {
+    trainer.run();
+    FAIL() << "the run ended although a checkpoint could not be written";
+  } catch (const InputError& e) {
+    FAIL() << "a failed write is an I/O failure (exit code 1), not bad input: " << e.what();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir_.file("ckpt/" + checkpoint_file_name(2))), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(trainer.state().step, 3) << "the failure is reported by the checkpoint after it";
+  const std::vector<std::string> kept = list_checkpoints(dir_.file("ckpt"));
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(fs::path(kept[0]).filename(), checkpoint_file_name(1));
+  EXPECT_NO_THROW(open_training_checkpoint(kept[0], config().model));
+  for (const auto& entry : fs::recursive_directory_iterator(dir_.file("ckpt")))
+    EXPECT_NE(entry.path().extension(), ".tmp") << entry.path();
+}
+
+// A stop request while a checkpoint is being written waits for it, then ends with a checkpoint of the step
+// reached; both are good and the run resumes from the newer one.
+TEST_F(TrainerTest, AStopDuringABackgroundWriteEndsWithAGoodCheckpoint) {
+  {
+    Trainer trainer(config({"train.objective=dense", "train.steps=6", "checkpoint.keep=5"}));
+    trainer.step();
+    trainer.save_checkpoint();  // step 1, in flight
+    trainer.step();
+    Trainer::request_stop();
+    EXPECT_EQ(trainer.run(), Trainer::Outcome::preempted);
+  }
+  const std::vector<std::string> written = list_checkpoints(dir_.file("ckpt"));
+  ASSERT_EQ(written.size(), 2u);
+  for (const std::string& path : written) EXPECT_NO_THROW(open_training_checkpoint(path, config().model)) << path;
+  Trainer resumed(config({"train.objective=dense", "train.steps=6"}));
   EXPECT_EQ(resumed.state().step, 2);
 }
 

@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The paper's central result in one command: on the llm.c shards of DATA_DIR (train_*.bin, val_*.bin), trains
+# an attention-only model with the dense objective, the same attention model with the joint objective
+# (L* = 64) and a RAT+ model with the joint objective (L* = 64); evaluates each dense, dilated(16),
+# dilated(64) and under top-k block attention; adapts each to dilated(16) for a short run and evaluates it
+# again; runs the recall evaluation on each; and prints one table, also written as OUT/science.md and
+# OUT/science.json (loss curves and the table as PNGs when tools/plot_runs.py and matplotlib are there).
+# Usage: bash bench/science.sh DATA_DIR [OUT]          (OUT defaults to science-out)
+# The sizes default to the paper's miniature (6 layers x 512, 4 heads of 128, T 1024, LLaMA-2's 32000 ids) and
+# can be changed through the environment: STEPS (2000), ADAPT_STEPS (200), BATCH (16 sequences per step),
+# D_MODEL (512), LAYERS (6), HEADS (4), D_FFN (4 x D_MODEL), VOCAB (32000), SEQ_LEN (1024), EOS_ID (2),
+# EVAL_BATCHES (32 windows), RECALL_NEEDLES (200), DEVICE (auto), BIN (build-gpu/ratplus when built, else
+# build/ratplus). Top-k patterns run on the CPU (`--device cpu`), as ratplus evaluates them there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ $# -ge 1 ]] || { echo "usage: bash bench/science.sh DATA_DIR [OUT]" >&2; exit 2; }
+data=$1
+out=${2:-science-out}
+ls "$data"/train_*.bin "$data"/val_*.bin >/dev/null 2>&1 ||
+  { echo "science.sh: $data holds no train_*.bin and val_*.bin shards" >&2; exit 2; }
+bin=${BIN:-build/ratplus}
+[[ -z ${BIN:-} && -x build-gpu/ratplus ]] && bin=build-gpu/ratplus
+steps=${STEPS:-2000} adapt_steps=${ADAPT_STEPS:-200} batch=${BATCH:-16} d=${D_MODEL:-512} layers=${LAYERS:-6}
+heads=${HEADS:-4} vocab=${VOCAB:-32000} seq=${SEQ_LEN:-1024} device=${DEVICE:-auto}
+ffn=${D_FFN:-$((4 * d))} eval_batches=${EVAL_BATCHES:-32} needles=${RECALL_NEEDLES:-200}
+patterns=(dense dilated:D=16 dilated:D=64)
+topk=(topk:B=64,K=4 topk:B=64,K=4,D=16)
+mkdir -p "$out"
+start=$(date +%s)
+
+common=(--config configs/tiny.yaml model.vocab_size="$vocab" model.d_model="$d" model.n_layers="$layers"
+  model.n_heads="$heads" model.d_ffn="$ffn" "data.train=$data/train_*.bin" "data.val=$data/val_*.bin"
+  data.seq_len="$seq" data.eos_id="${EOS_ID:-2}" data.order=random train.global_batch="$batch"
+  train.micro_batch="$batch" train.arl_dilation=64 train.log_every=100 train.val_every=0 optim.lr=1e-3
+  checkpoint.every=0 checkpoint.keep=1 runtime.device="$device" metrics.listen="")
+# The three models: name and the overrides that make it.
+models=("attention-dense model.recurrence=false train.objective=dense"
+  "attention-joint model.recurrence=false train.objective=joint"
+  "ratplus-joint model.recurrence=true train.objective=joint")
+evaluate() {  # CHECKPOINT JSON DEVICE PATTERN...
+  local checkpoint=$1 json=$2 on=$3
+  shift 3
+  local args=()
+  for p in "$@"; do args+=(--pattern "$p"); done
+  "$bin" eval --checkpoint "$checkpoint" --data "$data"/val_*.bin --seq-len "$seq" --batches "$eval_batches" \
+    --eos-id "${EOS_ID:-2}" --device "$on" "${args[@]}" --json "$json" >/dev/null
+}
+for model in "${models[@]}"; do
+  read -r name overrides <<<"$model"
+  dir=$out/$name
+  echo "science.sh: $name" >&2
+  # shellcheck disable=SC2086  # the overrides are words
+  "$bin" train "${common[@]}" $overrides train.steps="$steps" checkpoint.dir="$dir/base" \
+    train.metrics_jsonl="$dir/base.jsonl" 2>"$dir.train.log" || { tail -5 "$dir.train.log" >&2; exit 1; }
+  base=$(printf '%s/base/step_%08d.h5' "$dir" "$steps")
+  evaluate "$base" "$dir/eval.json" "$device" "${patterns[@]}"
+  evaluate "$base" "$dir/topk.json" cpu "${topk[@]}"
+  "$bin" eval --task recall --checkpoint "$base" --data "$data"/val_*.bin --seq-len "$seq" \
+    --needles "$needles" --device "$device" "${patterns[@]/#/--pattern=}" --json "$dir/recall.json" >/dev/null
+  # shellcheck disable=SC2086
+  "$bin" train "${common[@]}" $overrides train.objective=adapt train.pattern=dilated:D=16 train.init_from="$base" \
+    train.steps="$adapt_steps" optim.warmup=0 checkpoint.dir="$dir/adapted" train.metrics_jsonl="$dir/adapted.jsonl" \
+    2>"$dir.adapt.log" || { tail -5 "$dir.adapt.log" >&2; exit 1; }
+  adapted=$(printf '%s/adapted/step_%08d.h5' "$dir" "$adapt_steps")
+  evaluate "$adapted" "$dir/adapted.json" "$device" dense dilated:D=16
+done
+
+seconds=$(($(date +%s) - start))
+python3 - "$out" "$seconds" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$bin" <<'PY'
+import json, os, sys
+out, seconds, commit, binary = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+models = ["attention-dense", "attention-joint", "ratplus-joint"]
+rows, table = [], []
+def losses(path):
+    return {r["pattern"]: r["loss"] for r in json.load(open(path))["results"]}
+for m in models:
+    base = losses(os.path.join(out, m, "eval.json"))
+    topk = losses(os.path.join(out, m, "topk.json"))
+    adapted = losses(os.path.join(out, m, "adapted.json"))
+    recall = {}
+    for r in json.load(open(os.path.join(out, m, "recall.json")))["results"]:
+        recall.setdefault(r["pattern"], []).append(r)
+    row = {"model": m, "loss": base, "topk_loss": topk, "adapted_loss": adapted,
+           "recall_exact_match": {p: sum(r["exact_match"] * r["n"] for r in rs) / sum(r["n"] for r in rs)
+                                  for p, rs in recall.items()},
+           "recall_value_logprob": {p: sum(r["value_logprob"] * r["n"] for r in rs) / sum(r["n"] for r in rs)
+                                    for p, rs in recall.items()}}
+    rows.append(row)
+    for p, v in list(base.items()) + list(topk.items()):
+        table.append({"model": m, "pattern": p, "loss": v})
+    for p, v in adapted.items():
+        table.append({"model": m, "pattern": "adapted " + p, "loss": v})
+json.dump({"commit": commit, "seconds": seconds, "binary": binary, "rows": table, "models": rows},
+          open(os.path.join(out, "science.json"), "w"), indent=2)
+patterns = list(rows[0]["loss"])
+topks = list(rows[0]["topk_loss"])
+head = (["model"] + ["loss " + p for p in patterns] + ["gap D=64"] + ["loss " + p for p in topks] +
+        ["adapted dilated:D=16", "recall EM dense", "recall EM dilated:D=64"])
+lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+for r in rows:
+    cells = [r["model"]] + ["%.3f" % r["loss"][p] for p in patterns]
+    cells.append("%+.3f" % (r["loss"]["dilated:D=64"] - r["loss"]["dense"]))
+    cells += ["%.3f" % r["topk_loss"][p] for p in topks]
+    cells.append("%.3f" % r["adapted_loss"]["dilated:D=16"])
+    cells += ["%.2f" % r["recall_exact_match"].get(p, float("nan")) for p in ("dense", "dilated:D=64")]
+    lines.append("| " + " | ".join(cells) + " |")
+text = "\n".join(lines) + "\n\ncommit %s, %d s wall time\n" % (commit, seconds)
+open(os.path.join(out, "science.md"), "w").write(text)
+print(text)
+PY
+if [[ -f tools/plot_runs.py ]] && python3 -c 'import matplotlib' 2>/dev/null; then
+  python3 tools/plot_runs.py "$out"/*/base.jsonl --out "$out/loss_curves.png" >/dev/null 2>&1 || true
+fi
