@@ -4,7 +4,7 @@
 # (L* = 64) and a RAT+ model with the joint objective (L* = 64); evaluates each dense, dilated(16),
 # dilated(64) and under top-k block attention; adapts each to dilated(16) for a short run and evaluates it
 # again; runs the recall evaluation on each; and prints one table, also written as OUT/science.md and
-# OUT/science.json (loss curves and the table as PNGs when tools/plot_runs.py and matplotlib are there).
+# OUT/science.json, with OUT/loss_curves.png and OUT/losses.png drawn by tools/plot_runs.py (matplotlib).
 # Usage: bash bench/science.sh DATA_DIR [OUT]          (OUT defaults to science-out)
 # The sizes default to the paper's miniature (6 layers x 512, 4 heads of 128, T 1024, LLaMA-2's 32000 ids) and
 # can be changed through the environment: STEPS (2000), ADAPT_STEPS (200), BATCH (16 sequences per step),
@@ -48,6 +48,7 @@ evaluate() {  # CHECKPOINT JSON DEVICE PATTERN...
 for model in "${models[@]}"; do
   read -r name overrides <<<"$model"
   dir=$out/$name
+  mkdir -p "$dir"
   echo "science.sh: $name" >&2
   # shellcheck disable=SC2086  # the overrides are words
   "$bin" train "${common[@]}" $overrides train.steps="$steps" checkpoint.dir="$dir/base" \
@@ -108,6 +109,12 @@ text = "\n".join(lines) + "\n\ncommit %s, %d s wall time\n" % (commit, seconds)
 open(os.path.join(out, "science.md"), "w").write(text)
 print(text)
 PY
-if [[ -f tools/plot_runs.py ]] && python3 -c 'import matplotlib' 2>/dev/null; then
-  python3 tools/plot_runs.py "$out"/*/base.jsonl --out "$out/loss_curves.png" >/dev/null 2>&1 || true
+if python3 -c 'import matplotlib' 2>/dev/null; then
+  labels=()
+  for model in "${models[@]}"; do labels+=(--label "${model%% *}"); done
+  python3 tools/plot_runs.py curves --out "$out/loss_curves.png" "$out"/{attention-dense,attention-joint,ratplus-joint}/base.jsonl \
+    "${labels[@]}" --title "training loss (dense and sparse passes)"
+  python3 tools/plot_runs.py bars --out "$out/losses.png" "$out/science.json" --title "validation loss by pattern"
+else
+  echo "science.sh: no matplotlib (apt-get install python3-matplotlib): no figures" >&2
 fi
