@@ -55,7 +55,7 @@ CacheLayout layout_of(const HeadRun& r, int64_t max_len) {
 
 // Rows of a sequence's block summaries in a top-k group's cache (0 for other groups).
 int64_t summary_blocks(const HeadRun& r, int64_t max_len) {
-  return r.topk.active() ? (max_len + r.topk.block - 1) / r.topk.block : 0;
+  return r.topk.active() ? max_len / r.topk.block + (max_len % r.topk.block != 0) : 0;
 }
 
 }  // namespace

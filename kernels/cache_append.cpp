@@ -15,7 +15,7 @@ void check_summaries(const OpCheck& check, const CacheView& c, int64_t batch, in
   check.that(c.slots.dilation == 1, "a top-k cache holds every position (dilation 1)");
   check.device(q.device, {&c.summaries});
   check.dtype(c.summaries, "block summaries", q.dtype);
-  const int64_t blocks = (c.slots.capacity() + c.topk.block - 1) / c.topk.block;
+  const int64_t blocks = c.slots.capacity() / c.topk.block + (c.slots.capacity() % c.topk.block != 0);
   check.shape(c.summaries, "block summaries", batch * blocks, c.heads * block_summary_width(c.topk.score, dh));
 }
 

@@ -99,6 +99,8 @@ def eval_case(res, binary, tmp, name, checkpoint, data_files, patterns, eos_id=E
         args += ["--pattern", p]
     if eos_id is not None:
         args += ["--eos-id", str(eos_id)]
+    if any("topk" in p for p in patterns):  # top-k patterns run on the CPU only
+        args += ["--device", "cpu"]
     args += ["--json", out]
     rc, err = run(binary, args, tmp)
     if not res.check(name + ": ratplus eval exits 0", rc == 0, "exit %s: %s" % (rc, err)):
