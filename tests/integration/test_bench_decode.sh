@@ -23,7 +23,7 @@ problems=$("$PY" - <<'PY'
 import json
 VOCAB = 256  # configs/tiny.yaml
 dense, sparse = json.load(open("dense.json")), json.load(open("dilated:D=16.json"))
-keys = {"context", "gen", "batch", "pattern", "tokens_per_s", "ms_per_step", "cache_bytes_per_sequence",
+keys = {"context", "gen", "batch", "pattern", "tp", "tokens_per_s", "ms_per_step", "cache_bytes_per_sequence",
         "weight_bytes", "peak_memory_bytes", "hbm_bytes_per_step", "hbm_fraction"}
 for j in (dense, sparse):
     if set(j) != keys:
