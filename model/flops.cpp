@@ -16,9 +16,10 @@ double mean_keys(const KeySet& keys, const BlockTopK& topk, int64_t seq_len) {
     const int n = key_ranges(keys, t, ranges);
     int64_t count = 0;
     for (int i = 0; i < n; ++i) count += (ranges[i].end - ranges[i].begin + ranges[i].step - 1) / ranges[i].step;
-    if (topk.active()) {
+    if (topk.active()) {  // the own block's keys outside the fixed set, and K whole earlier blocks
       const int64_t own = t / topk.block;
-      count = std::min(t + 1, count + t - own * topk.block + 1 + std::min(topk.k, own) * topk.block);
+      for (int64_t j = own * topk.block; j < t; ++j) count += !in_key_set(keys, t, j);
+      count = std::min(t + 1, count + std::min(topk.k, own) * topk.block);
     }
     total += static_cast<double>(count);
   }
