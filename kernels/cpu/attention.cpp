@@ -1,9 +1,10 @@
 // CPU reference attention, flash-style: for each query, keys are visited range by range (or, from a
-// decoding cache, slot by slot with a membership test) in tiles of up to 64; each tile's scores update a running max, a running sum and the output accumulator (online softmax), so
-// no q_len × k_len matrix exists and excluded keys cost nothing. The backward recomputes the probabilities
-// from the saved log-sum-exp. Top-k block heads (inference only, no backward) choose their blocks per query
-// first (kernels/cpu/topk_attention.h). (sequence, head) pairs run in parallel; within a pair, keys are written by
-// one thread only, so the backward needs no atomics. Arguments are checked by the entry points
+// decoding cache, slot by slot with a membership test) in tiles of up to 64; each tile's scores update a
+// running max, a running sum and the output accumulator (online softmax), so no q_len × k_len matrix exists
+// and excluded keys cost nothing. Top-k block heads (inference only) first choose their blocks per query
+// (kernels/cpu/topk_attention.h), then visit the chosen keys the same way. The backward recomputes the
+// probabilities from the saved log-sum-exp. (sequence, head) pairs run in parallel; within a pair, keys are
+// written by one thread only, so the backward needs no atomics. Arguments are checked by the entry points
 // (kernels/attention.cpp).
 #include "kernels/cpu/cpu_ops.h"
 
