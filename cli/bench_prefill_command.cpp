@@ -67,6 +67,7 @@ double time_operator(const ModelConfig& c, const Pattern& pattern, int64_t T, De
     from_host_floats(memory.get(handle), random);
   }
   const std::vector<KeySet> keys = pattern.head_keys(0, c.n_heads);
+  const std::vector<BlockTopK> blocks = pattern.head_blocks(0, c.n_heads);
   return median_seconds(device, repeats, [&] {
     Tensor keys_in = memory.get(k), values = memory.get(v);
     if (c.recurrence) {
@@ -77,7 +78,7 @@ double time_operator(const ModelConfig& c, const Pattern& pattern, int64_t T, De
     rope(memory.get(q_rot), memory.get(q), T, c.n_heads, c.rope_base, 0, false);
     rope(memory.get(k_rot), keys_in, T, c.n_heads, c.rope_base, 0, false);
     attention_forward({.q = memory.get(q_rot), .batch = 1, .q_len = T, .k = memory.get(k_rot), .v = values,
-                       .k_len = T, .head_keys = keys, .out = memory.get(out), .lse = memory.get(lse)});
+                       .k_len = T, .head_keys = keys, .head_blocks = blocks, .out = memory.get(out), .lse = memory.get(lse)});
   });
 }
 
@@ -104,6 +105,7 @@ Action add_bench_prefill_command(CLI::App& bench) {
     const Pattern pattern = Pattern::parse(o->pattern);
     pattern.check_fits(c.n_layers, c.n_heads);
     const Device device = select_device(parse_choice<DeviceChoice>(o->device, "--device"));
+    pattern.require_cpu_for_top_k(device);
     const DType dtype = device == Device::cuda ? DType::bf16 : DType::f32;
     const int64_t T = o->context;
     double seconds = 0;

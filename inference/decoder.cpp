@@ -30,19 +30,32 @@ constexpr int64_t kMaxHeadGroups = 64;  // per layer, what one cache_append call
 struct HeadRun {
   int64_t first, count;
   KeySet keys;
+  BlockTopK topk;
 };
 std::vector<HeadRun> head_runs(const Model& model, const Pattern& pattern, int64_t layer) {
   const int64_t count = model.table().heads(), first = model.table().tp_rank() * count;
   const std::vector<KeySet> all = pattern.head_keys(layer, model.config().n_heads);
   const std::vector<KeySet> heads(all.begin() + first, all.begin() + first + count);
+  const std::vector<BlockTopK> blocks = pattern.head_blocks(layer, model.config().n_heads);
+  const auto topk = [&](int64_t h) { return blocks[first + h]; };
   std::vector<HeadRun> runs;
   for (int64_t h = 0; h < count;) {
     int64_t n = 1;
-    while (h + n < count && heads[h + n] == heads[h]) ++n;
-    runs.push_back({h, n, heads[h]});
+    while (h + n < count && heads[h + n] == heads[h] && topk(h + n) == topk(h)) ++n;
+    runs.push_back({h, n, heads[h], topk(h)});
     h += n;
   }
   return runs;
+}
+
+// A top-k group keeps every key (the dense layout); any other group what its key set can still attend to.
+CacheLayout layout_of(const HeadRun& r, int64_t max_len) {
+  return CacheLayout(r.topk.active() ? KeySet{1, 0, 0} : r.keys, max_len);
+}
+
+// Rows of a sequence's block summaries in a top-k group's cache (0 for other groups).
+int64_t summary_blocks(const HeadRun& r, int64_t max_len) {
+  return r.topk.active() ? max_len / r.topk.block + (max_len % r.topk.block != 0) : 0;
 }
 
 }  // namespace
@@ -53,8 +66,10 @@ size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int6
   size_t bytes = 0;
   for (int64_t i = 0; i < c.n_layers; ++i)
     for (const HeadRun& g : head_runs(model, pattern, i))
-      bytes += static_cast<size_t>(CacheLayout(g.keys, max_len).capacity()) *
-               (2 * g.count * c.head_dim() * dtype_size(model.dtype()) + sizeof(int32_t));
+      bytes += static_cast<size_t>(layout_of(g, max_len).capacity()) *
+                   (2 * g.count * c.head_dim() * dtype_size(model.dtype()) + sizeof(int32_t)) +
+               static_cast<size_t>(summary_blocks(g, max_len) * g.count *
+                                   block_summary_width(g.topk.score, c.head_dim())) * dtype_size(model.dtype());
   const int64_t width = model.table().heads() * c.head_dim();
   const size_t state = c.recurrence ? c.n_layers * 2 * width * dtype_size(model.gradient_dtype()) : 0;
   return bytes + state;
@@ -69,6 +84,7 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
                 fmt::format("decoding needs a batch and a length of at least 1, got {} and {}", batch, max_len));
   require_input(max_len < (int64_t(1) << 31), fmt::format("decoding positions stop below 2^31, got {}", max_len));
   pattern.check_fits(c.n_layers, c.n_heads);
+  pattern.require_cpu_for_top_k(model.device());
   const ParameterTable& table = model.table();
   const int64_t d = c.d_model, dh = c.head_dim(), f = table.ffn(), width = table.heads() * dh;
   const DType act = model.dtype(), stat = model.gradient_dtype();
@@ -86,16 +102,21 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
                               i, runs.size(), kMaxHeadGroups));
     groups_[i].reserve(runs.size());  // the plan keeps pointers into the groups
     for (const HeadRun& r : runs) {
-      groups_[i].push_back({std::vector<KeySet>(r.count, r.keys), CacheLayout(r.keys, max_len), {}});
+      groups_[i].push_back(
+          {std::vector<KeySet>(r.count, r.keys), std::vector<BlockTopK>(r.count, r.topk), layout_of(r, max_len), {}});
       HeadGroup& g = groups_[i].back();
       g.cache.first_head = r.first;
       g.cache.heads = r.count;
       g.cache.slots = g.layout.slots();
+      g.cache.topk = r.topk;
       const int64_t rows = batch * g.layout.capacity();
       const std::string name = fmt::format("cache/{}/{}", i, r.first);
       plan(g.cache.k, name + "/k", rows, r.count * dh, act);
       plan(g.cache.v, name + "/v", rows, r.count * dh, act);
       plan(g.cache.positions, name + "/positions", 1, rows, DType::i32);
+      if (r.topk.active())
+        plan(g.cache.summaries, name + "/summaries", batch * summary_blocks(r, max_len),
+             r.count * block_summary_width(r.topk.score, dh), act);
       workspace = std::max(workspace, cache_attention_workspace(batch, r.count, g.layout.capacity(), dh));
     }
     if (c.recurrence) {
@@ -159,6 +180,7 @@ void Decoder::store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Te
     copy_tensor(g.cache.k.rows_slice(b * capacity + r.slot, r.count), rows(keys, r));
     copy_tensor(g.cache.v.rows_slice(b * capacity + r.slot, r.count), rows(values, r));
   }
+  if (g.cache.topk.active()) summarize_prompt_blocks(g.cache, b, keys.cols_slice(c0, width), n);
   set_positions(g, b, 1, n);
 }
 
@@ -203,6 +225,9 @@ void Decoder::prefill_synthetic(int64_t n, uint64_t seed) {
         copy_tensor(g.cache.v.rows_slice(r, count), g.cache.v.rows_slice(0, count));
       }
       set_positions(g, 0, batch_, n);
+      if (g.cache.topk.active())  // a top-k cache holds positions 0 … n − 1 in slots 0 … n − 1
+        for (int64_t b = 0; b < batch_; ++b)
+          summarize_prompt_blocks(g.cache, b, g.cache.k.rows_slice(b * g.layout.capacity(), n), n);
       seed += values.size();
     }
   for (const RecurrenceState& s : state_) {
@@ -229,7 +254,8 @@ void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y) {
     const int64_t c0 = g.cache.first_head * dh, cols = g.cache.heads * dh;
     attention_forward({.q = q_rot_.cols_slice(c0, cols), .batch = batch_, .q_len = 1,
                        .key_layout = KeyLayout::cache, .k = g.cache.k, .v = g.cache.v, .k_len = g.layout.capacity(),
-                       .head_keys = g.keys, .key_positions = g.cache.positions.ptr<int32_t>(),
+                       .head_keys = g.keys, .head_blocks = g.blocks, .block_summaries = g.cache.summaries,
+                       .key_positions = g.cache.positions.ptr<int32_t>(),
                        .query_positions = step_positions_.ptr<int32_t>(), .out = att_.cols_slice(c0, cols),
                        .lse = lse_.cols_slice(g.cache.first_head, g.cache.heads), .workspace = workspace_});
   }

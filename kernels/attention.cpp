@@ -2,6 +2,7 @@
 // CPU reference (kernels/cpu/attention.cpp) or the CUDA kernels (kernels/cuda/attention.cu, flash_*.cu).
 #include "kernels/attention.h"
 
+#include <algorithm>
 #include <fmt/format.h>
 #include <stdexcept>
 #include <string>
@@ -24,6 +25,31 @@ void check_matrix(const Tensor& t, const char* name, int64_t rows, int64_t cols,
   if (t.device != q.device)
     invalid(fmt::format("{} is on {}, q on {}", name, device_name(t.device), device_name(q.device)));
   if (t.dtype != dtype) invalid(fmt::format("{} is {}, expected {}", name, dtype_name(t.dtype), dtype_name(dtype)));
+}
+
+bool has_top_k(const AttentionArgs& a) {
+  return std::any_of(a.head_blocks.begin(), a.head_blocks.end(), [](const BlockTopK& t) { return t.active(); });
+}
+
+// head_blocks: none or one per head, CPU only; a cache call's top-k heads share one BlockTopK and its summaries.
+void validate_top_k(const AttentionArgs& a) {
+  const auto heads = static_cast<int64_t>(a.head_keys.size());
+  if (a.head_blocks.empty()) return;
+  if (static_cast<int64_t>(a.head_blocks.size()) != heads)
+    invalid(fmt::format("{} top-k entries for {} heads", a.head_blocks.size(), heads));
+  for (const BlockTopK& t : a.head_blocks)
+    if (t.block < 0 || t.k < 0) invalid(fmt::format("top-k block B={} K={} has a negative field", t.block, t.k));
+  if (!has_top_k(a)) return;
+  if (a.q.device != Device::cpu) invalid("top-k block attention runs on the CPU only");
+  if (a.key_layout != KeyLayout::cache) return;
+  for (const BlockTopK& t : a.head_blocks)
+    if (t != a.head_blocks[0]) invalid("a cache's heads share one top-k block term");
+  const int64_t width = heads * block_summary_width(a.head_blocks[0].score, a.q.cols / heads);
+  const Tensor& s = a.block_summaries;
+  if (s.empty() || s.rows % a.batch != 0 || s.cols != width || s.ld < s.cols || s.dtype != a.q.dtype ||
+      s.device != a.q.device)
+    invalid(fmt::format("a top-k cache needs block summaries [batch · blocks, {}] of {} on the CPU", width,
+                        dtype_name(a.q.dtype)));
 }
 
 void validate(const AttentionArgs& a) {
@@ -52,6 +78,7 @@ void validate(const AttentionArgs& a) {
   for (const KeySet& s : a.head_keys)
     if (s.dilation < 0 || s.window < 0 || s.sinks < 0)
       invalid(fmt::format("key set D={} W={} P={} has a negative field", s.dilation, s.window, s.sinks));
+  validate_top_k(a);
   if (a.q.dtype != DType::f32 && a.q.dtype != DType::f64 && a.q.dtype != DType::bf16)
     invalid(fmt::format("activations of type {}", dtype_name(a.q.dtype)));
   const int64_t q_rows = a.batch * a.q_len, k_rows = a.batch * a.k_len;
@@ -66,6 +93,7 @@ void validate(const AttentionArgs& a) {
 void validate(const AttentionArgs& a, const AttentionGrads& g) {
   validate(a);
   if (a.key_layout != KeyLayout::sequence) invalid("the backward takes the sequence key layout only");
+  if (has_top_k(a)) invalid("top-k block attention is for inference: it has no backward");
   if (a.q.device == Device::cuda) {
     const int64_t need = attention_backward_workspace(a.batch, a.q_len, a.k_len,
                                                       static_cast<int64_t>(a.head_keys.size()), a.q.cols);

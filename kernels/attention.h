@@ -7,6 +7,8 @@
 //   dilated  j ≡ D − 1 (mod D), P ≤ j < lo            (every D-th recurrent summary; absent when D = 0)
 //   near     [lo, t] with lo = max(0, t − W)          (the local window, always containing t)
 // dense = {D 1, W 0, P 0}; local(W, P) = {D 0, W, P}. Work per query is the size of its key set.
+// A top-k block head (SPEC §6) adds, per query, the key blocks its BlockTopK selects to that set; the
+// selection depends on the keys, so only the CPU reference computes it (kernels/cpu/topk_blocks.h).
 #pragma once
 
 #include <cstdint>
@@ -27,6 +29,20 @@ struct KeySet {
   int64_t window = 0;    // W
   int64_t sinks = 0;     // P
   bool operator==(const KeySet&) const = default;
+};
+
+// How a top-k block head scores the earlier key blocks of its query: "quest" from per-channel minima and
+// maxima, "moba" from the mean key.
+enum class BlockScore : uint8_t { quest, moba };
+
+// The data-dependent part of a head's key set: blocks of `block` keys aligned at multiples of `block`, of
+// which the query's own and the `k` best-scoring earlier ones are attended. block = 0: no top-k term.
+struct BlockTopK {
+  int64_t block = 0;  // B
+  int64_t k = 0;      // K
+  BlockScore score = BlockScore::quest;
+  bool operator==(const BlockTopK&) const = default;
+  bool active() const { return block > 0; }
 };
 
 struct KeyRange {
@@ -74,9 +90,7 @@ enum class KeyLayout : uint8_t {
   // key_positions[b · k_len + s] (−1: an empty slot), in any order; the one query of sequence b (q_len = 1)
   // sits at position query_positions[b] and attends to the cached keys in its key set. Forward only. On the
   // GPU the slots are split into runs of kCacheSplitSlots, each run's partial softmax written to the
-  // workspace and the runs merged (flash-decoding), so a long cache fills the GPU at a small batch. Planned
-  // beside it: data-dependent block lists (per query, the key blocks a top-k selection kept), which would
-  // narrow the key set that KeySet describes.
+  // workspace and the runs merged (flash-decoding), so a long cache fills the GPU at a small batch.
   cache,
 };
 
@@ -92,6 +106,11 @@ struct AttentionArgs {
   Tensor k, v;
   int64_t k_len = 0;
   std::span<const KeySet> head_keys;  // one per head
+  // Empty, or one per head: the top-k block term of each head's key set (forward on the CPU only).
+  std::span<const BlockTopK> head_blocks = {};
+  // KeyLayout::cache with top-k heads: each sequence's block summaries, rows b · blocks + block,
+  // block_summary_width(score, dh) columns per head (see kernels/cpu/topk_blocks.h).
+  Tensor block_summaries = {};
   // KeyLayout::cache only, in the memory of the tensors' device: [batch · k_len] and [batch] positions.
   const int32_t* key_positions = nullptr;
   const int32_t* query_positions = nullptr;
@@ -123,6 +142,10 @@ inline int64_t cache_attention_workspace(int64_t batch, int64_t heads, int64_t k
   const int64_t runs = (k_len + kCacheSplitSlots - 1) / kCacheSplitSlots;
   return runs > 1 ? batch * heads * runs * (dh + 2) : 0;
 }
+
+// Columns of one head's summary of a key block: the per-channel minima then maxima (quest), or the
+// per-channel sums (moba).
+inline int64_t block_summary_width(BlockScore score, int64_t dh) { return score == BlockScore::quest ? 2 * dh : dh; }
 
 // Both check every argument once (shapes, dtypes, devices, positions, layout; std::logic_error naming
 // the culprit) and then run on the device of the tensors.

@@ -5,6 +5,33 @@
 
 namespace ratplus {
 
+namespace {
+
+// A top-k group's summaries: on the CPU, of q's type, [batch · blocks, heads · width], blocks covering the cache.
+void check_summaries(const OpCheck& check, const CacheView& c, int64_t batch, int64_t dh, const Tensor& q) {
+  check.that(c.topk.active() == !c.summaries.empty(), "a top-k cache comes with its block summaries");
+  if (!c.topk.active()) return;
+  check.that(q.device == Device::cpu, "top-k block caches live on the CPU only");
+  check.that(c.slots.dilation == 1, "a top-k cache holds every position (dilation 1)");
+  check.device(q.device, {&c.summaries});
+  check.dtype(c.summaries, "block summaries", q.dtype);
+  const int64_t blocks = c.slots.capacity() / c.topk.block + (c.slots.capacity() % c.topk.block != 0);
+  check.shape(c.summaries, "block summaries", batch * blocks, c.heads * block_summary_width(c.topk.score, dh));
+}
+
+}  // namespace
+
+void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, int64_t n) {
+  const OpCheck check("summarize_prompt_blocks");
+  check.activations(keys, "keys");
+  check.that(c.heads > 0 && keys.cols % c.heads == 0, "keys are the group's heads");
+  const int64_t dh = keys.cols / c.heads, batch = c.positions.cols / c.slots.capacity();
+  check_summaries(check, c, batch, dh, keys);
+  check.that(c.topk.active() && b >= 0 && b < batch && n >= 0 && n <= keys.rows && n <= c.slots.capacity(),
+             fmt::format("{} keys of sequence {} into a top-k cache", n, b));
+  cpu::summarize_prompt_blocks(c, b, keys, n);  // checked above: the CPU only
+}
+
 void cache_append(const CacheAppendArgs& a) {
   const OpCheck check("cache_append");
   const int64_t batch = a.q.rows, width = a.q.cols;
@@ -47,6 +74,7 @@ void cache_append(const CacheAppendArgs& a) {
     check.device(a.q.device, {&c.positions});
     check.dtype(c.positions, "cache positions", DType::i32);
     check.shape(c.positions, "cache positions", 1, batch * capacity);
+    check_summaries(check, c, batch, dh, a.q);
   }
   if (batch == 0) return;
   RATPLUS_DISPATCH(a.q, cache_append(a));

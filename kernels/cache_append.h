@@ -31,10 +31,15 @@ struct CacheSlots {
 // One head group's cache: heads first_head … first_head + heads − 1 of every sequence, rows
 // b · capacity + slot of k and v ([batch · capacity, heads · dh], the model's activation type) and of
 // positions (i32 [1, batch · capacity] on the same device, −1 = empty).
+// A top-k block group (SPEC §6; CPU only) keeps every position (dilation 1) and, beside the keys, each
+// block's summary (rows b · blocks + position / topk.block, heads · block_summary_width columns, the
+// activation type), into which every appended key is folded.
 struct CacheView {
   Tensor k, v, positions;
   int64_t first_head = 0, heads = 0;
   CacheSlots slots;
+  BlockTopK topk = {};
+  Tensor summaries = {};
 };
 
 // One new token per sequence. q, k, v (and g for RAT+): column slices [batch, n_heads · dh] of the input
@@ -53,5 +58,9 @@ struct CacheAppendArgs {
 };
 
 void cache_append(const CacheAppendArgs& a);
+
+// A prompt's keys into a top-k group's summaries: keys [n, c.heads · dh] (the group's columns) at positions
+// 0 … n − 1 of sequence b, folded block by block as appending them one at a time would.
+void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, int64_t n);
 
 }  // namespace ratplus

@@ -74,10 +74,11 @@ struct ChannelMixingScratch {
 };
 
 // With recurrence, the scan starts from `initial` (empty: zero) and writes its last state into `final_state`
-// (empty: not written); [batch, this rank's attention width] each.
+// (empty: not written); [batch, this rank's attention width] each. head_blocks: empty, or each head's top-k
+// block term (inference only: such a forward has no backward).
 void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_keys, const TemporalMixingWeights& w,
                              const Tensor& x, Tensor y, TemporalMixingState& s, const RecurrenceState& initial = {},
-                             const RecurrenceState& final_state = {});
+                             const RecurrenceState& final_state = {}, std::span<const BlockTopK> head_blocks = {});
 void temporal_mixing_backward(const Dims& dims, const std::vector<KeySet>& head_keys,
                               const TemporalMixingWeights& w, const TemporalMixingWeights& grad, const Tensor& x,
                               const TemporalMixingState& s, const Tensor& dy, Tensor dx, TemporalMixingScratch& scratch);

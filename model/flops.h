@@ -10,7 +10,9 @@
 
 namespace ratplus {
 
-// Mean over layers, heads and positions 0 … T−1 of the number of keys a query attends to.
+// Mean over layers, heads and positions 0 … T−1 of the number of keys a query attends to. A top-k block
+// head's keys depend on the data; it counts as its fixed key set and own block plus K whole earlier blocks
+// (at most ⌊t/B⌋ of them), capped at t + 1: an upper bound, exact when K = 0 or K ≥ ⌊t/B⌋.
 double mean_keys_per_query(const ModelConfig& config, const Pattern& pattern, int64_t seq_len);
 
 double forward_flops_per_token(const ModelConfig& config, const Pattern& pattern, int64_t seq_len);

@@ -150,8 +150,10 @@ void Model::stage(const ForwardInput& in, const ForwardOutput& output) {
 
 void Model::forward_staged(const ForwardInput& in, const ForwardOutput& output) {
   in.pattern.check_fits(config_.n_layers, config_.n_heads);
+  in.pattern.require_cpu_for_top_k(device_);
   const auto* loss_out = std::get_if<LossOutput>(&output);
   const bool training = is_training(output);
+  check_internal(!training || !in.pattern.has_top_k(), "Model::forward: top-k patterns do not train");
   if (training)
     check_internal(loss_out->grads.numel() == table_.total_elements() && loss_out->grads.dtype == stat_dtype_ &&
                        loss_out->grads.device == device_,
@@ -172,10 +174,14 @@ void Model::forward_staged(const ForwardInput& in, const ForwardOutput& output) 
   const int64_t layers = config_.n_layers;
   const Tensor w = weights();
   std::vector<std::vector<KeySet>> head_keys(layers);
+  std::vector<std::vector<BlockTopK>> head_blocks(layers);
   const int64_t first_head = table_.tp_rank() * dims.heads;  // this rank's heads under tensor parallelism
   for (int64_t i = 0; i < layers; ++i) {
     const std::vector<KeySet> keys = in.pattern.head_keys(i, config_.n_heads);
     head_keys[i].assign(keys.begin() + first_head, keys.begin() + first_head + dims.heads);
+    if (!in.pattern.has_top_k()) continue;
+    const std::vector<BlockTopK> blocks = in.pattern.head_blocks(i, config_.n_heads);
+    head_blocks[i].assign(blocks.begin() + first_head, blocks.begin() + first_head + dims.heads);
   }
 
   embedding_forward(a.residual_before(0), a.inputs, view(w, table_.embed()), dims.vocab_begin);
@@ -184,7 +190,7 @@ void Model::forward_staged(const ForwardInput& in, const ForwardOutput& output) 
     temporal_mixing_forward(dims, head_keys[i], temporal_weights(w, i), a.residual_before(2 * i),
                             a.residual_before(2 * i + 1), a.temporal_state(i),
                             in.initial_state.empty() ? RecurrenceState{} : in.initial_state[i],
-                            in.final_state.empty() ? RecurrenceState{} : in.final_state[i]);
+                            in.final_state.empty() ? RecurrenceState{} : in.final_state[i], head_blocks[i]);
     if (in.layer_keys) {
       const TemporalMixingState& t = a.temporal_state(i);
       in.layer_keys(i, t.k_rot, config_.recurrence ? t.v_rec : t.z.cols_slice(3 * dims.attn_width(), dims.attn_width()));

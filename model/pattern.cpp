@@ -2,8 +2,11 @@
 //   pattern := "layers=" item ("|" item)*  |  layer
 //   item    := layer ("*" N)?
 //   layer   := "heads=" N ":" simple ("+" N ":" simple)*  |  simple
-//   simple  := "dense" | "dilated:" args | "local" (":" args)?      args := KEY=INT ("," KEY=INT)*
-// dilated takes D (required, ≥ 1), W, P; local takes W, P; omitted W and P are 0.
+//   simple  := "dense" | "dilated:" args | "local" (":" args)? | "topk" (":" args)?
+//   args    := KEY=VALUE ("," KEY=VALUE)*
+// dilated takes D (required, ≥ 1), W, P; local takes W, P; omitted W and P are 0. topk takes B (≥ 1,
+// default 64), K (≥ 0, default 8), W, P, D (≥ 0, default 0: no dilated term) and score=quest|moba (default
+// quest), SPEC §6.
 #include "model/pattern.h"
 
 #include <charconv>
@@ -43,17 +46,23 @@ class Parser {
     return value;
   }
 
-  KeySet simple(const std::string& s) const {
+  HeadGroup simple(const std::string& s) const {
     const size_t colon = s.find(':');
     const std::string kind = s.substr(0, colon);
     std::map<std::string, int64_t> args;
+    std::string score;
     if (colon != std::string::npos) {
       for (const std::string& kv : split(s.substr(colon + 1), ',')) {
         const size_t eq = kv.find('=');
         if (eq == std::string::npos) fail(fmt::format("expected KEY=VALUE, got '{}'", kv));
         const std::string key = kv.substr(0, eq);
-        if (args.count(key)) fail(fmt::format("'{}' given twice", key));
-        args[key] = integer(kv.substr(eq + 1), key.c_str());
+        if (args.count(key) || (key == "score" && !score.empty())) fail(fmt::format("'{}' given twice", key));
+        if (key == "score" && kind == "topk") {
+          score = kv.substr(eq + 1);
+          if (score != "quest" && score != "moba") fail(fmt::format("unknown score '{}' (expected quest, moba)", score));
+        } else {
+          args[key] = integer(kv.substr(eq + 1), key.c_str());
+        }
       }
     }
     auto take = [&](const char* key, int64_t fallback) {
@@ -63,7 +72,8 @@ class Parser {
       args.erase(it);
       return v;
     };
-    KeySet keys;
+    HeadGroup group;
+    KeySet& keys = group.keys;
     if (kind == "dense") {
       keys = {1, 0, 0};
     } else if (kind == "dilated") {
@@ -76,16 +86,24 @@ class Parser {
       keys.dilation = 0;
       keys.window = take("W", 0);
       keys.sinks = take("P", 0);
+    } else if (kind == "topk") {
+      group.topk = {take("B", 64), take("K", 8), score == "moba" ? BlockScore::moba : BlockScore::quest};
+      if (group.topk.block < 1) fail(fmt::format("B must be at least 1, got {}", group.topk.block));
+      if (group.topk.k < 0) fail(fmt::format("K must be at least 0, got {}", group.topk.k));
+      keys.dilation = take("D", 0);
+      if (keys.dilation < 0) fail(fmt::format("D must be at least 0, got {}", keys.dilation));
+      keys.window = take("W", 0);
+      keys.sinks = take("P", 0);
     } else {
-      fail(fmt::format("unknown pattern kind '{}' (expected dense, dilated, local)", kind));
+      fail(fmt::format("unknown pattern kind '{}' (expected dense, dilated, local, topk)", kind));
     }
     if (!args.empty()) fail(fmt::format("'{}' takes no argument '{}'", kind, args.begin()->first));
     if (keys.window < 0 || keys.sinks < 0) fail("W and P must be at least 0");
-    return keys;
+    return group;
   }
 
   LayerPattern layer(const std::string& s) const {
-    if (!s.starts_with("heads=")) return {{HeadGroup{0, simple(s)}}};
+    if (!s.starts_with("heads=")) return {{simple(s)}};
     LayerPattern layer;
     int64_t heads = 0;
     for (const std::string& group : split(s.substr(6), '+')) {
@@ -95,7 +113,8 @@ class Parser {
       if (count < 1) fail("head counts must be at least 1");
       heads += count;
       if (heads > kMaxCount) fail(fmt::format("head groups cover more than {} heads", kMaxCount));
-      layer.groups.push_back({count, simple(group.substr(colon + 1))});
+      layer.groups.push_back(simple(group.substr(colon + 1)));
+      layer.groups.back().heads = count;
     }
     return layer;
   }
@@ -149,12 +168,36 @@ void Pattern::check_fits(int64_t n_layers, int64_t n_heads) const {
   }
 }
 
-std::vector<KeySet> Pattern::head_keys(int64_t layer, int64_t n_heads) const {
+std::vector<HeadGroup> Pattern::heads(int64_t layer, int64_t n_heads) const {
   const LayerPattern& l = layers_.size() == 1 ? layers_[0] : layers_.at(layer);
+  std::vector<HeadGroup> heads;
+  for (const HeadGroup& g : l.groups) heads.insert(heads.end(), g.heads == 0 ? n_heads : g.heads, g);
+  check_internal(static_cast<int64_t>(heads.size()) == n_heads, "Pattern::heads: pattern does not fit the model");
+  return heads;
+}
+
+std::vector<KeySet> Pattern::head_keys(int64_t layer, int64_t n_heads) const {
   std::vector<KeySet> keys;
-  for (const HeadGroup& g : l.groups) keys.insert(keys.end(), g.heads == 0 ? n_heads : g.heads, g.keys);
-  check_internal(static_cast<int64_t>(keys.size()) == n_heads, "head_keys: pattern does not fit the model");
+  for (const HeadGroup& g : heads(layer, n_heads)) keys.push_back(g.keys);
   return keys;
+}
+
+std::vector<BlockTopK> Pattern::head_blocks(int64_t layer, int64_t n_heads) const {
+  std::vector<BlockTopK> blocks;
+  for (const HeadGroup& g : heads(layer, n_heads)) blocks.push_back(g.topk);
+  return blocks;
+}
+
+bool Pattern::has_top_k() const {
+  for (const LayerPattern& l : layers_)
+    for (const HeadGroup& g : l.groups)
+      if (g.topk.active()) return true;
+  return false;
+}
+
+void Pattern::require_cpu_for_top_k(Device device) const {
+  if (device != Device::cpu && has_top_k())
+    Parser(text_).fail("top-k patterns run on the CPU in this version: --device cpu");
 }
 
 }  // namespace ratplus

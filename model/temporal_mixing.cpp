@@ -35,7 +35,7 @@ AttentionArgs attention_args(const Dims& dims, const std::vector<KeySet>& head_k
 
 void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_keys, const TemporalMixingWeights& w,
                              const Tensor& x, Tensor y, TemporalMixingState& s, const RecurrenceState& initial,
-                             const RecurrenceState& final_state) {
+                             const RecurrenceState& final_state, std::span<const BlockTopK> head_blocks) {
   rmsnorm_forward(s.h, s.rstd, x, w.norm, dims.eps);
   matmul(s.z, s.h, false, w.in_proj, true);
   const Projections p = split(s.z, dims.attn_width(), dims.recurrence);
@@ -47,7 +47,9 @@ void temporal_mixing_forward(const Dims& dims, const std::vector<KeySet>& head_k
   }
   rope(s.q_rot, p.q, dims.seq, dims.heads, dims.rope_base, 0, false);
   rope(s.k_rot, keys, dims.seq, dims.heads, dims.rope_base, 0, false);
-  attention_forward(attention_args(dims, head_keys, s.q_rot, s.k_rot, values, s.att, s.lse));
+  AttentionArgs args = attention_args(dims, head_keys, s.q_rot, s.k_rot, values, s.att, s.lse);
+  args.head_blocks = head_blocks;
+  attention_forward(args);
   sigmoid_gate_forward(s.gated, s.att, p.o);
   row_parallel_output(dims, y, x, s.gated, w.out_proj);
 }

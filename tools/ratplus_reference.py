@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Independent NumPy (float64) reference of the RAT+ model in SPEC.md.
 
-Written straight from SPEC §2 (model), §3 (attention patterns), §5/§9 (data windows),
+Written straight from SPEC §2 (model), §3 and §6 (attention patterns, top-k blocks), §5/§9 (data windows),
 §7 (HDF5 checkpoint layout) and §10 (pattern text) with the plainest code there is:
 an explicit T×T boolean mask per head, a softmax over it, and a Python loop for the
 gated recurrence. It is slow and meant for tiny models; its job is to check the C++ code.
@@ -278,19 +278,26 @@ def load_checkpoint(path, dtype=np.float64):
 # ------------------------------------------------------------------------- patterns
 
 def _parse_base_pattern(text):
-    """`dense`, `dilated:D=..,W=..,P=..`, `local:W=..,P=..` -> ("dilated", D, W, P) etc."""
+    """`dense`, `dilated:D=..,W=..,P=..`, `local:W=..,P=..`, `topk:B=..,K=..,W=..,P=..,D=..,score=..`
+    -> ("dilated", D, W, P), ("topk", B, K, W, P, D, score) etc."""
     if text == "dense":
         return ("dense",)
     kind, colon, rest = text.partition(":")
-    allowed = {"dilated": ("D", "W", "P"), "local": ("W", "P")}
+    allowed = {"dilated": ("D", "W", "P"), "local": ("W", "P"), "topk": ("B", "K", "W", "P", "D", "score")}
     if kind not in allowed or (colon and not rest):
         raise InputError("bad pattern %r" % text)
     values = {}
     for item in rest.split(",") if rest else []:
-        key, eq, number = item.partition("=")
-        if not eq or key not in allowed[kind] or key in values or not re.fullmatch(r"\d+", number):
+        key, eq, value = item.partition("=")
+        valid = value in ("quest", "moba") if key == "score" else re.fullmatch(r"\d+", value)
+        if not eq or key not in allowed[kind] or key in values or not valid:
             raise InputError("bad pattern %r (at %r)" % (text, item))
-        values[key] = int(number)
+        values[key] = value if key == "score" else int(value)
+    if kind == "topk":
+        if values.get("B", 64) < 1:
+            raise InputError("bad pattern %r: topk needs B >= 1" % text)
+        return ("topk", values.get("B", 64), values.get("K", 8), values.get("W", 0), values.get("P", 0),
+                values.get("D", 0), values.get("score", "quest"))
     if kind == "dilated":
         if values.get("D", 0) < 1:
             raise InputError("bad pattern %r: dilated needs D >= 1" % text)
@@ -330,6 +337,30 @@ def parse_pattern(text, n_layers, n_heads):
         return layers
     except InputError as exc:
         raise InputError("pattern %r: %s" % (text, exc)) from exc
+
+
+def topk_mask(pattern, q, k):
+    """T×T mask of a top-k block head (SPEC §6) from its post-RoPE queries and keys [T, dh]: for query t the
+    blocks b = 0 … t // B of B keys, its own block, the K best-scoring earlier blocks (ties to the lower b),
+    local(W, P) and, when D >= 1, the positions (j + 1) mod D = 0."""
+    _, B, K, W, P, D, score = pattern
+    T = q.shape[0]
+    t = np.arange(T)[:, None]
+    j = np.arange(T)[None, :]
+    mask = (j <= t) & ((t - j <= W) | (j < P) | ((j + 1) % D == 0 if D >= 1 else False))
+    for query in range(T):
+        own = query // B
+        scores = []
+        for b in range(own):
+            block = k[b * B:(b + 1) * B]
+            if score == "quest":
+                scores.append(np.sum(np.maximum(q[query] * block.min(axis=0), q[query] * block.max(axis=0))))
+            else:
+                scores.append(q[query] @ block.mean(axis=0))
+        chosen = sorted(range(own), key=lambda b: (-scores[b], b))[:K] + [own]
+        for b in chosen:
+            mask[query, b * B:min((b + 1) * B, query + 1)] = True
+    return mask
 
 
 def pattern_mask(pattern, T):
@@ -409,10 +440,14 @@ def forward_logits(cfg, params, tokens, layer_patterns):
         out = np.zeros((T, H, dh))
         for head in range(H):
             pattern = layer_patterns[i][head]
-            if pattern not in masks:
-                masks[pattern] = pattern_mask(pattern, T)
+            if pattern[0] == "topk":  # the mask depends on this head's queries and keys
+                mask = topk_mask(pattern, q[:, head, :], k[:, head, :])
+            else:
+                if pattern not in masks:
+                    masks[pattern] = pattern_mask(pattern, T)
+                mask = masks[pattern]
             scores = q[:, head, :] @ k[:, head, :].T / math.sqrt(dh)
-            scores = np.where(masks[pattern], scores, -np.inf)
+            scores = np.where(mask, scores, -np.inf)
             probs = np.exp(scores - scores.max(axis=1, keepdims=True))
             probs /= probs.sum(axis=1, keepdims=True)
             out[:, head, :] = probs @ v[:, head, :]
@@ -563,13 +598,28 @@ def selftest():
             check("mask %s row %d" % (pattern, t), list(np.nonzero(mask[t])[0]) == keys,
                   "got %s" % list(np.nonzero(mask[t])[0]))
 
+    # A top-k mask against hand-computed scores: keys k_j = j·e0 and q = e0 make block scores grow with b
+    # (quest and moba alike), so the K highest earlier blocks are the K latest; q = −e0 picks the earliest.
+    keys = np.zeros((10, 2))
+    keys[:, 0] = np.arange(10)
+    for sign, t, want in ((1, 9, [4, 5, 6, 7, 8, 9]), (-1, 9, [0, 1, 2, 3, 8, 9]), (1, 3, [0, 1, 2, 3])):
+        for score in ("quest", "moba"):
+            mask = topk_mask(("topk", 2, 2, 0, 0, 0, score), np.tile([sign, 0.0], (10, 1)), keys)
+            check("topk mask %s q=%+d row %d" % (score, sign, t), list(np.nonzero(mask[t])[0]) == want,
+                  "got %s" % list(np.nonzero(mask[t])[0]))
+    tied = topk_mask(("topk", 3, 1, 1, 1, 4, "quest"), np.ones((10, 2)), np.ones((10, 2)))
+    check("topk ties go to the lower block, with W, P, D", list(np.nonzero(tied[9])[0]) == [0, 1, 2, 3, 7, 8, 9],
+          "got %s" % list(np.nonzero(tied[9])[0]))
+
     # Pattern text.
+    check("parse topk defaults", parse_pattern("topk", 1, 1) == [[("topk", 64, 8, 0, 0, 0, "quest")]])
     parsed = parse_pattern("layers=heads=1:dense+1:local:W=3|dilated:D=5,P=1*1", 2, 2)
     check("parse layers/heads", parsed == [[("dense",), ("local", 3, 0)],
                                            [("dilated", 5, 0, 1)] * 2], str(parsed))
     check("parse repeat", parse_pattern("layers=dense*2", 2, 2) == [[("dense",)] * 2] * 2)
     for bad in ("dilated:D=0", "bogus", "layers=dense|dense|dense", "dilated:W=3",
-                "heads=1:dense", "local:W=-1", "dilated:D=2,D=3", "dense:W=1"):
+                "heads=1:dense", "local:W=-1", "dilated:D=2,D=3", "dense:W=1", "topk:B=0",
+                "topk:score=best", "topk:K=-1", "topk:B=2,B=3", "dilated:D=2,score=quest"):
         try:
             parse_pattern(bad, 2, 2)
             check("reject pattern %r" % bad, False, "accepted")
@@ -579,13 +629,17 @@ def selftest():
     # Equivalent patterns give identical losses.
     dense = loss_of(cfg, params, "dense")
     for text in ("dilated:D=1", "dilated:D=7,W=%d" % (T - 1), "local:W=%d" % (T - 1),
-                 "local:P=%d" % T, "layers=dense*2", "heads=2:dense", "heads=1:dense+1:dense"):
+                 "local:P=%d" % T, "layers=dense*2", "heads=2:dense", "heads=1:dense+1:dense",
+                 "topk:B=4,K=%d" % T, "topk:B=1,K=%d,score=moba" % T, "topk:B=5,K=0,W=%d" % T):
         check("%s == dense" % text, np.allclose(loss_of(cfg, params, text), dense, rtol=0, atol=1e-12))
     check("dilated differs from dense",
           abs(np.mean(loss_of(cfg, params, "dilated:D=4")) - np.mean(dense)) > 1e-4)
+    check("topk differs from dense and from its own block alone",
+          abs(np.mean(loss_of(cfg, params, "topk:B=3,K=2")) - np.mean(dense)) > 1e-4
+          and abs(np.mean(loss_of(cfg, params, "topk:B=3,K=2")) - np.mean(loss_of(cfg, params, "topk:B=3,K=0"))) > 1e-4)
 
     # Causality: changing later tokens leaves earlier positions' losses unchanged.
-    for text in ("dense", "dilated:D=3,W=1,P=1", "layers=local:W=2|dilated:D=4"):
+    for text in ("dense", "dilated:D=3,W=1,P=1", "layers=local:W=2|dilated:D=4", "topk:B=2,K=2,score=moba"):
         changed = x.copy()
         changed[12:] = (changed[12:] + 7) % 31
         a, b = loss_of(cfg, params, text), loss_of(cfg, params, text, changed, y)

@@ -48,6 +48,8 @@ Pattern config_pattern(const std::string& text, const char* key, const ModelConf
   try {
     Pattern p = Pattern::parse(text);
     p.check_fits(model.n_layers, model.n_heads);
+    require_input(!p.has_top_k(),
+                  fmt::format("pattern '{}': top-k patterns are for inference (eval, generate), not training", text));
     return p;
   } catch (const InputError& e) {
     throw InputError(fmt::format("{}: {}", key, e.what()));

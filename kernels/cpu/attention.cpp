@@ -1,16 +1,20 @@
 // CPU reference attention, flash-style: for each query, keys are visited range by range (or, from a
-// decoding cache, slot by slot with a membership test) in tiles of up to 64; each tile's scores update a running max, a running sum and the output accumulator (online softmax), so
-// no q_len × k_len matrix exists and excluded keys cost nothing. The backward recomputes the probabilities
-// from the saved log-sum-exp. (sequence, head) pairs run in parallel; within a pair, keys are written by
-// one thread only, so the backward needs no atomics. Arguments are checked by the entry points
+// decoding cache, slot by slot with a membership test) in tiles of up to 64; each tile's scores update a
+// running max, a running sum and the output accumulator (online softmax), so no q_len × k_len matrix exists
+// and excluded keys cost nothing. Top-k block heads (inference only) first choose their blocks per query
+// (kernels/cpu/topk_attention.h), then visit the chosen keys the same way. The backward recomputes the
+// probabilities from the saved log-sum-exp. (sequence, head) pairs run in parallel; within a pair, keys are
+// written by one thread only, so the backward needs no atomics. Arguments are checked by the entry points
 // (kernels/attention.cpp).
 #include "kernels/cpu/cpu_ops.h"
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <vector>
 
 #include "kernels/cpu/common.h"
+#include "kernels/cpu/topk_attention.h"
 
 namespace ratplus::cpu {
 
@@ -36,14 +40,22 @@ struct HeadView {
 };
 
 // Calls f(j) for every key row j (of sequence b's k_len rows) that query i of head h attends to: the key
-// set's positions in order, or the cache slots whose position is in the key set.
-template <class F>
-void visit_keys(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, F&& f) {
+// set's positions in order, or the cache slots whose position is in the key set. A top-k head's selector
+// (already given query i) adds its selected blocks to the key set.
+template <class T, class F>
+void visit_keys(const AttentionArgs& a, int64_t b, int64_t h, int64_t i, const TopKSelector<T>* topk, F&& f) {
   const KeySet& keys = a.head_keys[h];
-  if (a.key_layout == KeyLayout::sequence) return for_each_key(keys, a.q_pos0 + i, f);
+  if (a.key_layout == KeyLayout::sequence) {
+    if (!topk) return for_each_key(keys, a.q_pos0 + i, f);
+    for (int64_t j = 0; j <= a.q_pos0 + i; ++j)
+      if (topk->attends(j)) f(j);
+    return;
+  }
   const int64_t t = a.query_positions[b] + i;
-  for (int64_t slot = 0; slot < a.k_len; ++slot)
-    if (in_key_set(keys, t, a.key_positions[b * a.k_len + slot])) f(slot);
+  for (int64_t slot = 0; slot < a.k_len; ++slot) {
+    const int64_t j = a.key_positions[b * a.k_len + slot];
+    if (topk ? topk->attends(j) : in_key_set(keys, t, j)) f(slot);
+  }
 }
 
 template <class T>
@@ -54,11 +66,14 @@ void forward_reference(const AttentionArgs& a) {
   for (int64_t b = 0; b < a.batch; ++b) {
     for (int64_t h = 0; h < heads; ++h) {
       const HeadView<T> view{a, b, h, dh};
+      std::optional<TopKSelector<T>> topk;
+      if (!a.head_blocks.empty() && a.head_blocks[h].active()) topk.emplace(a, b, h);
       std::vector<int64_t> tile_keys;
       std::vector<T> acc(dh), scores(kTile);
       tile_keys.reserve(kTile);
       for (int64_t i = 0; i < a.q_len; ++i) {
         const T* qi = view.query(a.q, i);
+        if (topk) topk->select(qi, a.key_layout == KeyLayout::sequence ? a.q_pos0 + i : a.query_positions[b] + i);
         T running_max = -INFINITY, running_sum = 0;
         std::fill(acc.begin(), acc.end(), T(0));
         auto flush = [&] {
@@ -79,7 +94,7 @@ void forward_reference(const AttentionArgs& a) {
           running_max = tile_max;
           tile_keys.clear();
         };
-        visit_keys(a, b, h, i, [&](int64_t j) {
+        visit_keys(a, b, h, i, topk ? &*topk : nullptr, [&](int64_t j) {
           tile_keys.push_back(j);
           if (static_cast<int64_t>(tile_keys.size()) == kTile) flush();
         });

@@ -1,13 +1,35 @@
 // CPU cache_append: the recurrence op over one-step sequences from the state, the RoPE op row by row at
 // each sequence's position, then copies into the caches' slots — the ops the full forward runs, so the
-// cache holds exactly the full forward's keys and values.
+// cache holds exactly the full forward's keys and values. A top-k group's block summaries take each key as it
+// comes (kernels/cpu/topk_blocks.h).
 #include <vector>
 
 #include "kernels/cache_append.h"
 #include "kernels/cpu/common.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/topk_blocks.h"
 
 namespace ratplus::cpu {
+
+namespace {
+
+// Folds the key (the group's c.heads · dh columns) at position j of sequence b into its block's summaries.
+template <class T>
+void fold_into_summaries(const CacheView& c, int64_t b, int64_t j, const T* key, int64_t dh) {
+  const int64_t blocks = c.summaries.rows / (c.positions.cols / c.slots.capacity());
+  const int64_t width = block_summary_width(c.topk.score, dh);
+  T* row = &at<T>(c.summaries, b * blocks + j / c.topk.block, 0);
+  for (int64_t h = 0; h < c.heads; ++h) fold_key(c.topk.score, row + h * width, key + h * dh, dh, j % c.topk.block == 0);
+}
+
+}  // namespace
+
+void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, int64_t n) {
+  with_cpu_float(keys.dtype, __func__, [&]<class T>() {
+    const int64_t dh = keys.cols / c.heads;
+    for (int64_t j = 0; j < n; ++j) fold_into_summaries(c, b, j, &at<T>(keys, j, 0), dh);
+  });
+}
 
 void cache_append(const CacheAppendArgs& a) {
   with_cpu_float(a.q.dtype, __func__, [&]<class T>() {
@@ -36,6 +58,7 @@ void cache_append(const CacheAppendArgs& a) {
           at<T>(c.v, row, i) = at<T>(v, b, c0 + i);
         }
         c.positions.ptr<int32_t>()[row] = positions[b];
+        if (c.topk.active()) fold_into_summaries(c, b, positions[b], &at<T>(c.k, row, 0), dh);
       }
     }
   });

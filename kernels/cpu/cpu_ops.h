@@ -49,5 +49,6 @@ void attention_forward(const AttentionArgs& a);
 void attention_backward(const AttentionArgs& a, const AttentionGrads& g);
 
 void cache_append(const CacheAppendArgs& a);
+void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, int64_t n);
 
 }  // namespace ratplus::cpu

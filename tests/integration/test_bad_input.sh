@@ -127,10 +127,17 @@ expect_bad "override with a value of the wrong type" F:d_model -- \
     "$BIN" init --config good.yaml --out x.h5 model.d_model=abc
 expect_bad "a bad train.pattern under the joint objective (which does not use it) is still named" \
     F:train.pattern F:sparse -- "$BIN" train --config good.yaml train.pattern=sparse:X=1 checkpoint.dir=ck-unused
+expect_bad "a top-k train.pattern is refused: top-k is for inference" \
+    F:train.pattern F:topk:B=4,K=2 F:inference -- \
+    "$BIN" train --config good.yaml train.objective=adapt train.pattern=topk:B=4,K=2 checkpoint.dir=ck-unused
 expect_bad "override without '='" F:model.d_model -- \
     "$BIN" init --config good.yaml --out x.h5 model.d_model
 
 # --- data ------------------------------------------------------------------------------
+expect_bad "a malformed top-k pattern names its text" F:topk:B=0,K=2 F:B -- \
+    "$BIN" eval --checkpoint ck.h5 --data shard.bin --seq-len 8 --batches 2 --pattern topk:B=0,K=2 --json out.json
+expect_bad "a top-k pattern with an unknown score names it" F:topk:score=best F:best -- \
+    "$BIN" eval --checkpoint ck.h5 --data shard.bin --seq-len 8 --batches 2 --pattern topk:score=best --json out.json
 expect_bad "truncated shard" F:truncated.bin -- \
     "$BIN" eval --checkpoint ck.h5 --data truncated.bin --seq-len 8 --batches 2 --pattern dense --json out.json
 expect_bad "llm.c header with a wrong version" F:badversion.bin -- \

@@ -40,6 +40,12 @@ PATTERNS = ["dense", "dilated:D=4", "dilated:D=3,W=5,P=2", "local:W=6,P=1",
 DENSE_EQUIVALENTS = ["dilated:D=1", "local:W=%d" % (SEQ_LEN - 1), "layers=dense*2", "heads=4:dense"]
 MORE_PATTERNS = ["local:W=0", "dilated:D=2,P=4", "layers=heads=1:dense+3:local:W=3|dilated:D=6*1",
                  "layers=local:W=4*2"]
+# Top-k block patterns (SPEC §6), alone and in hybrids; T = 37 is no multiple of any B here.
+TOPK_PATTERNS = ["topk:B=4,K=2", "topk:B=5,K=1,score=moba", "topk:B=1,K=3", "topk:B=8,K=2,W=2,P=1,D=5",
+                 "topk:B=3,K=0,W=1,score=moba", "layers=dense|topk:B=3,K=2,score=moba",
+                 "heads=2:dense+2:topk:B=6,K=1,P=2", "layers=heads=1:topk:B=2,K=4+3:local:W=3|topk:B=7,K=2,D=4"]
+# K at least the number of blocks attends to every earlier block: dense.
+TOPK_DENSE_EQUIVALENTS = ["topk:B=4,K=%d" % SEQ_LEN, "topk:B=1,K=%d,score=moba" % SEQ_LEN]
 
 
 def close(a, b, rel=REL_TOL):
@@ -93,6 +99,8 @@ def eval_case(res, binary, tmp, name, checkpoint, data_files, patterns, eos_id=E
         args += ["--pattern", p]
     if eos_id is not None:
         args += ["--eos-id", str(eos_id)]
+    if any("topk" in p for p in patterns):  # top-k patterns run on the CPU only
+        args += ["--device", "cpu"]
     args += ["--json", out]
     rc, err = run(binary, args, tmp)
     if not res.check(name + ": ratplus eval exits 0", rc == 0, "exit %s: %s" % (rc, err)):
@@ -130,19 +138,23 @@ def model_cases(res, binary, tmp, rng):
             ck = os.path.join(tmp, "ck_%d%d.h5" % (recurrence, tied))
             cfg = dict(MODEL, recurrence=recurrence, tie_embeddings=tied)
             ref.write_checkpoint(ck, cfg, std=0.2, seed=11 + 2 * recurrence + tied, norm_jitter=0.2)
-            patterns = PATTERNS + DENSE_EQUIVALENTS + MORE_PATTERNS
+            patterns = PATTERNS + DENSE_EQUIVALENTS + MORE_PATTERNS + TOPK_PATTERNS + TOPK_DENSE_EQUIVALENTS
             rows = eval_case(res, binary, tmp, name, ck, [shard], patterns)
             # The test must tell patterns apart: the reference losses differ.
             expected = {r["pattern"]: r["loss"] for r in
                         ref.eval_patterns(ck, [shard], SEQ_LEN, BATCHES, PATTERNS, EOS)}
             res.check(name + ": reference losses of distinct patterns differ (test is discriminative)",
                       len({round(v, 5) for v in expected.values()}) == len(PATTERNS), repr(expected))
+            topk = {r["pattern"]: r["loss"] for r in
+                    ref.eval_patterns(ck, [shard], SEQ_LEN, BATCHES, ["dense"] + TOPK_PATTERNS, EOS)}
+            res.check(name + ": reference losses of the top-k patterns differ from dense and from each other",
+                      len({round(v, 5) for v in topk.values()}) == len(topk), repr(topk))
             if rows is None:
                 continue
             res.check(name + ": tokens = labels whose input is not eos",
                       all(r["tokens"] == n_labels for r in rows.values()),
                       "%s vs %d" % ([r["tokens"] for r in rows.values()], n_labels))
-            for p in DENSE_EQUIVALENTS:
+            for p in DENSE_EQUIVALENTS + TOPK_DENSE_EQUIVALENTS:
                 res.check("%s: %s equals dense" % (name, p),
                           close(rows[p]["loss"], rows["dense"]["loss"], 1e-6),
                           "%r vs %r" % (rows[p]["loss"], rows["dense"]["loss"]))

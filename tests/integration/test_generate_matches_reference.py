@@ -4,7 +4,7 @@
 Usage: python3 test_generate_matches_reference.py /path/to/ratplus
 
 Writes tiny random checkpoints with h5py, generates greedily from prompts of different lengths under every
-kind of pattern, and checks each generated token against the NumPy reference's full forward pass over the
+kind of pattern (top-k block patterns included), and checks each generated token against the NumPy reference's full forward pass over the
 prompt and the tokens before it: the token is the argmax of the reference logits (unless the top two are
 within float rounding) and its log-prob is their log-softmax. Also: EOS stops a sequence (and is kept),
 sampling is repeatable for a seed, and bad requests exit 2 naming what is wrong.
@@ -35,6 +35,9 @@ MODEL = {"vocab_size": 53, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ffn": 
          "norm_eps": 1e-6, "rope_base": 10000.0}
 PATTERNS = ["dense", "dilated:D=4", "dilated:D=3,W=5,P=2", "local:W=6,P=1",
             "layers=dense|dilated:D=5,W=2", "heads=2:dense+2:dilated:D=4,W=1,P=1"]
+# Top-k block patterns (SPEC §6, on the CPU): prompts and generated tokens cross several blocks.
+TOPK_PATTERNS = ["topk:B=3,K=2", "topk:B=4,K=1,W=1,P=1,D=5,score=moba",
+                 "layers=heads=2:dense+2:topk:B=2,K=3|topk:B=5,K=1"]
 PROMPTS = [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5], [7], [2, 7, 1, 8]]
 NEW = 9
 
@@ -77,11 +80,11 @@ def main():
             checkpoint = os.path.join(tmp, "model_%d%d.h5" % (recurrence, tied))
             cfg = ref.write_checkpoint(checkpoint, config, std=0.3, seed=11 + recurrence + 2 * tied)
             params = ref.load_checkpoint(checkpoint)[1]
-            for pattern in PATTERNS:
+            for pattern in PATTERNS + TOPK_PATTERNS:
                 name = "%s (recurrence %s, tied %s)" % (pattern, recurrence, tied)
                 out = os.path.join(tmp, "out.json")
                 args = ["generate", "--checkpoint", checkpoint, "--max-new", str(NEW), "--pattern", pattern,
-                        "--json", out]
+                        "--json", out] + (["--device", "cpu"] if "topk" in pattern else [])
                 for p in PROMPTS:
                     args += ["--prompt-tokens", ",".join(map(str, p))]
                 rc, stdout, err = run(binary, args)

@@ -81,7 +81,8 @@ TEST_P(ChoiceScoring, BatchedLogLikelihoodsEqualOneCandidateAtATime) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Patterns, ChoiceScoring, ::testing::Values("dense", "dilated:D=3,W=1,P=1", "local:W=2"));
+INSTANTIATE_TEST_SUITE_P(Patterns, ChoiceScoring, ::testing::Values("dense", "dilated:D=3,W=1,P=1", "local:W=2",
+                                                              "heads=1:dense+1:topk:B=2,K=1,score=moba"));
 
 TEST(ChoiceScoring, TheAccuracyFollowsTheReferenceChoices) {
   Model model(test::tiny_model_config(kVocab, true, true), Device::cpu, DType::f32);

@@ -1,7 +1,8 @@
 // Decoding is the full forward pass in pieces: for every kind of pattern, prefill(n) and k steps give the
 // logits of one forward over the n + k tokens at those positions, for sequences of different lengths in one
 // batch, with prompt lengths on both sides of D, W and the ring's size. The compact cache holds P + ⌊T/D⌋ +
-// W + 1 slots, and its slots are where the layout says.
+// W + 1 slots, and its slots are where the layout says. Top-k block patterns (SPEC §6) decode from the block
+// summaries kept beside a full cache and give the full forward's logits too, whatever B, K, W, P, D.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -78,7 +79,17 @@ INSTANTIATE_TEST_SUITE_P(
                       ModelCase{"per_layer", true, true, "layers=dense|dilated:D=4,W=3"},
                       ModelCase{"per_head", true, true, "heads=1:dilated:D=5,P=3+1:local:W=3"},
                       ModelCase{"attention_only_dense", false, true, "dense"},
-                      ModelCase{"attention_only_hybrid_untied", false, false, "layers=local:W=3|heads=1:dense+1:dilated:D=4"}),
+                      ModelCase{"attention_only_hybrid_untied", false, false, "layers=local:W=3|heads=1:dense+1:dilated:D=4"},
+                      ModelCase{"topk_quest", true, true, "topk:B=3,K=2"},
+                      ModelCase{"topk_moba_untied", true, false, "topk:B=4,K=1,score=moba"},
+                      ModelCase{"topk_block_of_one", true, true, "topk:B=1,K=3"},
+                      ModelCase{"topk_more_k_than_blocks", true, true, "topk:B=5,K=9"},
+                      ModelCase{"topk_window_sinks_dilation", true, true, "topk:B=3,K=1,W=2,P=1,D=4"},
+                      ModelCase{"topk_zero_k_moba", true, true, "topk:B=4,K=0,W=1,score=moba"},
+                      ModelCase{"topk_per_layer", true, true, "layers=dilated:D=4,W=3|topk:B=2,K=2,score=moba"},
+                      ModelCase{"topk_per_head", true, true, "heads=1:dense+1:topk:B=3,K=2,P=2"},
+                      ModelCase{"attention_only_topk_hybrid", false, true,
+                                "layers=heads=1:topk:B=2,K=1+1:local:W=3|topk:B=3,K=2,D=5"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 TEST(CacheLayout, HoldsSinksDilatedPositionsAndARing) {

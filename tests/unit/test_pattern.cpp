@@ -1,4 +1,5 @@
-// Pattern text: parsing, resolution to per-head key sets, and rejection of malformed text.
+// Pattern text: parsing, resolution to per-head key sets (and top-k block terms), and rejection of
+// malformed text.
 #include <gtest/gtest.h>
 
 #include "core/error.h"
@@ -35,13 +36,54 @@ TEST(Pattern, RejectsMalformedTextNamingIt) {
   for (const char* bad : {"", "bogus", "dilated", "dilated:D=0", "dilated:D=x", "dilated:D=4,Q=1", "dilated:D=4,D=5",
                           "local:W=-1", "dense:W=3", "heads=2dense", "heads=0:dense", "layers=dense*0",
                           "dilated:D=4,W", "layers=dense*99999999999", "layers=dense*40000|local*40000",
-                          "heads=99999999999:dense", "heads=40000:dense+40000:local"}) {
+                          "heads=99999999999:dense", "heads=40000:dense+40000:local", "topk:B=0", "topk:B=-4", "topk:K=-1",
+                          "topk:D=-2", "topk:W=-1", "topk:P=-3", "topk:score=best", "topk:score=", "topk:B=4,B=8",
+                          "topk:score=quest,score=moba", "topk:Q=1", "topk:B=x", "dilated:D=4,score=quest",
+                          "heads=1:dense+1:topk:K=-2"}) {
     try {
       Pattern::parse(bad);
       ADD_FAILURE() << "accepted '" << bad << "'";
     } catch (const InputError& e) {
       EXPECT_NE(std::string(e.what()).find(std::string("'") + bad + "'"), std::string::npos) << e.what();
     }
+  }
+}
+
+TEST(Pattern, TopKBlocksWithDefaultsAndTheirFixedKeys) {
+  const Pattern plain = Pattern::parse("topk");
+  EXPECT_EQ(plain.head_keys(0, 1), (std::vector<KeySet>{{0, 0, 0}}));
+  EXPECT_EQ(plain.head_blocks(0, 1), (std::vector<BlockTopK>{{64, 8, BlockScore::quest}}));
+  const Pattern full = Pattern::parse("topk:B=16,K=4,W=256,P=4,D=8,score=moba");
+  EXPECT_EQ(full.head_keys(0, 1), (std::vector<KeySet>{{8, 256, 4}}));
+  EXPECT_EQ(full.head_blocks(0, 1), (std::vector<BlockTopK>{{16, 4, BlockScore::moba}}));
+  EXPECT_TRUE(full.has_top_k());
+  EXPECT_FALSE(Pattern::parse("dilated:D=4").has_top_k());
+  EXPECT_EQ(Pattern::parse("topk:B=1,K=0,score=quest").head_blocks(0, 1), (std::vector<BlockTopK>{{1, 0, BlockScore::quest}}));
+}
+
+TEST(Pattern, TopKInHybrids) {
+  const Pattern layers = Pattern::parse("layers=dense|topk:B=8,K=2*2");
+  layers.check_fits(3, 2);
+  EXPECT_FALSE(layers.head_blocks(0, 2)[1].active());
+  EXPECT_EQ(layers.head_blocks(2, 2)[1], (BlockTopK{8, 2, BlockScore::quest}));
+  const Pattern heads = Pattern::parse("heads=2:dense+2:topk:B=64,K=8,W=16,score=moba");
+  heads.check_fits(5, 4);
+  EXPECT_EQ(heads.head_keys(4, 4), (std::vector<KeySet>{{1, 0, 0}, {1, 0, 0}, {0, 16, 0}, {0, 16, 0}}));
+  EXPECT_EQ(heads.head_blocks(4, 4),
+            (std::vector<BlockTopK>{{}, {}, {64, 8, BlockScore::moba}, {64, 8, BlockScore::moba}}));
+}
+
+TEST(Pattern, TopKRunsOnTheCpuOnly) {
+  const Pattern p = Pattern::parse("heads=1:dense+1:topk:B=4,K=2");
+  EXPECT_NO_THROW(p.require_cpu_for_top_k(Device::cpu));
+  EXPECT_NO_THROW(Pattern::dense().require_cpu_for_top_k(Device::cuda));
+  try {
+    p.require_cpu_for_top_k(Device::cuda);
+    ADD_FAILURE() << "top-k accepted on CUDA";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("top-k patterns run on the CPU in this version: --device cpu"),
+              std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(p.text()), std::string::npos) << e.what();
   }
 }
 
