@@ -23,13 +23,13 @@ problems=$("$PY" - <<'PY'
 import json
 VOCAB = 256  # configs/tiny.yaml
 dense, sparse = json.load(open("dense.json")), json.load(open("dilated:D=16.json"))
-keys = {"context", "gen", "batch", "pattern", "tokens_per_s", "ms_per_step", "cache_bytes_per_sequence",
+keys = {"context", "gen", "batch", "pattern", "tp", "tokens_per_s", "ms_per_step", "cache_bytes_per_sequence",
         "weight_bytes", "peak_memory_bytes", "hbm_bytes_per_step", "hbm_fraction"}
 for j in (dense, sparse):
     if set(j) != keys:
         print("keys %s" % sorted(set(j) ^ keys))
-    if j["context"] != 1024 or j["gen"] != 8 or j["batch"] != 3:
-        print("context, gen, batch: %s %s %s" % (j["context"], j["gen"], j["batch"]))
+    if j["context"] != 1024 or j["gen"] != 8 or j["batch"] != 3 or j["tp"] != 1:
+        print("context, gen, batch, tp: %s %s %s %s" % (j["context"], j["gen"], j["batch"], j["tp"]))
     if not j["tokens_per_s"] > 0 or not j["ms_per_step"] > 0:
         print("speed %s %s" % (j["tokens_per_s"], j["ms_per_step"]))
     cache, logits = j["cache_bytes_per_sequence"], 4 * VOCAB
