@@ -8,6 +8,7 @@
 
 #include "core/buffer.h"
 #include "core/error.h"
+#include "inference/token_scores.h"
 
 namespace ratplus {
 
@@ -57,14 +58,6 @@ std::vector<Pass> plan_passes(const std::vector<Candidate>& list, const ChoiceBa
     i = p.end;
   }
   return passes;
-}
-
-// log softmax(logits)[target], in double.
-double log_probability(const float* logits, int64_t vocab, int32_t target) {
-  const double max = *std::max_element(logits, logits + vocab);
-  double sum = 0;
-  for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double(logits[v]) - max);
-  return double(logits[target]) - max - std::log(sum);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 # what changed.
 #   bash launch/setup.sh            # Release build of the program in build/
 #   bash launch/setup.sh --tests    # also the test binaries and the tools the test suite uses (the Prometheus
-#                                   # server, spm_train, clang, Python's sentencepiece and torch)
+#                                   # server, spm_train, clang, Python's sentencepiece, torch and matplotlib)
 #   BUILD_DIR=build-debug BUILD_TYPE=Debug bash launch/setup.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ packages=(build-essential cmake ninja-build pkg-config
   libopenmpi-dev openmpi-bin libhdf5-dev libyaml-cpp-dev prometheus-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libopenblas-openmp-dev libgtest-dev libgmock-dev libbenchmark-dev libsentencepiece-dev
   python3 python3-numpy python3-h5py)
-[[ ${1:-} == --tests ]] && packages+=(prometheus sentencepiece python3-sentencepiece python3-torch clang libomp-dev)
+[[ ${1:-} == --tests ]] && packages+=(prometheus sentencepiece python3-sentencepiece python3-torch python3-matplotlib clang libomp-dev)
 
 missing=()
 for p in "${packages[@]}"; do

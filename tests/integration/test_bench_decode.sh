@@ -28,8 +28,8 @@ keys = {"context", "gen", "batch", "pattern", "tp", "tokens_per_s", "ms_per_step
 for j in (dense, sparse):
     if set(j) != keys:
         print("keys %s" % sorted(set(j) ^ keys))
-    if j["context"] != 1024 or j["gen"] != 8 or j["batch"] != 3:
-        print("context, gen, batch: %s %s %s" % (j["context"], j["gen"], j["batch"]))
+    if j["context"] != 1024 or j["gen"] != 8 or j["batch"] != 3 or j["tp"] != 1:
+        print("context, gen, batch, tp: %s %s %s %s" % (j["context"], j["gen"], j["batch"], j["tp"]))
     if not j["tokens_per_s"] > 0 or not j["ms_per_step"] > 0:
         print("speed %s %s" % (j["tokens_per_s"], j["ms_per_step"]))
     cache, logits = j["cache_bytes_per_sequence"], 4 * VOCAB

@@ -79,7 +79,7 @@ expect_usage_error "a file without questions" "holds no question" \
 expect_usage_error "a missing file" "missing.jsonl" "$BIN" "${CHOICE[@]}" --data missing.jsonl --json out.json
 expect_usage_error "two data files" "one --data file" \
     "$BIN" "${CHOICE[@]}" --data tokens.jsonl tokens.jsonl --json out.json
-expect_usage_error "--batches under --task choice" "--batches applies to --task loss only" \
+expect_usage_error "--batches under --task choice" "--batches does not apply to --task choice" \
     "$BIN" "${CHOICE[@]}" --data tokens.jsonl --batches 2 --json out.json
 expect_usage_error "--task loss without --batches" "--task loss needs --batches" \
     "$BIN" eval --checkpoint model.h5 --data tokens.jsonl --seq-len 8 --pattern dense --json out.json
