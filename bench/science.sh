@@ -12,20 +12,24 @@
 # EVAL_BATCHES (32 windows), RECALL_NEEDLES (200), DEVICE (auto), BIN (build-gpu/ratplus when built, else
 # build/ratplus). Top-k patterns run on the CPU (`--device cpu`), as ratplus evaluates them there.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 [[ $# -ge 1 ]] || { echo "usage: bash bench/science.sh DATA_DIR [OUT]" >&2; exit 2; }
-data=$1
-out=${2:-science-out}
-ls "$data"/train_*.bin "$data"/val_*.bin >/dev/null 2>&1 ||
-  { echo "science.sh: $data holds no train_*.bin and val_*.bin shards" >&2; exit 2; }
+ls "$1"/train_*.bin "$1"/val_*.bin >/dev/null 2>&1 ||
+  { echo "science.sh: $1 holds no train_*.bin and val_*.bin shards" >&2; exit 2; }
+data=$(cd "$1" && pwd)
+mkdir -p "${2:-science-out}"
+out=$(cd "${2:-science-out}" && pwd)
+[[ -n ${BIN:-} ]] && BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+cd "$(dirname "$0")/.."
 bin=${BIN:-build/ratplus}
 [[ -z ${BIN:-} && -x build-gpu/ratplus ]] && bin=build-gpu/ratplus
+# The figures need matplotlib: the first python3 on the PATH when it has it, else the distribution's.
+py=python3
+python3 -c 'import matplotlib' 2>/dev/null || py=/usr/bin/python3
 steps=${STEPS:-2000} adapt_steps=${ADAPT_STEPS:-200} batch=${BATCH:-16} d=${D_MODEL:-512} layers=${LAYERS:-6}
 heads=${HEADS:-4} vocab=${VOCAB:-32000} seq=${SEQ_LEN:-1024} device=${DEVICE:-auto}
 ffn=${D_FFN:-$((4 * d))} eval_batches=${EVAL_BATCHES:-32} needles=${RECALL_NEEDLES:-200}
 patterns=(dense dilated:D=16 dilated:D=64)
 topk=(topk:B=64,K=4 topk:B=64,K=4,D=16)
-mkdir -p "$out"
 start=$(date +%s)
 
 common=(--config configs/tiny.yaml model.vocab_size="$vocab" model.d_model="$d" model.n_layers="$layers"
@@ -109,12 +113,12 @@ text = "\n".join(lines) + "\n\ncommit %s, %d s wall time\n" % (commit, seconds)
 open(os.path.join(out, "science.md"), "w").write(text)
 print(text)
 PY
-if python3 -c 'import matplotlib' 2>/dev/null; then
+if "$py" -c 'import matplotlib' 2>/dev/null; then
   labels=()
   for model in "${models[@]}"; do labels+=(--label "${model%% *}"); done
-  python3 tools/plot_runs.py curves --out "$out/loss_curves.png" "$out"/{attention-dense,attention-joint,ratplus-joint}/base.jsonl \
+  "$py" tools/plot_runs.py curves --out "$out/loss_curves.png" "$out"/{attention-dense,attention-joint,ratplus-joint}/base.jsonl \
     "${labels[@]}" --title "training loss (dense and sparse passes)"
-  python3 tools/plot_runs.py bars --out "$out/losses.png" "$out/science.json" --title "validation loss by pattern"
+  "$py" tools/plot_runs.py bars --out "$out/losses.png" "$out/science.json" --title "validation loss by pattern"
 else
   echo "science.sh: no matplotlib (apt-get install python3-matplotlib): no figures" >&2
 fi
