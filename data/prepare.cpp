@@ -15,6 +15,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_line.h"
 #include "core/rng.h"
 #include "data/synthetic.h"
 #include "data/token_shard.h"
@@ -131,12 +132,7 @@ bool DocumentReader::next_json_document(std::string& text) {
   while (next_line(line)) {
     if (is_blank(line)) continue;
     const std::string where = path_ + ":" + std::to_string(line_number_);
-    nlohmann::json object;
-    try {
-      object = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      throw InputError(where + ": not valid JSON (" + e.what() + ")");
-    }
+    nlohmann::json object = parse_json_line(line, where);
     require_input(object.is_object(), where + ": not a JSON object");
     const auto field = object.find(text_field_);
     require_input(field != object.end(), where + ": no field \"" + text_field_ + "\" (see --text-field)");

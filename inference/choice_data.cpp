@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "core/error.h"
+#include "core/json_line.h"
 
 namespace ratplus {
 
@@ -81,12 +82,7 @@ void read_text_line(const nlohmann::json& object, const std::string& where, cons
 
 ChoiceQuestion parse_question(const std::string& line, const std::string& where, const Tokenizer* tokenizer,
                               int64_t vocab_size) {
-  nlohmann::json object;
-  try {
-    object = nlohmann::json::parse(line);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw InputError(where + ": not valid JSON (" + e.what() + ")");
-  }
+  const nlohmann::json object = parse_json_line(line, where);
   require_input(object.is_object(), where + ": not a JSON object");
   ChoiceQuestion q;
   q.where = where;

@@ -61,6 +61,7 @@ refused() {  # NAME LINE NEEDLE: a file of a good line and LINE is refused, nami
     expect_usage_error "$1" "bad.jsonl:2: $3" "$BIN" "${CHOICE[@]}" --data bad.jsonl --json out.json
 }
 refused "a line that is not JSON" '{"context_tokens": [1' "not valid JSON"
+refused "a number beyond a double's range" '{"context_tokens": [1], "endings_tokens": [[3]], "label": 1e999}' "not valid JSON"
 refused "a line that is not an object" '[1, 2]' "not a JSON object"
 refused "no context" '{"endings_tokens": [[3]], "label": 0}' 'no "context" or "context_tokens"'
 refused "no endings" '{"context_tokens": [1], "label": 0}' 'no "endings_tokens"'

@@ -177,6 +177,7 @@ TEST(ChoiceData, BadLinesAreRefusedNamingFileAndLine) {
                              {dir.file("q.jsonl") + ":2", fragment});
   };
   refused("{not json", "not valid JSON");
+  refused("{\"context_tokens\": [1], \"endings_tokens\": [[3]], \"label\": 22222e2222}", "not valid JSON");
   refused("[1, 2]", "not a JSON object");
   refused(R"({"endings_tokens": [[2]], "label": 0})", "no \"context\" or \"context_tokens\"");
   refused(R"({"context_tokens": [1], "label": 0})", "no \"endings_tokens\"");

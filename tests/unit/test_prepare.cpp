@@ -83,6 +83,7 @@ TEST(Prepare, JsonLinesHoldOneDocumentPerLine) {
   const std::vector<std::pair<std::string, std::string>> bad = {
       {"{\"text\": 1}", "field \"text\" is not a string"},
       {"{\"text\": \"unterminated}", "not valid JSON"},
+      {"{\"text\": \"t\", \"id\": 22222e2222}", "not valid JSON"},  // a number beyond a double's range
       {"[\"text\"]", "not a JSON object"},
       {"{\"body\": \"b\"}", "no field \"text\""}};
   for (const auto& [line, message] : bad) {
