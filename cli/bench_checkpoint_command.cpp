@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "checkpoint/distributed_checkpoint.h"
+#include "cli/bench_model.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/config.h"
@@ -71,14 +72,7 @@ nlohmann::json run_checkpoint_benchmark(const CheckpointBenchOptions& o) {
   const std::string shard = dir.file("tokens.bin");
   write_llmc_shard(shard, synthesize_tokens(c.train.global_batch * c.data.seq_len + 1, c.model.vocab_size, 1),
                    c.model.vocab_size <= 65536 ? 1 : 7);
-  c.data.train = {shard};
-  c.data.val = {shard};
-  c.data.format = ShardFormat::llmc;
-  c.checkpoint.dir = dir.file("checkpoints");
-  c.checkpoint.resume = ResumeMode::never;
-  c.train.metrics_jsonl = "";
-  c.train.val_every = 0;
-  c.metrics.listen = "";
+  isolate_benchmark_run(c, shard, dir.file("checkpoints"));
   Trainer trainer(c);
   std::string path;
   const SaveTiming first = timed_save(trainer, path), second = timed_save(trainer, path);

@@ -28,6 +28,7 @@
 #include <cuda_runtime.h>
 #endif
 
+#include "cli/bench_model.h"
 #include "cli/commands.h"
 #include "core/temp_dir.h"
 #include "core/atomic_file.h"
@@ -66,14 +67,7 @@ ExperimentConfig benchmark_config(const TrainBenchOptions& o, const TempDir& dir
   const std::string shard = dir.file("random_tokens.bin");
   const int64_t windows = (o.warmup + o.steps) * c.train.global_batch;
   write_random_shard(shard, windows * c.data.seq_len + 1, c.model.vocab_size);
-  c.data.train = {shard};
-  c.data.val = {shard};
-  c.data.format = ShardFormat::llmc;
-  c.checkpoint.dir = dir.file("checkpoints");
-  c.checkpoint.resume = ResumeMode::never;
-  c.train.metrics_jsonl = "";
-  c.train.val_every = 0;
-  c.metrics.listen = "";
+  isolate_benchmark_run(c, shard, dir.file("checkpoints"));
   return c;
 }
 

@@ -28,4 +28,15 @@ void BenchModelSource::load_weights(Model& model) const {
     load_model_weights(checkpoint, model);
 }
 
+void isolate_benchmark_run(ExperimentConfig& c, const std::string& shard, const std::string& checkpoint_dir) {
+  c.data.train = {shard};
+  c.data.val = {shard};
+  c.data.format = ShardFormat::llmc;
+  c.checkpoint.dir = checkpoint_dir;
+  c.checkpoint.resume = ResumeMode::never;
+  c.train.metrics_jsonl = "";
+  c.train.val_every = 0;
+  c.metrics.listen = "";
+}
+
 }  // namespace ratplus::cli

@@ -1,11 +1,13 @@
 // The model a decoding or prefill benchmark runs: random weights from a config (its init, seeded by
-// train.seed) or a checkpoint's weights — the --config / --checkpoint options both commands share.
+// train.seed) or a checkpoint's weights — the --config / --checkpoint options both commands share; and the
+// training config the training and checkpoint benchmarks run.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
 
+#include "core/config.h"
 #include "core/model_config.h"
 #include "model/model.h"
 
@@ -24,5 +26,9 @@ struct BenchModelSource {
  private:
   uint64_t seed_ = 0;
 };
+
+// Points `c` at one token shard for training and validation, with checkpoints written to checkpoint_dir and
+// never resumed, and every other side output of training (validation, JSONL log, metrics endpoint) off.
+void isolate_benchmark_run(ExperimentConfig& c, const std::string& shard, const std::string& checkpoint_dir);
 
 }  // namespace ratplus::cli
