@@ -40,6 +40,14 @@ void use_local_gpu(int local_rank) {
 #endif
 }
 
+int current_gpu() {
+  int device = 0;
+#ifdef RATPLUS_HAVE_CUDA
+  if (cuda_device_count() == 0 || cudaGetDevice(&device) != cudaSuccess) device = 0;
+#endif
+  return device;
+}
+
 std::string current_gpu_identity() {
 #ifdef RATPLUS_HAVE_CUDA
   int device = 0;

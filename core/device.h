@@ -16,8 +16,11 @@ int cuda_device_count();
 // auto (the GPU when there is one).
 Device select_device(DeviceChoice choice);
 
-// Makes GPU (local_rank mod the number of GPUs) this process's device; nothing without a GPU.
+// Makes GPU (local_rank mod the number of GPUs) the calling thread's device; nothing without a GPU.
 void use_local_gpu(int local_rank);
+
+// The index of the calling thread's GPU (for another thread's use_local_gpu); 0 without a GPU.
+int current_gpu();
 
 // The current GPU as "host/PCI bus id" (unique over the machines of a run); "" without a GPU.
 std::string current_gpu_identity();

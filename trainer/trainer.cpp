@@ -167,6 +167,9 @@ Trainer::Trainer(const ExperimentConfig& config)
       metrics_(grid_.world.rank() == 0 ? config.metrics.listen : "") {
   const DataConfig& d = config_.data;
   start_from_checkpoint_or_init();
+  // The checkpoints' host snapshot is allocated in the background while the first steps run.
+  if (grid_.world.rank() == 0 && state_.step < config_.train.steps)
+    writer_ = std::make_unique<BackgroundCheckpointWriter>(config_.model, model_.device());
 
   LoaderOptions options;
   options.seq_len = d.seq_len;
@@ -331,12 +334,10 @@ std::vector<HeldValues> Trainer::held_state() const {
 std::string Trainer::save_checkpoint() {
   const auto start = Clock::now();
   const std::string path = (std::filesystem::path(config_.checkpoint.dir) / checkpoint_file_name(state_.step)).string();
-  finish_checkpoint();  // the snapshot is free again
   const bool root = grid_.world.rank() == 0;
-  if (root) {
-    std::filesystem::create_directories(config_.checkpoint.dir);
-    if (!writer_) writer_ = std::make_unique<BackgroundCheckpointWriter>(config_.model, model_.device());
-  }
+  if (root && !writer_) writer_ = std::make_unique<BackgroundCheckpointWriter>(config_.model, model_.device());
+  finish_checkpoint();  // the snapshot is allocated, and free again
+  if (root) std::filesystem::create_directories(config_.checkpoint.dir);
   // Collective over all ranks: world rank 0 gathers every full tensor into its host snapshot.
   gather_checkpoint(config_.model, model_.table(), held_state(), grid_.world, root ? &writer_->snapshot() : nullptr);
   if (root) {

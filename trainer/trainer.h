@@ -118,7 +118,7 @@ class Trainer {
   int64_t window_tokens_ = 0;
   double last_checkpoint_stall_ = 0;
   // Last, so that it is destroyed first: its thread may still be writing, and uses the members above.
-  std::unique_ptr<BackgroundCheckpointWriter> writer_;  // on world rank 0, from the first checkpoint on
+  std::unique_ptr<BackgroundCheckpointWriter> writer_;  // on world rank 0
 };
 
 }  // namespace ratplus
