@@ -5,9 +5,11 @@
 # dilated(64) and under top-k block attention; adapts each to dilated(16) for a short run and evaluates it
 # again; runs the recall evaluation on each; and prints one table, also written as OUT/science.md and
 # OUT/science.json, with OUT/loss_curves.png and OUT/losses.png drawn by tools/plot_runs.py (matplotlib).
+# The three models' pipelines run side by side (one GPU holds all three), each logging to OUT/NAME.log;
+# training is in bf16 on a GPU and in f32 on the CPU.
 # Usage: bash bench/science.sh DATA_DIR [OUT]          (OUT defaults to science-out)
 # The sizes default to the paper's miniature (6 layers x 512, 4 heads of 128, T 1024, LLaMA-2's 32000 ids) and
-# can be changed through the environment: STEPS (2000), ADAPT_STEPS (200), BATCH (16 sequences per step),
+# can be changed through the environment: STEPS (1000), ADAPT_STEPS (200), BATCH (16 sequences per step),
 # D_MODEL (512), LAYERS (6), HEADS (4), D_FFN (4 x D_MODEL), VOCAB (32000), SEQ_LEN (1024), EOS_ID (2),
 # EVAL_BATCHES (32 windows), RECALL_NEEDLES (200), DEVICE (auto), BIN (build-gpu/ratplus when built, else
 # build/ratplus). Top-k patterns run on the CPU (`--device cpu`), as ratplus evaluates them there.
@@ -25,8 +27,10 @@ bin=${BIN:-build/ratplus}
 # The figures need matplotlib: the first python3 on the PATH when it has it, else the distribution's.
 py=python3
 python3 -c 'import matplotlib' 2>/dev/null || py=/usr/bin/python3
-steps=${STEPS:-2000} adapt_steps=${ADAPT_STEPS:-200} batch=${BATCH:-16} d=${D_MODEL:-512} layers=${LAYERS:-6}
+steps=${STEPS:-1000} adapt_steps=${ADAPT_STEPS:-200} batch=${BATCH:-16} d=${D_MODEL:-512} layers=${LAYERS:-6}
 heads=${HEADS:-4} vocab=${VOCAB:-32000} seq=${SEQ_LEN:-1024} device=${DEVICE:-auto}
+precision=fp32  # bf16 on a GPU, as the CPU backend computes in f32 alone
+[[ $device != cpu ]] && nvidia-smi -L >/dev/null 2>&1 && precision=bf16
 ffn=${D_FFN:-$((4 * d))} eval_batches=${EVAL_BATCHES:-32} needles=${RECALL_NEEDLES:-200}
 patterns=(dense dilated:D=16 dilated:D=64)
 topk=(topk:B=64,K=4 topk:B=64,K=4,D=16)
@@ -36,7 +40,7 @@ common=(--config configs/tiny.yaml model.vocab_size="$vocab" model.d_model="$d" 
   model.n_heads="$heads" model.d_ffn="$ffn" "data.train=$data/train_*.bin" "data.val=$data/val_*.bin"
   data.seq_len="$seq" data.eos_id="${EOS_ID:-2}" data.order=random train.global_batch="$batch"
   train.micro_batch="$batch" train.arl_dilation=64 train.log_every=100 train.val_every=0 optim.lr=1e-3
-  checkpoint.every=0 checkpoint.keep=1 runtime.device="$device" metrics.listen="")
+  checkpoint.every=0 checkpoint.keep=1 runtime.device="$device" runtime.precision="$precision" metrics.listen="")
 # The three models: name and the overrides that make it.
 models=("attention-dense model.recurrence=false train.objective=dense"
   "attention-joint model.recurrence=false train.objective=joint"
@@ -49,26 +53,43 @@ evaluate() {  # CHECKPOINT JSON DEVICE PATTERN...
   "$bin" eval --checkpoint "$checkpoint" --data "$data"/val_*.bin --seq-len "$seq" --batches "$eval_batches" \
     --eos-id "${EOS_ID:-2}" --device "$on" "${args[@]}" --json "$json" >/dev/null
 }
-for model in "${models[@]}"; do
-  read -r name overrides <<<"$model"
-  dir=$out/$name
+pipeline() {  # NAME OVERRIDES: trains, evaluates and adapts one model; its log is OUT/NAME.log
+  local name=$1 overrides=$2 dir=$out/$1
   mkdir -p "$dir"
-  echo "science.sh: $name" >&2
   # shellcheck disable=SC2086  # the overrides are words
   "$bin" train "${common[@]}" $overrides train.steps="$steps" checkpoint.dir="$dir/base" \
-    train.metrics_jsonl="$dir/base.jsonl" 2>"$dir.train.log" || { tail -5 "$dir.train.log" >&2; exit 1; }
+    train.metrics_jsonl="$dir/base.jsonl" || return 1
+  local base adapted
   base=$(printf '%s/base/step_%08d.h5' "$dir" "$steps")
-  evaluate "$base" "$dir/eval.json" "$device" "${patterns[@]}"
-  evaluate "$base" "$dir/topk.json" cpu "${topk[@]}"
+  evaluate "$base" "$dir/eval.json" "$device" "${patterns[@]}" || return 1
+  evaluate "$base" "$dir/topk.json" cpu "${topk[@]}" || return 1
   "$bin" eval --task recall --checkpoint "$base" --data "$data"/val_*.bin --seq-len "$seq" \
-    --needles "$needles" --device "$device" "${patterns[@]/#/--pattern=}" --json "$dir/recall.json" >/dev/null
+    --needles "$needles" --device "$device" "${patterns[@]/#/--pattern=}" --json "$dir/recall.json" >/dev/null ||
+    return 1
   # shellcheck disable=SC2086
   "$bin" train "${common[@]}" $overrides train.objective=adapt train.pattern=dilated:D=16 train.init_from="$base" \
-    train.steps="$adapt_steps" optim.warmup=0 checkpoint.dir="$dir/adapted" train.metrics_jsonl="$dir/adapted.jsonl" \
-    2>"$dir.adapt.log" || { tail -5 "$dir.adapt.log" >&2; exit 1; }
+    train.steps="$adapt_steps" optim.warmup=0 checkpoint.dir="$dir/adapted" train.metrics_jsonl="$dir/adapted.jsonl" ||
+    return 1
   adapted=$(printf '%s/adapted/step_%08d.h5' "$dir" "$adapt_steps")
   evaluate "$adapted" "$dir/adapted.json" "$device" dense dilated:D=16
+}
+# The three models are small for one GPU: their pipelines run side by side.
+pids=()
+for model in "${models[@]}"; do
+  read -r name overrides <<<"$model"
+  echo "science.sh: $name (log: $out/$name.log)" >&2
+  pipeline "$name" "$overrides" >"$out/$name.log" 2>&1 &
+  pids+=($!)
 done
+failed=0
+for i in "${!models[@]}"; do
+  wait "${pids[$i]}" && continue
+  name=${models[$i]%% *}
+  echo "science.sh: $name failed; the end of $out/$name.log:" >&2
+  tail -5 "$out/$name.log" >&2
+  failed=1
+done
+((failed == 0)) || exit 1
 
 seconds=$(($(date +%s) - start))
 python3 - "$out" "$seconds" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" "$bin" <<'PY'
