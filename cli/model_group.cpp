@@ -2,7 +2,6 @@
 #include "cli/model_group.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <vector>
@@ -23,13 +22,9 @@ Device ModelGroup::join(const ModelConfig& config, DeviceChoice choice) {
   Communicator& all = world();
   require_input(all.size() == tp, fmt::format("--tp {} needs {} ranks (mpirun -n {}), this run has {}", tp, tp, tp,
                                               all.size()));
-  const std::string split_error = tensor_parallel_error(config, static_cast<int>(tp));
-  require_input(split_error.empty(), fmt::format("--tp: {}", split_error));
-  use_local_gpu(all.local_rank());
-  if (all.rank() != 0) spdlog::set_level(spdlog::level::warn);
-  const Device device = select_device(choice);
-  grid_ = std::make_unique<ProcessGrid>(all, static_cast<int>(tp), device);
-  return device;
+  const int n = static_cast<int>(tp);
+  grid_ = std::make_unique<ProcessGrid>(join_process_grid(n, choice, tensor_parallel_error(config, n), "--tp"));
+  return select_device(choice);
 }
 
 int64_t ModelGroup::smallest(int64_t value) const {

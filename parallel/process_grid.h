@@ -4,7 +4,9 @@
 #pragma once
 
 #include <memory>
+#include <string>
 
+#include "core/config_choices.h"
 #include "parallel/communicator.h"
 
 namespace ratplus {
@@ -17,5 +19,11 @@ struct ProcessGrid {
   // device == cuda the groups carry device tensors through NCCL (the GPU must already be chosen).
   ProcessGrid(Communicator& world, int tp, Device device);
 };
+
+// Every rank of the launcher (world()) in a grid of tp-rank groups, each rank on the GPU of its node-local
+// rank and logging only warnings and errors unless it is rank 0: how training and the inference commands
+// start. InputError, naming `setting`, when tp does not divide the ranks or `split_error` (the model's
+// reason it cannot be split tp ways, "" when it can) is not empty.
+ProcessGrid join_process_grid(int tp, DeviceChoice device, const std::string& split_error, const std::string& setting);
 
 }  // namespace ratplus

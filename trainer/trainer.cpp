@@ -134,15 +134,8 @@ MemoryPlan plan_training_memory(const ExperimentConfig& c, const ProcessGrid& gr
 
 // The dp × tp grid over every rank of the run, each rank on the GPU of its node-local rank.
 ProcessGrid make_grid(const ExperimentConfig& c) {
-  Communicator& all = world();
   const int tp = static_cast<int>(c.parallel.tp);
-  require_input(all.size() % tp == 0, fmt::format("{}: parallel.tp: {} does not divide the {} ranks of the run",
-                                                  c.source, tp, all.size()));
-  const std::string split_error = tensor_parallel_error(c.model, tp);
-  require_input(split_error.empty(), fmt::format("{}: parallel.tp: {}", c.source, split_error));
-  use_local_gpu(all.local_rank());
-  if (all.rank() != 0) spdlog::set_level(spdlog::level::warn);
-  return ProcessGrid(all, tp, select_device(c.runtime.device));
+  return join_process_grid(tp, c.runtime.device, tensor_parallel_error(c.model, tp), c.source + ": parallel.tp");
 }
 
 // Flat float32 host values as a [1, n] tensor.
