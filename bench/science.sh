@@ -12,7 +12,9 @@
 # can be changed through the environment: STEPS (1000), ADAPT_STEPS (200), BATCH (16 sequences per step),
 # D_MODEL (512), LAYERS (6), HEADS (4), D_FFN (4 x D_MODEL), VOCAB (32000), SEQ_LEN (1024), EOS_ID (2),
 # EVAL_BATCHES (32 windows), RECALL_NEEDLES (200), DEVICE (auto), BIN (build-gpu/ratplus when built, else
-# build/ratplus). Top-k patterns run on the CPU (`--device cpu`), as ratplus evaluates them there.
+# build/ratplus); MORE_PATTERNS (patterns evaluated and recalled beside dense, dilated(16) and dilated(64),
+# separated by spaces) and TOPK_PATTERNS (default "topk:B=64,K=4 topk:B=64,K=4,D=16"). Top-k patterns run on
+# the CPU (`--device cpu`), as ratplus evaluates them there.
 set -euo pipefail
 [[ $# -ge 1 ]] || { echo "usage: bash bench/science.sh DATA_DIR [OUT]" >&2; exit 2; }
 ls "$1"/train_*.bin "$1"/val_*.bin >/dev/null 2>&1 ||
@@ -32,8 +34,10 @@ heads=${HEADS:-4} vocab=${VOCAB:-32000} seq=${SEQ_LEN:-1024} device=${DEVICE:-au
 precision=fp32  # bf16 on a GPU, as the CPU backend computes in f32 alone
 [[ $device != cpu ]] && nvidia-smi -L >/dev/null 2>&1 && precision=bf16
 ffn=${D_FFN:-$((4 * d))} eval_batches=${EVAL_BATCHES:-32} needles=${RECALL_NEEDLES:-200}
-patterns=(dense dilated:D=16 dilated:D=64)
-topk=(topk:B=64,K=4 topk:B=64,K=4,D=16)
+# shellcheck disable=SC2206  # the pattern lists are words
+patterns=(dense dilated:D=16 dilated:D=64 ${MORE_PATTERNS:-})
+# shellcheck disable=SC2206
+topk=(${TOPK_PATTERNS:-topk:B=64,K=4 topk:B=64,K=4,D=16})
 start=$(date +%s)
 
 common=(--config configs/tiny.yaml model.vocab_size="$vocab" model.d_model="$d" model.n_layers="$layers"
