@@ -27,7 +27,10 @@ class RecordingCommunicator final : public Communicator {
   void start_allreduce_sum(Tensor t) override { log.push_back(range(t)); }
   void start_reduce_scatter_sum(Tensor t, std::span<const int64_t> offsets) override {
     std::string text = range(t) + ":";
-    for (size_t i = 0; i < offsets.size(); ++i) text += (i ? "," : "") + std::to_string(offsets[i]);
+    for (size_t i = 0; i < offsets.size(); ++i) {
+      if (i > 0) text += ',';
+      text += std::to_string(offsets[i]);
+    }
     log.push_back(text);
   }
   void finish_started() override { log.push_back("finish"); }
