@@ -32,8 +32,8 @@ class BackgroundCheckpointWriter {
   // Starts writing the snapshot as `path` with `state` on the background thread, which then runs `after`
   // (e.g. pruning older checkpoints: the new one is complete and durable by then). No write may be in flight.
   void start(const std::string& path, const TrainingState& state, std::function<void()> after);
-  // Waits for the allocation or write in flight, if any, and rethrows its failure (once) as a std::runtime_error with its
-  // message (which names the file): a failed write is an I/O failure, exit code 1.
+  // Waits for the allocation or write in flight, if any, and rethrows its failure (once) as a
+  // std::runtime_error with its message (which names the file): a failed write is an I/O failure, exit 1.
   void wait();
   bool in_flight() const { return thread_.joinable(); }
 

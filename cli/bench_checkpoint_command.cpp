@@ -3,11 +3,12 @@
 // config (freshly initialised, data of generated tokens, checkpoints into a new directory under DIR that is
 // removed at the end) saves its checkpoint twice, as every checkpoint of a run after the first reuses its
 // host snapshot. The trainer starts allocating the snapshot when it is built; the benchmark reports how long
-// it then still waits for it, the time a checkpoint right at the start of a run would wait. For each save: the stall (the gather into the snapshot,
-// the only part training waits for) and the background write (from its start until the file is complete,
-// synced and renamed). Then rank 0 loads the file as a resume does, into host memory, after asking the kernel
-// to drop the file's pages from its cache (posix_fadvise), so the load reads the disk. Under mpirun every rank
-// takes part in the saves; rank 0 alone loads, prints and writes the JSON.
+// it then still waits for it, the time a checkpoint right at the start of a run would wait. For each save:
+// the stall (the gather into the snapshot, the only part training waits for) and the background write (from
+// its start until the file is complete, synced and renamed). Then rank 0 loads the file as a resume does,
+// into host memory, after asking the kernel to drop the file's pages from its cache (posix_fadvise), so the
+// load reads the disk. Under mpirun every rank takes part in the saves; rank 0 alone loads, prints and writes
+// the JSON.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Stages into .devdeps/ the distribution packages the GPU machine lacks (it reaches no package registry):
-# prometheus-cpp (via the shared staging script) and SentencePiece (generate --tokenizer; its spm_train for the tests). Run here, then
-# carry .devdeps to the GPU machine.
+# prometheus-cpp (via the shared staging script) and SentencePiece (generate --tokenizer; its spm_train for
+# the tests). Run here, then carry .devdeps to the GPU machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ../shared/device/stage-deps.sh .devdeps
