@@ -2,7 +2,6 @@
 // CPU reference (kernels/cpu/attention.cpp) or the CUDA kernels (kernels/cuda/attention.cu, flash_*.cu).
 #include "kernels/attention.h"
 
-#include <algorithm>
 #include <fmt/format.h>
 #include <stdexcept>
 #include <string>
@@ -27,11 +26,7 @@ void check_matrix(const Tensor& t, const char* name, int64_t rows, int64_t cols,
   if (t.dtype != dtype) invalid(fmt::format("{} is {}, expected {}", name, dtype_name(t.dtype), dtype_name(dtype)));
 }
 
-bool has_top_k(const AttentionArgs& a) {
-  return std::any_of(a.head_blocks.begin(), a.head_blocks.end(), [](const BlockTopK& t) { return t.active(); });
-}
-
-// head_blocks: none or one per head, CPU only; a cache call's top-k heads share one BlockTopK and its summaries.
+// head_blocks: none or one per head; a cache call's top-k heads (CPU only) share one BlockTopK and its summaries.
 void validate_top_k(const AttentionArgs& a) {
   const auto heads = static_cast<int64_t>(a.head_keys.size());
   if (a.head_blocks.empty()) return;
@@ -40,8 +35,8 @@ void validate_top_k(const AttentionArgs& a) {
   for (const BlockTopK& t : a.head_blocks)
     if (t.block < 0 || t.k < 0) invalid(fmt::format("top-k block B={} K={} has a negative field", t.block, t.k));
   if (!has_top_k(a)) return;
-  if (a.q.device != Device::cpu) invalid("top-k block attention runs on the CPU only");
   if (a.key_layout != KeyLayout::cache) return;
+  if (a.q.device != Device::cpu) invalid("top-k block attention over a decoding cache runs on the CPU only");
   for (const BlockTopK& t : a.head_blocks)
     if (t != a.head_blocks[0]) invalid("a cache's heads share one top-k block term");
   const int64_t width = heads * block_summary_width(a.head_blocks[0].score, a.q.cols / heads);

@@ -8,7 +8,8 @@
 //   near     [lo, t] with lo = max(0, t − W)          (the local window, always containing t)
 // dense = {D 1, W 0, P 0}; local(W, P) = {D 0, W, P}. Work per query is the size of its key set.
 // A top-k block head (SPEC §6) adds, per query, the key blocks its BlockTopK selects to that set; the
-// selection depends on the keys, so only the CPU reference computes it (kernels/cpu/topk_blocks.h).
+// selection depends on the keys (kernels/cpu/topk_blocks.h; on the GPU kernels/cuda/topk_attention.h, for
+// whole sequences and chunks, not decoding caches).
 #pragma once
 
 #include <cstdint>
@@ -42,7 +43,7 @@ struct BlockTopK {
   int64_t k = 0;      // K
   BlockScore score = BlockScore::quest;
   bool operator==(const BlockTopK&) const = default;
-  bool active() const { return block > 0; }
+  RATPLUS_HOST_DEVICE bool active() const { return block > 0; }
 };
 
 struct KeyRange {
@@ -106,7 +107,8 @@ struct AttentionArgs {
   Tensor k, v;
   int64_t k_len = 0;
   std::span<const KeySet> head_keys;  // one per head
-  // Empty, or one per head: the top-k block term of each head's key set (forward on the CPU only).
+  // Empty, or one per head: the top-k block term of each head's key set (forward only; on the GPU the
+  // sequence key layout only).
   std::span<const BlockTopK> head_blocks = {};
   // KeyLayout::cache with top-k heads: each sequence's block summaries, rows b · blocks + block,
   // block_summary_width(score, dh) columns per head (see kernels/cpu/topk_blocks.h).
@@ -145,7 +147,16 @@ inline int64_t cache_attention_workspace(int64_t batch, int64_t heads, int64_t k
 
 // Columns of one head's summary of a key block: the per-channel minima then maxima (quest), or the
 // per-channel sums (moba).
-inline int64_t block_summary_width(BlockScore score, int64_t dh) { return score == BlockScore::quest ? 2 * dh : dh; }
+RATPLUS_HOST_DEVICE inline int64_t block_summary_width(BlockScore score, int64_t dh) {
+  return score == BlockScore::quest ? 2 * dh : dh;
+}
+
+// Whether any head of the call has an active top-k block term.
+inline bool has_top_k(const AttentionArgs& a) {
+  for (const BlockTopK& t : a.head_blocks)
+    if (t.active()) return true;
+  return false;
+}
 
 // Both check every argument once (shapes, dtypes, devices, positions, layout; std::logic_error naming
 // the culprit) and then run on the device of the tensors.

@@ -1,7 +1,9 @@
-// Top-k block selection on the CPU (SPEC §6), the pieces every path shares so that they agree to the bit:
-// folding a key into its block's summary (full forward, prefill and decoding steps fold the keys of a block
-// in position order), scoring a block from its summary, and choosing the query's own block plus the K
-// best-scoring earlier blocks (ties to the lower block).
+// Top-k block selection (SPEC §6), the pieces every path shares so that they agree to the bit: folding a
+// key into its block's summary (full forward, prefill and decoding steps fold the keys of a block in
+// position order), scoring a block from its summary, and choosing the query's own block plus the K
+// best-scoring earlier blocks (ties to the lower block). The folding and the scoring are host and device
+// code, so that the CUDA kernel (kernels/cuda/topk_attention.cu) computes the CPU's f32 scores exactly and
+// selects the same blocks; the choosing is the CPU's (the kernel reaches the same set its own way).
 #pragma once
 
 #include <algorithm>
@@ -15,30 +17,58 @@
 
 namespace ratplus::cpu {
 
+// One channel's summary after the key value x: quest's minimum (upper = false) or maximum (upper = true),
+// compared as std::min and std::max compare (the summary stays unless x lies strictly beyond it), or moba's sum.
+template <class T>
+RATPLUS_HOST_DEVICE T fold_value(BlockScore score, bool upper, T summary, T x) {
+  if (score == BlockScore::moba) return summary + x;
+  return upper ? (summary < x ? x : summary) : (x < summary ? x : summary);
+}
+
 // Folds key (dh channels) into a block's summary (block_summary_width(score, dh) values); `first`: the
 // block's first key, which starts the summary.
 template <class T>
 void fold_key(BlockScore score, T* summary, const T* key, int64_t dh, bool first) {
-  if (score == BlockScore::quest) {
-    T* lo = summary;
-    T* hi = summary + dh;
-    for (int64_t c = 0; c < dh; ++c) {
-      lo[c] = first ? key[c] : std::min(lo[c], key[c]);
-      hi[c] = first ? key[c] : std::max(hi[c], key[c]);
-    }
-  } else {
-    for (int64_t c = 0; c < dh; ++c) summary[c] = first ? key[c] : summary[c] + key[c];
+  for (int64_t c = 0; c < dh; ++c) {
+    summary[c] = first ? key[c] : fold_value(score, false, summary[c], key[c]);
+    if (score == BlockScore::quest) summary[dh + c] = first ? key[c] : fold_value(score, true, summary[dh + c], key[c]);
   }
 }
 
-// The score of a block of `count` keys for query q: quest Σ_c max(q_c·min_c, q_c·max_c), moba q · mean.
+// x · y and x / y, each rounded on its own: on the GPU never contracted with a following addition into an
+// fma (nvcc contracts by default), so that a score's sum rounds as on the CPU.
 template <class T>
-T block_score(BlockScore score, const T* q, const T* summary, int64_t dh, int64_t count) {
+RATPLUS_HOST_DEVICE T product(T x, T y) {
+#ifdef __CUDA_ARCH__
+  if constexpr (sizeof(T) == 4) return __fmul_rn(x, y);
+  else return __dmul_rn(x, y);
+#else
+  return x * y;
+#endif
+}
+
+template <class T>
+RATPLUS_HOST_DEVICE T quotient(T x, T y) {
+#ifdef __CUDA_ARCH__
+  if constexpr (sizeof(T) == 4) return __fdiv_rn(x, y);
+  else return __ddiv_rn(x, y);
+#else
+  return x / y;
+#endif
+}
+
+// The score of a block of `count` keys for query q: quest Σ_c max(q_c·min_c, q_c·max_c), moba q · mean,
+// summed over c in order.
+template <class T>
+RATPLUS_HOST_DEVICE T block_score(BlockScore score, const T* q, const T* summary, int64_t dh, int64_t count) {
   T s = 0;
   if (score == BlockScore::quest) {
-    for (int64_t c = 0; c < dh; ++c) s += std::max(q[c] * summary[c], q[c] * summary[dh + c]);
+    for (int64_t c = 0; c < dh; ++c) {
+      const T lo = product(q[c], summary[c]), hi = product(q[c], summary[dh + c]);
+      s += lo < hi ? hi : lo;  // std::max(lo, hi)
+    }
   } else {
-    for (int64_t c = 0; c < dh; ++c) s += q[c] * (summary[c] / static_cast<T>(count));
+    for (int64_t c = 0; c < dh; ++c) s += product(q[c], quotient(summary[c], static_cast<T>(count)));
   }
   return s;
 }
