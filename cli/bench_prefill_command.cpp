@@ -105,7 +105,6 @@ Action add_bench_prefill_command(CLI::App& bench) {
     const Pattern pattern = Pattern::parse(o->pattern);
     pattern.check_fits(c.n_layers, c.n_heads);
     const Device device = select_device(parse_choice<DeviceChoice>(o->device, "--device"));
-    pattern.require_cpu_for_top_k(device);
     const DType dtype = device == Device::cuda ? DType::bf16 : DType::f32;
     const int64_t T = o->context;
     double seconds = 0;

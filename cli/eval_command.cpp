@@ -182,7 +182,7 @@ Action add_eval_command(CLI::App& app) {
       ->required();
   o->batches_option =
       cmd->add_option("--batches", o->batches, "loss: number of windows to evaluate, from the first (required)");
-  cmd->add_option("--pattern", o->patterns, "attention pattern, repeatable (e.g. dense, dilated:D=16,W=256,P=4, topk:B=64,K=8 on the CPU)")
+  cmd->add_option("--pattern", o->patterns, "attention pattern, repeatable (e.g. dense, dilated:D=16,W=256,P=4, topk:B=64,K=8)")
       ->required();
   o->eos_option = cmd->add_option("--eos-id", o->eos_id, "loss: end-of-document token (-1 = none)");
   o->tokenizer_option = cmd->add_option("--tokenizer", o->tokenizer,

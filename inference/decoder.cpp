@@ -84,7 +84,7 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
                 fmt::format("decoding needs a batch and a length of at least 1, got {} and {}", batch, max_len));
   require_input(max_len < (int64_t(1) << 31), fmt::format("decoding positions stop below 2^31, got {}", max_len));
   pattern.check_fits(c.n_layers, c.n_heads);
-  pattern.require_cpu_for_top_k(model.device());
+  pattern.require_cpu_to_decode_top_k(model.device());
   const ParameterTable& table = model.table();
   const int64_t d = c.d_model, dh = c.head_dim(), f = table.ffn(), width = table.heads() * dh;
   const DType act = model.dtype(), stat = model.gradient_dtype();

@@ -150,7 +150,6 @@ void Model::stage(const ForwardInput& in, const ForwardOutput& output) {
 
 void Model::forward_staged(const ForwardInput& in, const ForwardOutput& output) {
   in.pattern.check_fits(config_.n_layers, config_.n_heads);
-  in.pattern.require_cpu_for_top_k(device_);
   const auto* loss_out = std::get_if<LossOutput>(&output);
   const bool training = is_training(output);
   check_internal(!training || !in.pattern.has_top_k(), "Model::forward: top-k patterns do not train");
