@@ -13,8 +13,8 @@
 # D_MODEL (512), LAYERS (6), HEADS (4), D_FFN (4 x D_MODEL), VOCAB (32000), SEQ_LEN (1024), EOS_ID (2),
 # EVAL_BATCHES (32 windows), RECALL_NEEDLES (200), DEVICE (auto), BIN (build-gpu/ratplus when built, else
 # build/ratplus); MORE_PATTERNS (patterns evaluated and recalled beside dense, dilated(16) and dilated(64),
-# separated by spaces) and TOPK_PATTERNS (default "topk:B=64,K=4 topk:B=64,K=4,D=16"). Top-k patterns run on
-# the CPU (`--device cpu`), as ratplus evaluates them there.
+# separated by spaces) and TOPK_PATTERNS (default "topk:B=64,K=4 topk:B=64,K=4,D=16"), evaluated on DEVICE
+# like the others.
 set -euo pipefail
 [[ $# -ge 1 ]] || { echo "usage: bash bench/science.sh DATA_DIR [OUT]" >&2; exit 2; }
 ls "$1"/train_*.bin "$1"/val_*.bin >/dev/null 2>&1 ||
@@ -66,7 +66,7 @@ pipeline() {  # NAME OVERRIDES: trains, evaluates and adapts one model; its log 
   local base adapted
   base=$(printf '%s/base/step_%08d.h5' "$dir" "$steps")
   evaluate "$base" "$dir/eval.json" "$device" "${patterns[@]}" || return 1
-  evaluate "$base" "$dir/topk.json" cpu "${topk[@]}" || return 1
+  evaluate "$base" "$dir/topk.json" "$device" "${topk[@]}" || return 1
   "$bin" eval --task recall --checkpoint "$base" --data "$data"/val_*.bin --seq-len "$seq" \
     --needles "$needles" --device "$device" "${patterns[@]/#/--pattern=}" --json "$dir/recall.json" >/dev/null ||
     return 1
