@@ -14,13 +14,13 @@
 //      the own and chosen blocks, so each key counts once; lanes split the channels (up to 4 each) and
 //      each score is reduced across the warp. Other heads attend to their fixed key sets alone.
 // Work: the summaries read every key once (batch · k_len · H · dh elements). Per query, scoring reads
-// ⌊t/B⌋ summaries of width · 4 bytes (shared by the head's queries in L2) for about 3·dh FLOPs each, the
+// ⌊t/B⌋ summaries of width · 4 bytes (shared by the head's queries in L2) for 3·dh to 4·dh FLOPs each, the
 // selection makes 33 passes over ⌊t/B⌋ shared words, and attention reads k and v once per attended key
-// (about (K + 1)·B + W + P + t/D keys) for 4·dh FLOPs per 4·dh elements, as the general kernel: scalar
+// (about (K + 1)·B + W + P + t/D keys) for 4·dh FLOPs per 2·dh elements, as the general kernel: scalar
 // math, far below the tensor cores; long sequences with small B spend their time scoring (serial in dh
 // per lane). Limits: head width ≤ 128, f32 or bf16 activations (f32 math and lse), at most kMaxHeads
 // heads, and dh + ⌊k_len / B_min⌋ words of shared memory per warp (refused beyond the device's opt-in
-// maximum, about 56K blocks on an H100).
+// maximum, about 58K blocks on an H100 or H200).
 #include "kernels/cuda/topk_attention.h"
 
 #include <algorithm>
