@@ -10,7 +10,8 @@
 // clock on the CPU — and hands that time to benchmark (UseManualTime, so its "Time" column is the mean);
 // the counters (median_ms, and FLOP/s or bytes/s, printed with SI prefixes) come from the median iteration:
 //   attention      FLOP/s, forward = 4·B·H·T·k·dh with k the mean keys per query (counted from the same
-//                  key ranges the kernels walk), backward = 2.5 × forward;
+//                  key ranges the kernels walk), backward = 2.5 × forward; attention_forward_mma (bf16 on
+//                  the GPU) times the mma.sync forward alone, beside the op's own (the wgmma one on Hopper);
 //   recurrence     bytes/s of the fewest bytes the scan must move: forward reads k, v, g and writes k̃, ṽ
 //                  (5 values per element); backward reads dk̃, dṽ, k̃, ṽ, k, v, g and writes dk, dv, dg (10);
 //   cross-entropy  bytes/s counting the logits read twice (one online max-and-sum pass, one gradient pass) and
@@ -38,6 +39,9 @@
 #include "kernels/attention.h"
 #include "kernels/cross_entropy.h"
 #include "kernels/recurrence.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/flash_attention.h"
+#endif
 
 namespace ratplus {
 namespace {
@@ -224,8 +228,12 @@ double mean_keys(const KeySet& keys, int64_t seq_len) {
   return total / static_cast<double>(seq_len);
 }
 
+// Which forward runs: the op's own choice, or (bf16 on the GPU) the mma.sync kernel that Hopper's wgmma
+// one replaces, for the comparison.
+enum class Forward { op, mma };
+
 void bench_attention(benchmark::State& state, Device device, DType dtype, AttentionSize a, KeySet keys,
-                     bool backward) {
+                     bool backward, Forward kernel = Forward::op) {
   const int64_t rows = a.batch * a.seq_len, width = a.heads * a.head_dim;
   const auto random = [&](uint64_t seed) { return random_tensor(rows, width, dtype, device, seed); };
   const auto uninitialised = [&] { return OwnedTensor(rows, width, dtype, device); };
@@ -234,7 +242,12 @@ void bench_attention(benchmark::State& state, Device device, DType dtype, Attent
   const std::vector<KeySet> head_keys(a.heads, keys);
   const AttentionArgs args{.q = q.t, .batch = a.batch, .q_len = a.seq_len, .k = k.t, .v = v.t, .k_len = a.seq_len,
                            .head_keys = head_keys, .out = out.t, .lse = lse.t};
-  const auto forward = [&] { attention_forward(args); };
+  const auto forward = [&] {
+#ifdef RATPLUS_HAVE_CUDA
+    if (kernel == Forward::mma && !cuda::mma_attention_forward(args)) throw std::runtime_error("mma forward declined");
+#endif
+    if (kernel == Forward::op) attention_forward(args);
+  };
   double seconds;
   if (backward) {
     const OwnedTensor dout = random(4), dq = uninitialised(), dk = uninitialised(), dv = uninitialised();
@@ -306,6 +319,9 @@ void register_benchmarks(Device device, const Sizes& s) {
             [=](benchmark::State& st) { bench_attention(st, device, dtype, a, p.keys, false); });
         add(fmt::format("attention_forward_backward/{}/{}/{}", type, p.name, shape),
             [=](benchmark::State& st) { bench_attention(st, device, dtype, a, p.keys, true); });
+        if (device == Device::cuda && dtype == DType::bf16)
+          add(fmt::format("attention_forward_mma/{}/{}/{}", type, p.name, shape),
+              [=](benchmark::State& st) { bench_attention(st, device, dtype, a, p.keys, false, Forward::mma); });
       }
     }
     const std::string scan = fmt::format("{}/B={},T={},d={}", type, s.scan_batch, s.scan_seq_len, s.scan_channels);

@@ -1,10 +1,13 @@
-// What the tensor-core attention's forward (flash_forward.cu) and backward (flash_backward.cu) share: the
-// PTX wrappers (cp.async, ldmatrix, mma.sync m16n8k16 bf16 → f32, ex2), the fragment layouts of bf16 tiles
-// in shared memory, the tile loads, and on the host the test whether the path applies to a call.
+// What the tensor-core attention's forwards (flash_forward.cu, hopper_forward.cu) and backward
+// (flash_backward.cu) share: the PTX wrappers (cp.async, ldmatrix, mma.sync m16n8k16 bf16 → f32, ex2), the
+// fragment layouts of bf16 tiles in shared memory, the tile loads, the forward's online-softmax step and
+// output, and on the host the test whether the path applies to a call and the forward's arguments.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 
 #include "kernels/attention.h"
 #include "kernels/cuda/common.cuh"
@@ -101,6 +104,80 @@ __device__ __forceinline__ void load_tile(bf16* dst, Src src, const bf16* any) {
   }
 }
 
+// --- device: the forward's online softmax ---------------------------------------------------------------
+// A thread holds rows g and g + 8 of its warp's 16 queries (g = lane / 4) in the accumulator layout of
+// mma.sync m16n8 and wgmma m64nN alike: element e of n-tile n is row g + 8·(e / 2), column 8n + 2·(lane % 4)
+// + e % 2.
+
+struct ForwardArgs {
+  Mat<bf16> q, k, v, out;
+  Mat<float> lse;
+  int seq, heads;
+  float scale_log2;  // scale · log2 e
+};
+
+// One online-softmax step in base 2 over a tile of scores s (NS n-tiles): scales them, sets the pairs that
+// keep(n, e) rejects to −∞ when `masked`, rescales the output o (NO n-tiles) and the running sums l by the
+// change of the running maxima m, and leaves s = 2^(score − reference) with its row sums added to l.
+template <int NS, int NO, class Keep>
+__device__ __forceinline__ void softmax_step(float (&s)[NS][4], float (&o)[NO][4], float (&m)[2], float (&l)[2],
+                                             float scale_log2, bool masked, Keep keep) {
+  float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+  for (int n = 0; n < NS; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      float x = s[n][e] * scale_log2;
+      if (masked && !keep(n, e)) x = -INFINITY;
+      s[n][e] = x;
+      mx[e >> 1] = fmaxf(mx[e >> 1], x);
+    }
+  float ref[2];  // the exponent reference of each row: its running max, 0 while all scores are masked
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+    const float m_new = fmaxf(m[r], mx[r]);
+    ref[r] = m_new == -INFINITY ? 0.0f : m_new;
+    const float rescale = exp2_approx(m[r] - ref[r]);
+    m[r] = m_new;
+    l[r] *= rescale;
+#pragma unroll
+    for (int n = 0; n < NO; ++n) {
+      o[n][2 * r] *= rescale;
+      o[n][2 * r + 1] *= rescale;
+    }
+  }
+#pragma unroll
+  for (int n = 0; n < NS; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      s[n][e] = exp2_approx(s[n][e] - ref[e >> 1]);
+      l[e >> 1] += s[n][e];
+    }
+}
+
+// Writes rows t0 + g and t0 + g + 8 (those below T) of head h of sequence row `base`: O / l in bf16 and the
+// natural log-sum-exp.
+template <int DH>
+__device__ __forceinline__ void store_forward_rows(const ForwardArgs& a, const float (&o)[DH / 8][4],
+                                                   const float (&m)[2], float (&l)[2], int64_t base, int t0, int h) {
+  const int lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+    const int t = t0 + g + 8 * r;
+    if (t >= a.seq) continue;
+    const float inv = 1.0f / l[r];
+    bf16* row = a.out.row(base + t) + h * DH + tq * 2;
+#pragma unroll
+    for (int n = 0; n < DH / 8; ++n)
+      *reinterpret_cast<__nv_bfloat162*>(row + n * 8) = __floats2bfloat162_rn(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+    if (tq == 0) a.lse.set(base + t, h, (m[r] + log2f(l[r])) * kLn2);
+  }
+}
+
 // --- host ---------------------------------------------------------------------------------------------
 
 inline bool flash_fits(const Tensor& t) {
@@ -124,6 +201,25 @@ inline int64_t flash_head_width(const AttentionArgs& a, std::initializer_list<co
 // The key sets normalised for sequences of `seq` keys (flash_tiles.h).
 inline HeadKeys normalised_head_keys(std::span<const KeySet> head_keys, int64_t seq) {
   return pack_head_keys(head_keys, [seq](const KeySet& s) { return normalised(s, seq); });
+}
+
+// A forward call as the kernels take it: the arguments, the normalised key sets, the head width and batch.
+struct ForwardCall {
+  ForwardArgs args;
+  HeadKeys keys;
+  int64_t dh, batch;
+  cudaStream_t stream;
+};
+
+// The call when the tensor-core path applies to it (flash_head_width), else nothing.
+inline std::optional<ForwardCall> forward_call(const AttentionArgs& a) {
+  const int64_t dh = flash_head_width(a, {&a.q, &a.k, &a.v, &a.out});
+  if (dh == 0) return std::nullopt;
+  const int64_t heads = static_cast<int64_t>(a.head_keys.size()), seq = a.q_len;
+  const ForwardArgs args{mat<bf16>(a.q),   mat<bf16>(a.k),    mat<bf16>(a.v),
+                         mat<bf16>(a.out), mat<float>(a.lse), static_cast<int>(seq),
+                         static_cast<int>(heads), kLog2e / std::sqrt(static_cast<float>(dh))};
+  return ForwardCall{args, normalised_head_keys(a.head_keys, seq), dh, a.batch, attention_stream(a)};
 }
 
 template <class Kernel>

@@ -1,5 +1,7 @@
 // The tensor-core attention's forward (SPEC §2 step 6, §3), flash-style, for bf16 activations and head
-// width 64 or 128; the tile plans are in flash_tiles.h, the PTX helpers in flash_common.cuh.
+// width 64 or 128, on mma.sync (sm_80 and later); the tile plans are in flash_tiles.h, the PTX helpers in
+// flash_common.cuh. On Hopper in an sm_90a build the wgmma forward (hopper_forward.cu) runs instead; this
+// one serves other GPUs and is the reference the gpu tests hold that one to.
 //
 // Algorithm. One block of 8 warps per (sequence, head, 128 queries); warp w owns queries 16w … 16w + 15
 // and keeps their Q fragments in registers. The block sweeps the 64-key tiles of its ForwardPlan: the
@@ -23,21 +25,12 @@
 // dh = 128 the kernel holds about 230 registers per thread and 102 KB of shared memory: one block, 8
 // warps, per multiprocessor, its latency hidden by the prefetch one tile ahead and by independent mma
 // chains within each warp.
-#include <cmath>
-
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/flash_common.cuh"
 
 namespace ratplus::cuda {
 
 namespace {
-
-struct ForwardArgs {
-  Mat<bf16> q, k, v, out;
-  Mat<float> lse;
-  int seq, heads;
-  float scale_log2;  // scale · log2 e
-};
 
 template <int DH>
 constexpr size_t forward_smem_bytes() {
@@ -115,42 +108,9 @@ __global__ void __launch_bounds__(kThreads, 1) flash_forward_kernel(ForwardArgs 
         mma(s[2 * np + 1], qf[kk], bf[2], bf[3]);
       }
 
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int n = 0; n < BK / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        float x = s[n][e] * a.scale_log2;
-        if (cov == Cover::some) {
-          const int t = t0 + g + (e >> 1) * 8, key = start + n * 8 + tq * 2 + (e & 1);
-          if (!tile_pair(pat, compact, t, key)) x = -INFINITY;
-        }
-        s[n][e] = x;
-        mx[e >> 1] = fmaxf(mx[e >> 1], x);
-      }
-    float ref[2];  // the exponent reference of each row: its running max, 0 while all scores are masked
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float m_new = fmaxf(m[r], mx[r]);
-      ref[r] = m_new == -INFINITY ? 0.0f : m_new;
-      const float rescale = exp2_approx(m[r] - ref[r]);
-      m[r] = m_new;
-      l[r] *= rescale;
-#pragma unroll
-      for (int n = 0; n < DH / 8; ++n) {
-        o[n][2 * r] *= rescale;
-        o[n][2 * r + 1] *= rescale;
-      }
-    }
-#pragma unroll
-    for (int n = 0; n < BK / 8; ++n)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        s[n][e] = exp2_approx(s[n][e] - ref[e >> 1]);
-        l[e >> 1] += s[n][e];
-      }
+    softmax_step(s, o, m, l, a.scale_log2, cov == Cover::some, [&](int n, int e) {
+      return tile_pair(pat, compact, t0 + g + (e >> 1) * 8, start + n * 8 + tq * 2 + (e & 1));
+    });
 
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
@@ -166,48 +126,32 @@ __global__ void __launch_bounds__(kThreads, 1) flash_forward_kernel(ForwardArgs 
     }
   }
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-    const int t = t0 + g + 8 * r;
-    if (t >= T) continue;
-    const float inv = 1.0f / l[r];
-    bf16* row = a.out.row(base + t) + h * DH + tq * 2;
-#pragma unroll
-    for (int n = 0; n < DH / 8; ++n)
-      *reinterpret_cast<__nv_bfloat162*>(row + n * 8) = __floats2bfloat162_rn(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-    if (tq == 0) a.lse.set(base + t, h, (m[r] + log2f(l[r])) * kLn2);
-  }
+  store_forward_rows<DH>(a, o, m, l, base, t0, h);
 }
 
 template <int DH>
-void launch_forward(const ForwardArgs& a, const HeadKeys& keys, int64_t batch, cudaStream_t stream) {
+void launch_forward(const ForwardCall& c) {
   constexpr size_t smem = forward_smem_bytes<DH>();
   allow_shared_memory(flash_forward_kernel<DH>, smem);
-  const dim3 grid(static_cast<unsigned>(batch * a.heads),
-                  static_cast<unsigned>((a.seq + kFwdQueries - 1) / kFwdQueries));
-  flash_forward_kernel<DH><<<grid, kThreads, smem, stream>>>(a, keys);
+  const dim3 grid(static_cast<unsigned>(c.batch * c.args.heads),
+                  static_cast<unsigned>((c.args.seq + kFwdQueries - 1) / kFwdQueries));
+  flash_forward_kernel<DH><<<grid, kThreads, smem, c.stream>>>(c.args, c.keys);
 }
 
 }  // namespace
 
-bool flash_attention_forward(const AttentionArgs& a) {
-  const int64_t dh = flash_head_width(a, {&a.q, &a.k, &a.v, &a.out});
-  if (dh == 0) return false;
+bool mma_attention_forward(const AttentionArgs& a) {
+  const std::optional<ForwardCall> call = forward_call(a);
+  if (!call) return false;
   if (a.q_len == 0) return true;
-  const int64_t heads = static_cast<int64_t>(a.head_keys.size()), seq = a.q_len;
-  const ForwardArgs args{mat<bf16>(a.q),   mat<bf16>(a.k),         mat<bf16>(a.v),
-                         mat<bf16>(a.out), mat<float>(a.lse),      static_cast<int>(seq),
-                         static_cast<int>(heads), kLog2e / std::sqrt(static_cast<float>(dh))};
-  const HeadKeys keys = normalised_head_keys(a.head_keys, seq);
-  const auto stream = attention_stream(a);
-  if (dh == 64)
-    launch_forward<64>(args, keys, a.batch, stream);
+  if (call->dh == 64)
+    launch_forward<64>(*call);
   else
-    launch_forward<128>(args, keys, a.batch, stream);
+    launch_forward<128>(*call);
   check_launch(__func__);
   return true;
 }
+
+bool flash_attention_forward(const AttentionArgs& a) { return hopper_attention_forward(a) || mma_attention_forward(a); }
 
 }  // namespace ratplus::cuda

@@ -12,6 +12,8 @@
 #include "kernels/recurrence.h"
 #include "kernels/rope.h"
 #ifdef RATPLUS_HAVE_CUDA
+#include <cuda_runtime.h>
+
 #include "kernels/cuda/flash_attention.h"
 #endif
 
@@ -309,9 +311,17 @@ TEST_P(GpuFlashAttention, Bf16MatchesCpu) {
   const AttentionArgs device =
       attention_args(c, slice(qkv16.t, 0), slice(qkv16.t, 1), slice(qkv16.t, 2), out16.t, lse.d);
   attention_forward(host);
+  // Each forward kernel alone (the wgmma one where this build and GPU have it), then the dispatch.
+  ASSERT_TRUE(cuda::mma_attention_forward(device)) << "the fast path declined";
+  expect_close(out, out16.t, c.dh, 2e-2, 1e-2, "attention out (mma.sync)");
+  expect_close(lse, lse.d, heads, 1e-3, 0.1, "attention lse (mma.sync)");
+  if (cuda::hopper_attention_available()) {
+    zero_tensor(out16.t);  // nothing of the first result may pass for the second
+    ASSERT_TRUE(cuda::hopper_attention_forward(device)) << "the wgmma forward declined";
+    expect_close(out, out16.t, c.dh, 2e-2, 1e-2, "attention out (wgmma)");
+    expect_close(lse, lse.d, heads, 1e-3, 0.1, "attention lse (wgmma)");
+  }
   ASSERT_TRUE(cuda::flash_attention_forward(device)) << "the fast path declined";
-  expect_close(out, out16.t, c.dh, 2e-2, 1e-2, "attention out");
-  expect_close(lse, lse.d, heads, 1e-3, 0.1, "attention lse");
 
   // The backward reads O (through Δ = rowsum(dO ∘ O)); give the CPU the GPU's bf16 O, which expect_close left
   // in out.d, so that a query with few keys (where dP − Δ cancels) compares kernels, not O's rounding.
@@ -336,6 +346,19 @@ INSTANTIATE_TEST_SUITE_P(
                       AttentionCase{"one_head_dh64", 1, 300, 0, 300, 64, {{1, 0, 0}}},
                       AttentionCase{"many_sinks_window_wider_than_t", 1, 700, 0, 700, 64, {{2, 5, 300}, {3, 1000, 2}}}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// The build's default targets sm_90a, so on a Hopper GPU the wgmma forward must be the one that runs.
+TEST(GpuHopperAttention, IsAvailableOnHopperInAnSm90aBuild) {
+  RATPLUS_REQUIRE_GPU();
+  cudaDeviceProp prop;
+  ASSERT_EQ(cudaGetDeviceProperties(&prop, 0), cudaSuccess);
+  if (prop.major != 9 || prop.minor != 0) GTEST_SKIP() << "not a compute capability 9.0 GPU";
+#ifdef RATPLUS_TEST_SM90A
+  EXPECT_TRUE(cuda::hopper_attention_available());
+#else
+  GTEST_SKIP() << "this build has no sm_90a target";
+#endif
+}
 
 // A chunk (queries from position q_pos0 > 0 over k_len ≠ q_len keys) is the general kernel's.
 TEST(GpuFlashAttentionChunks, AreDeclined) {
