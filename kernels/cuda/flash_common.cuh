@@ -117,11 +117,12 @@ struct ForwardArgs {
 };
 
 // One online-softmax step in base 2 over a tile of scores s (NS n-tiles): scales them, sets the pairs that
-// keep(n, e) rejects to −∞ when `masked`, rescales the output o (NO n-tiles) and the running sums l by the
-// change of the running maxima m, and leaves s = 2^(score − reference) with its row sums added to l.
-template <int NS, int NO, class Keep>
-__device__ __forceinline__ void softmax_step(float (&s)[NS][4], float (&o)[NO][4], float (&m)[2], float (&l)[2],
-                                             float scale_log2, bool masked, Keep keep) {
+// keep(n, e) rejects to −∞ when `masked`, and leaves s = 2^(score − reference) with its row sums added to
+// the running sums l, rescaled by the change of the running maxima m. The output's rows must be rescaled
+// by the same factors (rescale_rows), which the step returns.
+template <int NS, class Keep>
+__device__ __forceinline__ void softmax_scores(float (&s)[NS][4], float (&m)[2], float (&l)[2], float (&rescale)[2],
+                                               float scale_log2, bool masked, Keep keep) {
   float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
   for (int n = 0; n < NS; ++n)
@@ -139,14 +140,9 @@ __device__ __forceinline__ void softmax_step(float (&s)[NS][4], float (&o)[NO][4
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
     const float m_new = fmaxf(m[r], mx[r]);
     ref[r] = m_new == -INFINITY ? 0.0f : m_new;
-    const float rescale = exp2_approx(m[r] - ref[r]);
+    rescale[r] = exp2_approx(m[r] - ref[r]);
     m[r] = m_new;
-    l[r] *= rescale;
-#pragma unroll
-    for (int n = 0; n < NO; ++n) {
-      o[n][2 * r] *= rescale;
-      o[n][2 * r + 1] *= rescale;
-    }
+    l[r] *= rescale[r];
   }
 #pragma unroll
   for (int n = 0; n < NS; ++n)
@@ -155,6 +151,14 @@ __device__ __forceinline__ void softmax_step(float (&s)[NS][4], float (&o)[NO][4
       s[n][e] = exp2_approx(s[n][e] - ref[e >> 1]);
       l[e >> 1] += s[n][e];
     }
+}
+
+template <int NO>
+__device__ __forceinline__ void rescale_rows(float (&o)[NO][4], const float (&rescale)[2]) {
+#pragma unroll
+  for (int n = 0; n < NO; ++n)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[n][e] *= rescale[e >> 1];
 }
 
 // Writes rows t0 + g and t0 + g + 8 (those below T) of head h of sequence row `base`: O / l in bf16 and the

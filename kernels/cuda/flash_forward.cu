@@ -108,9 +108,11 @@ __global__ void __launch_bounds__(kThreads, 1) flash_forward_kernel(ForwardArgs 
         mma(s[2 * np + 1], qf[kk], bf[2], bf[3]);
       }
 
-    softmax_step(s, o, m, l, a.scale_log2, cov == Cover::some, [&](int n, int e) {
+    float rescale[2];
+    softmax_scores(s, m, l, rescale, a.scale_log2, cov == Cover::some, [&](int n, int e) {
       return tile_pair(pat, compact, t0 + g + (e >> 1) * 8, start + n * 8 + tq * 2 + (e & 1));
     });
+    rescale_rows(o, rescale);
 
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) {
