@@ -123,22 +123,20 @@ struct ForwardArgs {
 template <int NS, class Keep>
 __device__ __forceinline__ void softmax_scores(float (&s)[NS][4], float (&m)[2], float (&l)[2], float (&rescale)[2],
                                                float scale_log2, bool masked, Keep keep) {
-  float mx[2] = {-INFINITY, -INFINITY};
+  float mx[2] = {-INFINITY, -INFINITY};  // of the unscaled scores (the scale is positive)
 #pragma unroll
   for (int n = 0; n < NS; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      float x = s[n][e] * scale_log2;
-      if (masked && !keep(n, e)) x = -INFINITY;
-      s[n][e] = x;
-      mx[e >> 1] = fmaxf(mx[e >> 1], x);
+      if (masked && !keep(n, e)) s[n][e] = -INFINITY;
+      mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
     }
   float ref[2];  // the exponent reference of each row: its running max, 0 while all scores are masked
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
     mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-    const float m_new = fmaxf(m[r], mx[r]);
+    const float m_new = fmaxf(m[r], mx[r] * scale_log2);
     ref[r] = m_new == -INFINITY ? 0.0f : m_new;
     rescale[r] = exp2_approx(m[r] - ref[r]);
     m[r] = m_new;
@@ -148,7 +146,7 @@ __device__ __forceinline__ void softmax_scores(float (&s)[NS][4], float (&m)[2],
   for (int n = 0; n < NS; ++n)
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      s[n][e] = exp2_approx(s[n][e] - ref[e >> 1]);
+      s[n][e] = exp2_approx(fmaf(s[n][e], scale_log2, -ref[e >> 1]));
       l[e >> 1] += s[n][e];
     }
 }

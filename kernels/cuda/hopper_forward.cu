@@ -42,17 +42,20 @@ struct HopperTiles {
   static constexpr size_t smem = 1024 + q_bytes + 5 * kv_bytes;  // + alignment of the first region
 };
 
-// Copies ROWS rows of DH bf16 into the swizzled regions at shared address dst (wgmma.cuh): row r comes from
-// src(r), or is zero where src(r) is null (`any` is a valid address to name then).
-template <int DH, int ROWS, class Src>
-__device__ __forceinline__ void load_swizzled(uint32_t dst, Src src, const bf16* any) {
+// Copies ROWS rows of DH bf16 from each of N matrices into the swizzled regions (wgmma.cuh) at shared
+// addresses dst[m]: row r from row row(r) of src[m] (leading dimension ld[m]), or zeros where row(r) < 0.
+template <int DH, int ROWS, int N, class Row>
+__device__ __forceinline__ void load_swizzled(const uint32_t (&dst)[N], const bf16* const (&src)[N],
+                                              const int64_t (&ld)[N], Row row) {
   constexpr int pieces = DH / 8;
   static_assert(ROWS * pieces % kThreads == 0);
 #pragma unroll
   for (int it = 0; it < ROWS * pieces / kThreads; ++it) {
     const int i = it * kThreads + static_cast<int>(threadIdx.x), r = i / pieces, p = i % pieces;
-    const bf16* row = src(r);
-    cp_async16(dst + (p / 8) * ROWS * 128 + swizzled_offset(r, p % 8), row ? row + p * 8 : any, row != nullptr);
+    const int64_t j = row(r);
+    const uint32_t offset = (p / 8) * ROWS * 128 + swizzled_offset(r, p % 8);
+#pragma unroll
+    for (int m = 0; m < N; ++m) cp_async16(dst[m] + offset, j < 0 ? src[m] : src[m] + j * ld[m] + p * 8, j >= 0);
   }
 }
 
@@ -77,18 +80,14 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(ForwardArgs
   const auto load_keys = [&](int i) {
     const bool compact = plan.compact(i);
     const int start = plan.start(i);
-    const auto rows = [&](const bf16* x, int64_t ld) {
-      return [=](int r) -> const bf16* {
-        const int j = key_row(pat, compact, start + r);
-        return j < T ? x + (base + j) * ld : nullptr;
-      };
-    };
-    load_swizzled<DH, BK>(sk + (i & 1) * L::kv_bytes, rows(k, a.k.ld), k);
-    load_swizzled<DH, BK>(sv + (i % 3) * L::kv_bytes, rows(v, a.v.ld), v);
+    load_swizzled<DH, BK>({sk + (i & 1) * L::kv_bytes, sv + (i % 3) * L::kv_bytes}, {k, v}, {a.k.ld, a.v.ld},
+                          [&](int r) -> int64_t {
+                            const int j = key_row(pat, compact, start + r);
+                            return j < T ? base + j : -1;
+                          });
     cp_async_commit();
   };
-  load_swizzled<DH, BQ>(
-      sq, [&](int r) -> const bf16* { return q0 + r < T ? q + (base + q0 + r) * a.q.ld : nullptr; }, q);
+  load_swizzled<DH, BQ>({sq}, {q}, {a.q.ld}, [&](int r) -> int64_t { return q0 + r < T ? base + q0 + r : -1; });
   load_keys(0);
   if (plan.n_tiles > 1) {
     load_keys(1);
@@ -97,17 +96,17 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(ForwardArgs
     cp_async_wait_all();
   }
 
-  // Q's rows of this warpgroup at k-step kk (16 channels): region kk / 4, 32 bytes per step within it.
-  const auto q_desc = [&](int kk) {
-    return swizzled_descriptor(sq + (kk / 4) * BQ * 128 + wg * kWarpgroupRows * 128 + (kk % 4) * 32, 16, 1024);
-  };
+  // The operands' descriptors: a base descriptor plus the byte offset / 16 (the offsets stay inside
+  // shared memory, so the address field does not carry). Q's rows of this warpgroup at k-step kk (16
+  // channels): region kk / 4, 32 bytes per step within it; K̃ alike; Ṽ's keys 16kk … 16kk + 15, all DH
+  // columns: regions BK · 128 bytes apart.
+  const uint64_t q_base = swizzled_descriptor(sq + wg * kWarpgroupRows * 128, 16, 1024),
+                 k_base = swizzled_descriptor(sk, 16, 1024), v_base = swizzled_descriptor(sv, BK * 128, 1024);
+  const auto q_desc = [&](int kk) { return q_base + (((kk / 4) * BQ * 128 + (kk % 4) * 32) >> 4); };
   const auto k_desc = [&](int i, int kk) {
-    return swizzled_descriptor(sk + (i & 1) * L::kv_bytes + (kk / 4) * BK * 128 + (kk % 4) * 32, 16, 1024);
+    return k_base + (((i & 1) * L::kv_bytes + (kk / 4) * BK * 128 + (kk % 4) * 32) >> 4);
   };
-  // Ṽ's keys 16kk … 16kk + 15, all DH columns: regions BK · 128 bytes apart.
-  const auto v_desc = [&](int i, int kk) {
-    return swizzled_descriptor(sv + (i % 3) * L::kv_bytes + kk * 16 * 128, BK * 128, 1024);
-  };
+  const auto v_desc = [&](int i, int kk) { return v_base + (((i % 3) * L::kv_bytes + kk * 16 * 128) >> 4); };
   const auto issue_scores = [&](float(&s)[BK / 8][4], int i) {
     wgmma_fence();
 #pragma unroll
@@ -132,7 +131,8 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(ForwardArgs
     });
   };
   const auto issue_product = [&](int i) {  // O = O · rescale + P·Ṽᵢ
-    rescale_rows(o, rescale);
+    // The factors are exactly 1 where a row's maximum did not grow, mostly so after the first tiles.
+    if (__any_sync(0xffffffffu, rescale[0] != 1.0f || rescale[1] != 1.0f)) rescale_rows(o, rescale);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs_mn<DH>(o, p[kk], v_desc(i, kk));
