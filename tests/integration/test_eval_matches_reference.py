@@ -99,7 +99,7 @@ def eval_case(res, binary, tmp, name, checkpoint, data_files, patterns, eos_id=E
         args += ["--pattern", p]
     if eos_id is not None:
         args += ["--eos-id", str(eos_id)]
-    if any("topk" in p for p in patterns):  # top-k patterns run on the CPU only
+    if any("topk" in p for p in patterns):  # on the CPU here; tests/gpu/test_topk_gpu.cpp holds the GPU's to it
         args += ["--device", "cpu"]
     args += ["--json", out]
     rc, err = run(binary, args, tmp)
