@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Measures ratplus against the PyTorch baseline on a GPU machine, in one run, into $OUT (or ./bench-out):
 # kernel benchmarks (attention, recurrence scan, cross-entropy), whole training steps of the 1.5B config
-# (dense and joint objectives) for both implementations, and the baseline's attention and scan kernels.
+# (dense and joint objectives) for both implementations — PyTorch eager and, unless COMPILE=0, compiled —
+# and the baseline's attention and scan kernels; then the tables with the ratios (tools/bench_table.py) into
+# $OUT/tables.md.
 # Expects build-gpu/ from tests/gpu/run.sh (built here when missing) and .devdeps/ carried along.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -22,10 +24,18 @@ for objective in dense joint; do
     >>"$out/train.txt" 2>&1
   timeout 300 python3 tools/torch_baseline.py bench-train --config-size 1.5b --seq-len 4096 --micro-batch 2 \
     --objective $objective --steps 5 --warmup 2 >"$out/torch-1.5b-$objective.json" 2>>"$out/torch.log"
+  # torch.compile: its first step holds the compilation (minutes), reported apart; COMPILE=0 skips it.
+  [[ ${COMPILE:-1} == 0 ]] || timeout 1200 python3 tools/torch_baseline.py bench-train --config-size 1.5b \
+    --seq-len 4096 --micro-batch 2 --objective $objective --steps 5 --warmup 2 --compile \
+    >"$out/torch-1.5b-$objective-compiled.json" 2>>"$out/torch.log"
 done
 for pattern in dense dilated:D=16 dilated:D=64; do
   python3 tools/torch_baseline.py bench-attention --seq-len 4096 --heads 16 --head-dim 128 --batch 2 \
     --pattern $pattern --backward >>"$out/torch-kernels.jsonl" 2>>"$out/torch.log"
 done
+python3 tools/torch_baseline.py bench-attention --seq-len 16384 --heads 8 --head-dim 128 --batch 1 \
+  --pattern dense --backward >>"$out/torch-kernels.jsonl" 2>>"$out/torch.log"
 python3 tools/torch_baseline.py bench-scan --seq-len 4096 --batch 2 --d-model 2048 >>"$out/torch-kernels.jsonl" \
   2>>"$out/torch.log"
+find "$out" -maxdepth 1 -name '*.json' -empty -delete  # a run that failed (its log says why): "—" in the tables
+python3 tools/bench_table.py "$out" >"$out/tables.md" && cat "$out/tables.md"
