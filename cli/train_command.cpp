@@ -1,6 +1,9 @@
-// `ratplus train --config FILE [section.key=value ...]`: the training loop of SPEC §4 and §9. SIGTERM and
-// SIGINT stop it at the next step boundary with a checkpoint (exit code 75); a second SIGINT ends it at once,
-// while further SIGTERMs (a scheduler may send several) change nothing. A stop at train.stop_after exits with 3.
+// `ratplus train --config FILE [section.key=value ...]`: the training loop of SPEC §4 and §9. SIGTERM, SIGINT
+// and SIGUSR1 stop it at the next step boundary with a checkpoint (exit code 75); a second SIGINT ends it at
+// once, while further SIGTERMs (a scheduler may send several) change nothing. SIGUSR1 is the one mpirun passes
+// on to every rank and nothing more (launch/mpirun.sh stops a job so): on a SIGTERM of its own, mpirun sends
+// the ranks SIGTERM and, odls_base_sigkill_timeout seconds later (1 by default), SIGKILL, which leaves too
+// little time to write a checkpoint. A stop at train.stop_after exits with 3.
 #include <csignal>
 
 #include "cli/commands.h"
@@ -42,6 +45,7 @@ Action add_train_command(CLI::App& app) {
     Trainer trainer(config);
     std::signal(SIGTERM, on_stop_signal);
     std::signal(SIGINT, on_stop_signal);
+    std::signal(SIGUSR1, on_stop_signal);
     const int code = exit_code_of(trainer.run());
     if (code != exit_code::success) throw EarlyExit{code};
   };

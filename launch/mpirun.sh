@@ -15,8 +15,10 @@
 # The exit code of each start decides what follows (README, "Exit codes"): 0 (finished), 2 (bad input) and
 # 3 (stopped at train.stop_after) end the launcher with that code; 75 (the ranks got SIGTERM or SIGINT and
 # stopped with a checkpoint) and any other code (a failure) start the job again after a short pause. SIGTERM
-# or SIGINT to this script passes SIGTERM to mpirun, which passes it to the ranks: they stop with a checkpoint
-# and the script ends with 75 without starting them again. After --tries starts it gives up with exit 1.
+# or SIGINT to this script passes SIGUSR1 to mpirun, which passes it on to every rank: they stop with a
+# checkpoint and the script ends with 75 without starting them again. (Not SIGTERM: on a SIGTERM mpirun sends
+# the ranks SIGTERM and, odls_base_sigkill_timeout seconds later — 1 by default — SIGKILL, too soon for a
+# checkpoint.) After --tries starts it gives up with exit 1.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 procs=1 hostfile="" tries=20
@@ -39,7 +41,7 @@ mpi=(mpirun -n "$procs" --bind-to none --map-by slot -x OMP_NUM_THREADS=${OMP_NU
 [[ $(id -u) -eq 0 ]] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
 stopping=0 job=""
-trap 'stopping=1; kill -TERM "$job" 2>/dev/null' TERM INT
+trap 'stopping=1; kill -USR1 "$job" 2>/dev/null' TERM INT
 for ((attempt = 1; attempt <= tries && !stopping; ++attempt)); do
   "${mpi[@]}" "${RATPLUS_BIN:-build/ratplus}" train "$@" &
   job=$!
