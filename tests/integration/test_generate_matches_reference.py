@@ -3,6 +3,9 @@
 
 Usage: python3 test_generate_matches_reference.py /path/to/ratplus
 
+RATPLUS_TEST_DEVICE=cuda (the gpu.test_generate_matches_reference test) generates on the GPU, in f32; top-k
+patterns, which decode on the CPU only, stay there. Without a GPU it exits 77 (skipped).
+
 Writes tiny random checkpoints with h5py, generates greedily from prompts of different lengths under every
 kind of pattern (top-k block patterns included), and checks each generated token against the NumPy reference's full forward pass over the
 prompt and the tokens before it: the token is the argmax of the reference logits (unless the top two are
@@ -39,12 +42,20 @@ PATTERNS = ["dense", "dilated:D=4", "dilated:D=3,W=5,P=2", "local:W=6,P=1",
 TOPK_PATTERNS = ["topk:B=3,K=2", "topk:B=4,K=1,W=1,P=1,D=5,score=moba",
                  "layers=heads=2:dense+2:topk:B=2,K=3|topk:B=5,K=1"]
 PROMPTS = [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5], [7], [2, 7, 1, 8]]
+DEVICE = os.environ.get("RATPLUS_TEST_DEVICE", "cpu")
 NEW = 9
 
 
 def run(binary, args):
     proc = subprocess.run([binary] + args, capture_output=True, text=True, timeout=600)
     return proc.returncode, proc.stdout, (proc.stderr or "").strip()[-1000:]
+
+
+def has_gpu():
+    try:
+        return subprocess.run(["nvidia-smi", "-L"], capture_output=True).returncode == 0
+    except OSError:  # no nvidia-smi
+        return False
 
 
 def log_softmax(x):
@@ -73,6 +84,9 @@ def check_against_reference(res, name, cfg, params, pattern, sequences):
 
 def main():
     binary = sys.argv[1]
+    if DEVICE == "cuda" and not has_gpu():
+        print("SKIP: RATPLUS_TEST_DEVICE=cuda, and this machine has no GPU")
+        return 77
     res = harness.Results()
     with tempfile.TemporaryDirectory() as tmp:
         for recurrence, tied in [(True, True), (False, False), (True, False)]:
@@ -84,7 +98,7 @@ def main():
                 name = "%s (recurrence %s, tied %s)" % (pattern, recurrence, tied)
                 out = os.path.join(tmp, "out.json")
                 args = ["generate", "--checkpoint", checkpoint, "--max-new", str(NEW), "--pattern", pattern,
-                        "--json", out] + (["--device", "cpu"] if "topk" in pattern else [])
+                        "--json", out, "--device", "cpu" if "topk" in pattern else DEVICE]
                 for p in PROMPTS:
                     args += ["--prompt-tokens", ",".join(map(str, p))]
                 rc, stdout, err = run(binary, args)
