@@ -1,7 +1,7 @@
 // What the tensor-core attention's forwards (flash_forward.cu, hopper_forward.cu) and backward
 // (flash_backward.cu) share: the PTX wrappers (cp.async, ldmatrix, mma.sync m16n8k16 bf16 → f32, ex2), the
 // fragment layouts of bf16 tiles in shared memory, the tile loads, the forward's online-softmax step and
-// output, and on the host the test whether the path applies to a call and the forward's arguments.
+// output, and on the host the test whether the path applies to a call, the forward's arguments and its dispatch.
 #pragma once
 
 #include <cmath>
@@ -222,6 +222,21 @@ inline std::optional<ForwardCall> forward_call(const AttentionArgs& a) {
                          mat<bf16>(a.out), mat<float>(a.lse), static_cast<int>(seq),
                          static_cast<int>(heads), kLog2e / std::sqrt(static_cast<float>(dh))};
   return ForwardCall{args, normalised_head_keys(a.head_keys, seq), dh, a.batch, attention_stream(a)};
+}
+
+// A forward entry point: runs launch.template operator()<DH>(call) for the call's head width (64 or 128) and
+// returns true, or false, having done nothing, where the tensor-core path does not apply (forward_call).
+template <class Launch>
+bool run_forward(const AttentionArgs& a, const char* name, Launch launch) {
+  const std::optional<ForwardCall> call = forward_call(a);
+  if (!call) return false;
+  if (a.q_len == 0) return true;
+  if (call->dh == 64)
+    launch.template operator()<64>(*call);
+  else
+    launch.template operator()<128>(*call);
+  check_launch(name);
+  return true;
 }
 
 template <class Kernel>

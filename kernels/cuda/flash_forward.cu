@@ -143,15 +143,7 @@ void launch_forward(const ForwardCall& c) {
 }  // namespace
 
 bool mma_attention_forward(const AttentionArgs& a) {
-  const std::optional<ForwardCall> call = forward_call(a);
-  if (!call) return false;
-  if (a.q_len == 0) return true;
-  if (call->dh == 64)
-    launch_forward<64>(*call);
-  else
-    launch_forward<128>(*call);
-  check_launch(__func__);
-  return true;
+  return run_forward(a, __func__, []<int DH>(const ForwardCall& c) { launch_forward<DH>(c); });
 }
 
 bool flash_attention_forward(const AttentionArgs& a) { return hopper_attention_forward(a) || mma_attention_forward(a); }

@@ -191,16 +191,8 @@ bool hopper_attention_available() {
 }
 
 bool hopper_attention_forward(const AttentionArgs& a) {
-  if (!hopper_attention_available()) return false;
-  const std::optional<ForwardCall> call = forward_call(a);
-  if (!call) return false;
-  if (a.q_len == 0) return true;
-  if (call->dh == 64)
-    launch_hopper_forward<64>(*call);
-  else
-    launch_hopper_forward<128>(*call);
-  check_launch(__func__);
-  return true;
+  return hopper_attention_available() &&
+         run_forward(a, __func__, []<int DH>(const ForwardCall& c) { launch_hopper_forward<DH>(c); });
 }
 
 #else  // a build without an sm_90a target
