@@ -116,21 +116,52 @@ struct ForwardArgs {
   float scale_log2;  // scale · log2 e
 };
 
-// One online-softmax step in base 2 over a tile of scores s (NS n-tiles): scales them, sets the pairs that
-// keep(n, e) rejects to −∞ when `masked`, and leaves s = 2^(score − reference) with its row sums added to
-// the running sums l, rescaled by the change of the running maxima m. The output's rows must be rescaled
-// by the same factors (rescale_rows), which the step returns.
+// The maximum (max = true) or the sum of each of the thread's two rows over a tile's scores s, as a tree
+// (depth log2(2·NS) rather than a chain of 2·NS dependent operations). Each level halves `part` (W pairs);
+// the levels are instantiated one by one, so that every index is a constant and `part` stays in registers.
+template <bool max>
+__device__ __forceinline__ float reduce_op(float x, float y) {
+  return max ? fmaxf(x, y) : x + y;
+}
+template <bool max, int W, int NS>
+__device__ __forceinline__ void reduce_level(float (&part)[NS][2]) {
+  if constexpr (W > 0) {
+#pragma unroll
+    for (int n = 0; n < W; ++n) {
+      part[n][0] = reduce_op<max>(part[n][0], part[n + W][0]);
+      part[n][1] = reduce_op<max>(part[n][1], part[n + W][1]);
+    }
+    reduce_level<max, W / 2>(part);
+  }
+}
+template <bool max, int NS>
+__device__ __forceinline__ void reduce_rows(const float (&s)[NS][4], float (&out)[2]) {
+  static_assert((NS & (NS - 1)) == 0, "a power of two of n-tiles");
+  float part[NS][2];
+#pragma unroll
+  for (int n = 0; n < NS; ++n) {
+    part[n][0] = reduce_op<max>(s[n][0], s[n][1]);
+    part[n][1] = reduce_op<max>(s[n][2], s[n][3]);
+  }
+  reduce_level<max, NS / 2>(part);
+  out[0] = part[0][0];
+  out[1] = part[0][1];
+}
+
+// One online-softmax step in base 2 over a tile of scores s (NS n-tiles): sets the pairs that keep(n, e)
+// rejects to −∞ when `masked`, and leaves s = 2^(scale · score − reference) with its row sums added to the
+// running sums l, rescaled by the change of the running maxima m (in scaled units). The output's rows must
+// be rescaled by the same factors (rescale_rows), which the step returns.
 template <int NS, class Keep>
 __device__ __forceinline__ void softmax_scores(float (&s)[NS][4], float (&m)[2], float (&l)[2], float (&rescale)[2],
                                                float scale_log2, bool masked, Keep keep) {
-  float mx[2] = {-INFINITY, -INFINITY};  // of the unscaled scores (the scale is positive)
+  if (masked)  // one uniform branch; a tile inside every key set runs straight through
 #pragma unroll
-  for (int n = 0; n < NS; ++n)
+    for (int n = 0; n < NS; ++n)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      if (masked && !keep(n, e)) s[n][e] = -INFINITY;
-      mx[e >> 1] = fmaxf(mx[e >> 1], s[n][e]);
-    }
+      for (int e = 0; e < 4; ++e) s[n][e] = keep(n, e) ? s[n][e] : -INFINITY;
+  float mx[2], sum[2];  // of the unscaled scores (the scale is positive)
+  reduce_rows<true>(s, mx);
   float ref[2];  // the exponent reference of each row: its running max, 0 while all scores are masked
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -140,15 +171,14 @@ __device__ __forceinline__ void softmax_scores(float (&s)[NS][4], float (&m)[2],
     ref[r] = m_new == -INFINITY ? 0.0f : m_new;
     rescale[r] = exp2_approx(m[r] - ref[r]);
     m[r] = m_new;
-    l[r] *= rescale[r];
   }
 #pragma unroll
   for (int n = 0; n < NS; ++n)
 #pragma unroll
-    for (int e = 0; e < 4; ++e) {
-      s[n][e] = exp2_approx(fmaf(s[n][e], scale_log2, -ref[e >> 1]));
-      l[e >> 1] += s[n][e];
-    }
+    for (int e = 0; e < 4; ++e) s[n][e] = exp2_approx(fmaf(s[n][e], scale_log2, -ref[e >> 1]));
+  reduce_rows<false>(s, sum);
+#pragma unroll
+  for (int r = 0; r < 2; ++r) l[r] = fmaf(l[r], rescale[r], sum[r]);
 }
 
 template <int NO>

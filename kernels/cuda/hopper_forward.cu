@@ -3,14 +3,15 @@
 // the reference the gpu tests hold this one to.
 //
 // Algorithm. One block of two warpgroups per (sequence, head, 128 queries); warpgroup w owns queries
-// 64w … 64w + 63. All 256 threads copy Q once and then the 64-key K̃ and Ṽ tiles of the ForwardPlan
-// (compact dilated keys loaded in place, sinks, band) into 128-byte-swizzled shared memory with cp.async,
-// two tiles ahead of the products. Per tile and warpgroup: S[64 × 64] = Q·K̃ᵀ as dh/16 wgmma m64n64k16
-// with both operands in shared memory; the online softmax in registers (base 2, a per-element mask where
-// the tile crosses the warpgroup's key sets partly); O[64 × dh] += P·Ṽ as 4 wgmma m64n{dh}k16 with P
-// re-packed from the S accumulators as register A fragments and Ṽ read transposed (MN-major). Step i
-// issues the scores of tile i + 1 and the product of tile i together and runs the softmax of tile i + 1
-// while that product does (FlashAttention-3's intra-warpgroup overlap).
+// 64w … 64w + 63. All 256 threads copy Q once and then the key tiles of the ForwardPlan (compact dilated
+// keys loaded in place, sinks, band), two 64-key tiles per 128-key step, into 128-byte-swizzled shared
+// memory with cp.async, two steps ahead of the products. Per step and warpgroup: S[64 × 128] = Q·K̃ᵀ as
+// dh/16 wgmma m64n128k16 with both operands in shared memory; the online softmax in registers (base 2,
+// the maxima and sums as trees, a per-element mask only where a tile crosses the warpgroup's key sets
+// partly); O[64 × dh] += P·Ṽ as 8 wgmma m64n{dh}k16 with P re-packed from the S accumulators as register
+// A fragments and Ṽ read transposed (MN-major). Step j issues the scores of step j + 1 and the product of
+// step j together and runs the softmax of step j + 1 while that product does (FlashAttention-3's
+// intra-warpgroup overlap).
 //
 // Cost. As the mma.sync forward: 4·k·dh FLOPs per (query, head) for k keys, HBM traffic Q, K̃, Ṽ, O once
 // (key tiles re-read per query tile from L2). wgmma reads its operands from shared memory itself, so the
@@ -18,12 +19,11 @@
 // byte.
 //
 // Limits. Without a producer warp and TMA every thread spends issue slots on cp.async and the two
-// warpgroups meet at a block barrier every tile, so one's softmax cannot be scheduled against the other's
-// products (no ping-pong); the exp2 per score on the special-function units. A tile outside one
-// warpgroup's keys (one per diagonal) is computed masked. At dh = 128 a thread holds the 64 O and 32 S
-// accumulators and 16 P registers (160 registers), a block 113 KB of shared memory: one block per
-// multiprocessor. Measured (Nsight Compute, dense causal T 4096, docs/PERFORMANCE.md): bound by instruction
-// issue and latency, not by the tensor cores — 23 instructions per score, the tensor pipe 28% active.
+// warpgroups meet at a block barrier every step, so one's softmax cannot be scheduled against the other's
+// products (no ping-pong); the exp2 per score on the special-function units. A 64-key tile outside one
+// warpgroup's keys (one per diagonal) is computed masked. At dh = 128 a thread holds the 64 O and 64 S
+// accumulators and 32 P registers (222 registers), a block 193 KB of shared memory: one block per
+// multiprocessor.
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/flash_common.cuh"
 #include "kernels/cuda/wgmma.cuh"
@@ -33,13 +33,16 @@ namespace ratplus::cuda {
 #if defined(RATPLUS_HAVE_SM90A)
 namespace {
 
-// Shared memory: Q, two K̃ buffers and four Ṽ buffers. Tile i's K̃ is in buffer i mod 2 and its Ṽ in
-// buffer i mod 4: when tile i + 2 is loaded (at the start of step i), Q·K̃ᵢᵀ has completed in both
-// warpgroups but P·Ṽ of tile i − 1 may still run.
+// A step takes two 64-key tiles of the ForwardPlan, 2j and 2j + 1, as one 128-key tile (rows 0 … 63 and
+// 64 … 127; the second empty past the plan's end). Shared memory: Q, two K̃ buffers and three Ṽ buffers;
+// step j's K̃ is in buffer j mod 2 and its Ṽ in buffer j mod 3: when step j + 2 is loaded (at the start of
+// step j), Q·K̃ⱼᵀ has completed in both warpgroups but P·Ṽ of step j − 1 may still run.
+constexpr int kStepKeys = 2 * kFwdKeys;
+
 template <int DH>
 struct HopperTiles {
   static constexpr uint32_t q_bytes = kFwdQueries * DH * 2;      // DH / 64 regions of kFwdQueries rows
-  static constexpr uint32_t kv_bytes = kFwdKeys * DH * 2;        // DH / 64 regions of kFwdKeys rows
+  static constexpr uint32_t kv_bytes = kStepKeys * DH * 2;       // DH / 64 regions of kStepKeys rows
   static constexpr size_t smem = 1024 + q_bytes + 5 * kv_bytes;  // + alignment of the first region
 };
 
@@ -64,7 +67,7 @@ template <int DH>
 __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(ForwardArgs a, HeadKeys keys) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using L = HopperTiles<DH>;
-  constexpr int BQ = kFwdQueries, BK = kFwdKeys, kWarpgroupRows = 64;
+  constexpr int BQ = kFwdQueries, BK = kStepKeys, kWarpgroupRows = 64;
   extern __shared__ unsigned char smem[];
   const uint32_t sq = (smem_u32(smem) + 1023) & ~1023u, sk = sq + L::q_bytes, sv = sk + 2 * L::kv_bytes;
   const int wg = threadIdx.x / 128, lane = threadIdx.x % 32, g = lane / 4, tq = lane % 4;
@@ -78,19 +81,31 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(ForwardArgs
   const bf16* v = a.v.p + h * DH;
 
   const ForwardPlan plan(pat, q0, q1);
-  const auto load_keys = [&](int i) {
-    const bool compact = plan.compact(i);
-    const int start = plan.start(i);
-    load_swizzled<DH, BK>({sk + (i & 1) * L::kv_bytes, sv + (i % 3) * L::kv_bytes}, {k, v}, {a.k.ld, a.v.ld},
+  const int n_steps = (plan.n_tiles + 1) / 2;
+  // The plan tile of half `half` of step j: whether it exists, is compact, and its first key.
+  struct Half {
+    bool exists, compact;
+    int start;
+  };
+  const auto half_of = [&](int j, int half) {
+    const int i = 2 * j + half;
+    return i < plan.n_tiles ? Half{true, plan.compact(i), plan.start(i)} : Half{false, false, 0};
+  };
+  const auto load_keys = [&](int j) {
+    const Half h0 = half_of(j, 0), h1 = half_of(j, 1);
+    load_swizzled<DH, BK>({sk + (j & 1) * L::kv_bytes, sv + (j % 3) * L::kv_bytes}, {k, v}, {a.k.ld, a.v.ld},
                           [&](int r) -> int64_t {
-                            const int j = key_row(pat, compact, start + r);
-                            return j < T ? base + j : -1;
+                            const bool second = r >= kFwdKeys;  // selected by value: no reference to either
+                            if (!(second ? h1.exists : h0.exists)) return -1;
+                            const int key = key_row(pat, second ? h1.compact : h0.compact,
+                                                    (second ? h1.start : h0.start) + r % kFwdKeys);
+                            return key < T ? base + key : -1;
                           });
     cp_async_commit();
   };
   load_swizzled<DH, BQ>({sq}, {q}, {a.q.ld}, [&](int r) -> int64_t { return q0 + r < T ? base + q0 + r : -1; });
   load_keys(0);
-  if (plan.n_tiles > 1) {
+  if (n_steps > 1) {
     load_keys(1);
     cp_async_wait<1>();
   } else {
@@ -104,14 +119,14 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(ForwardArgs
   const uint64_t q_base = swizzled_descriptor(sq + wg * kWarpgroupRows * 128, 16, 1024),
                  k_base = swizzled_descriptor(sk, 16, 1024), v_base = swizzled_descriptor(sv, BK * 128, 1024);
   const auto q_desc = [&](int kk) { return q_base + (((kk / 4) * BQ * 128 + (kk % 4) * 32) >> 4); };
-  const auto k_desc = [&](int i, int kk) {
-    return k_base + (((i & 1) * L::kv_bytes + (kk / 4) * BK * 128 + (kk % 4) * 32) >> 4);
+  const auto k_desc = [&](int j, int kk) {
+    return k_base + (((j & 1) * L::kv_bytes + (kk / 4) * BK * 128 + (kk % 4) * 32) >> 4);
   };
-  const auto v_desc = [&](int i, int kk) { return v_base + (((i % 3) * L::kv_bytes + kk * 16 * 128) >> 4); };
-  const auto issue_scores = [&](float(&s)[BK / 8][4], int i) {
+  const auto v_desc = [&](int j, int kk) { return v_base + (((j % 3) * L::kv_bytes + kk * 16 * 128) >> 4); };
+  const auto issue_scores = [&](float(&s)[BK / 8][4], int j) {
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < DH / 16; ++kk) wgmma_ss_n64(s, q_desc(kk), k_desc(i, kk), kk > 0);
+    for (int kk = 0; kk < DH / 16; ++kk) wgmma_ss<BK>(s, q_desc(kk), k_desc(j, kk), kk > 0);
     wgmma_commit();
   };
 
@@ -121,22 +136,26 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(ForwardArgs
   float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f}, rescale[2];
   float s[BK / 8][4];
   uint32_t p[BK / 16][4];
-  // The softmax of tile i's scores s into P. A tile outside this warpgroup's key sets is masked whole: it
-  // adds nothing, and both warpgroups keep the same sequence of products.
-  const auto softmax = [&](int i) {
-    const bool compact = plan.compact(i);
-    const int start = plan.start(i);
-    const Cover cov = cover(pat, compact, start, start + BK - 1, wg_t0, wg_t0 + kWarpgroupRows - 1);
-    softmax_scores(s, m, l, rescale, a.scale_log2, cov != Cover::all, [&](int n, int e) {
-      return tile_pair(pat, compact, t0 + g + (e >> 1) * 8, start + n * 8 + tq * 2 + (e & 1));
+  // The softmax of step j's scores s into P. A half outside this warpgroup's key sets (or past the plan's
+  // end) is masked whole: it adds nothing, and both warpgroups keep the same sequence of products.
+  const auto softmax = [&](int j) {
+    const Half h0 = half_of(j, 0), h1 = half_of(j, 1);
+    const auto inside = [&](const Half& t) {
+      return t.exists &&
+             cover(pat, t.compact, t.start, t.start + kFwdKeys - 1, wg_t0, wg_t0 + kWarpgroupRows - 1) == Cover::all;
+    };
+    softmax_scores(s, m, l, rescale, a.scale_log2, !(inside(h0) && inside(h1)), [&](int n, int e) {
+      const Half t = n < kFwdKeys / 8 ? h0 : h1;  // n is a constant of the unrolled loops
+      return t.exists &&
+             tile_pair(pat, t.compact, t0 + g + (e >> 1) * 8, t.start + n % (kFwdKeys / 8) * 8 + tq * 2 + (e & 1));
     });
   };
-  const auto issue_product = [&](int i) {  // O = O · rescale + P·Ṽᵢ
-    // The factors are exactly 1 where a row's maximum did not grow, mostly so after the first tiles.
+  const auto issue_product = [&](int j) {  // O = O · rescale + P·Ṽⱼ
+    // The factors are exactly 1 where a row's maximum did not grow, mostly so after the first steps.
     if (__any_sync(0xffffffffu, rescale[0] != 1.0f || rescale[1] != 1.0f)) rescale_rows(o, rescale);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs_mn<DH>(o, p[kk], v_desc(i, kk));
+    for (int kk = 0; kk < BK / 16; ++kk) wgmma_rs_mn<DH>(o, p[kk], v_desc(j, kk));
     wgmma_commit();
   };
   const auto to_p = [&] {
@@ -150,21 +169,21 @@ __global__ void __launch_bounds__(kThreads, 1) hopper_forward_kernel(ForwardArgs
   wgmma_wait<0>();
   softmax(0);
   to_p();
-  // Step i: the scores of tile i + 1 and the product of tile i are issued together; the softmax of tile
-  // i + 1 runs while the product does.
-  for (int i = 0; i + 1 < plan.n_tiles; ++i) {
-    cp_async_wait_all();   // tile i + 1 has landed
+  // Step j: the scores of step j + 1 and the product of step j are issued together; the softmax of step
+  // j + 1 runs while the product does.
+  for (int j = 0; j + 1 < n_steps; ++j) {
+    cp_async_wait_all();   // step j + 1 has landed
     fence_async_shared();  // … visible to wgmma
-    __syncthreads();       // … for every thread, and K̃ᵢ and Ṽᵢ₋₁ are no longer read
-    if (i + 2 < plan.n_tiles) load_keys(i + 2);
-    issue_scores(s, i + 1);
-    issue_product(i);
+    __syncthreads();       // … for every thread, and K̃ⱼ and Ṽⱼ₋₁ are no longer read
+    if (j + 2 < n_steps) load_keys(j + 2);
+    issue_scores(s, j + 1);
+    issue_product(j);
     wgmma_wait<1>();  // the scores
-    softmax(i + 1);
+    softmax(j + 1);
     wgmma_wait<0>();  // the product
     to_p();
   }
-  issue_product(plan.n_tiles - 1);
+  issue_product(n_steps - 1);
   wgmma_wait<0>();
 
   store_forward_rows<DH>(a, o, m, l, base, t0, h);

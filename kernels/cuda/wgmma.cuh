@@ -55,13 +55,22 @@ __device__ __forceinline__ void fence_async_shared() { asm volatile("fence.proxy
   "%42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, "   \
   "%62, %63}"
 
-// D (+)= A·B for N = 64: A and B K-major in shared memory; D is overwritten unless `accumulate`.
-__device__ __forceinline__ void wgmma_ss_n64(float (&d)[8][4], uint64_t a, uint64_t b, bool accumulate) {
-  asm volatile(
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " RATPLUS_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
-      : RATPLUS_ACC32(d)
-      : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
+// D (+)= A·B for N = 64 or 128: A and B K-major in shared memory; D is overwritten unless `accumulate`.
+template <int N>
+__device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t a, uint64_t b, bool accumulate) {
+  static_assert(N == 64 || N == 128);
+  if constexpr (N == 64)
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " RATPLUS_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+        : RATPLUS_ACC32(d)
+        : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
+  else
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " RATPLUS_D64 ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+        : RATPLUS_ACC64(d)
+        : "l"(a), "l"(b), "r"(static_cast<int>(accumulate)));
 }
 
 // D += A·B for N = 64 or 128: A from registers, B MN-major in shared memory.
