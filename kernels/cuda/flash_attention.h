@@ -11,7 +11,8 @@
 
 namespace ratplus::cuda {
 
-// The wgmma forward where hopper_attention_available(), else the mma.sync one.
+// The wgmma forward where hopper_attention_available() and no head's key set is dilated, else the
+// mma.sync one.
 bool flash_attention_forward(const AttentionArgs& a);
 
 // The two forwards alone, for the tests and benchmarks that compare them. The wgmma forward also returns

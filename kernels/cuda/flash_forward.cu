@@ -1,7 +1,8 @@
 // The tensor-core attention's forward (SPEC §2 step 6, §3), flash-style, for bf16 activations and head
 // width 64 or 128, on mma.sync (sm_80 and later); the tile plans are in flash_tiles.h, the PTX helpers in
-// flash_common.cuh. On Hopper in an sm_90a build the wgmma forward (hopper_forward.cu) runs instead; this
-// one serves other GPUs and is the reference the gpu tests hold that one to.
+// flash_common.cuh. On Hopper in an sm_90a build the wgmma forward (hopper_forward.cu) runs instead for
+// dense and local key sets; this one serves dilated ones and other GPUs, and is the reference the gpu tests
+// hold that one to.
 //
 // Algorithm. One block of 8 warps per (sequence, head, 128 queries); warp w owns queries 16w … 16w + 15
 // and keeps their Q fragments in registers. The block sweeps the 64-key tiles of its ForwardPlan: the
@@ -25,6 +26,8 @@
 // dh = 128 the kernel holds about 230 registers per thread and 102 KB of shared memory: one block, 8
 // warps, per multiprocessor, its latency hidden by the prefetch one tile ahead and by independent mma
 // chains within each warp.
+#include <algorithm>
+
 #include "kernels/cuda/flash_attention.h"
 #include "kernels/cuda/flash_common.cuh"
 
@@ -146,6 +149,11 @@ bool mma_attention_forward(const AttentionArgs& a) {
   return run_forward(a, __func__, []<int DH>(const ForwardCall& c) { launch_forward<DH>(c); });
 }
 
-bool flash_attention_forward(const AttentionArgs& a) { return hopper_attention_forward(a) || mma_attention_forward(a); }
+// Dilated key sets run on the mma.sync forward on Hopper too: their few compact key tiles per query tile
+// leave the wgmma kernel's 128-key steps largely masked, and it measured slower there (docs/PERFORMANCE.md).
+bool flash_attention_forward(const AttentionArgs& a) {
+  const bool dilated = std::ranges::any_of(a.head_keys, [](const KeySet& s) { return s.dilation > 1; });
+  return (!dilated && hopper_attention_forward(a)) || mma_attention_forward(a);
+}
 
 }  // namespace ratplus::cuda
