@@ -1,6 +1,6 @@
 // ratplus_kernel_bench: Google Benchmark timings of the attention, recurrence-scan and cross-entropy ops of
-// kernels/*.h, on the GPU when there is one (else on the CPU, at smaller sizes). Standard benchmark flags
-// apply (--benchmark_filter=attention, --benchmark_format=json, ...).
+// kernels/*.h and of a decoding step's matrix products, on the GPU when there is one (else on the CPU, at
+// smaller sizes). Standard benchmark flags apply (--benchmark_filter=attention, --benchmark_format=json, ...).
 //
 // Activations (q, k, v, gates, logits and their gradients) are bf16 and f32 on the GPU (the type is part of
 // each benchmark's name), f32 on the CPU; statistics (log-sum-exp, row losses) are f32, as in the model.
@@ -15,7 +15,9 @@
 //   recurrence     bytes/s of the fewest bytes the scan must move: forward reads k, v, g and writes k̃, ṽ
 //                  (5 values per element); backward reads dk̃, dṽ, k̃, ṽ, k, v, g and writes dk, dv, dg (10);
 //   cross-entropy  bytes/s counting the logits read twice (one online max-and-sum pass, one gradient pass) and
-//                  written once; a kernel that reads them three times moves more than it is credited with.
+//                  written once; a kernel that reads them three times moves more than it is credited with;
+//   decode_linear  (GPU) bytes/s of the bf16 weights a decoding step's product reads, 1 to 8 rows against the
+//                  7.6B config's layers, by the few-row kernel (kernels/cuda/matvec.h) and by cuBLASLt.
 // On the GPU each rate is also a percentage of the ceilings measured on the H200 machines: about
 // 790 TFLOP/s for bf16 matrix products and 4.3 TB/s for a device-to-device copy (bytes read + written).
 #include <benchmark/benchmark.h>
@@ -23,6 +25,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -41,6 +44,8 @@
 #include "kernels/recurrence.h"
 #ifdef RATPLUS_HAVE_CUDA
 #include "kernels/cuda/flash_attention.h"
+#include "kernels/cuda/gpu_context.h"
+#include "kernels/cuda/matvec.h"
 #endif
 
 namespace ratplus {
@@ -302,6 +307,46 @@ void bench_cross_entropy(benchmark::State& state, Device device, DType dtype, co
   report_bytes(state, device, 3.0 * static_cast<double>(s.ce_rows * s.ce_vocab * dtype_size(dtype)), seconds);
 }
 
+#ifdef RATPLUS_HAVE_CUDA
+// A linear layer of a decoding step: the weights [n, k] and the type of the product.
+struct LinearShape {
+  const char* name;
+  int64_t n, k;
+  DType out;
+};
+
+// The 7.6B config's products (d 4096, FFN 16384, vocabulary 32000): in_proj, out_proj, fc1, fc2, the head.
+const LinearShape kDecodeLinears[] = {{"in_proj", 20480, 4096, DType::bf16},
+                                      {"out_proj", 4096, 4096, DType::bf16},
+                                      {"fc1", 16384, 4096, DType::bf16},
+                                      {"fc2", 4096, 16384, DType::bf16},
+                                      {"head", 32000, 4096, DType::f32}};
+
+// `m` bf16 rows times a layer's bf16 weights, by the few-row kernel or by cuBLASLt. Each timed run makes
+// kCalls products, taking in turn copies of the weights that together exceed the L2 cache three times, so
+// every product reads its weights from device memory; bytes/s counts the weights read.
+void bench_decode_linear(benchmark::State& state, int64_t m, LinearShape s, bool cublaslt) {
+  constexpr double kL2Bytes = 50e6;
+  constexpr int kCalls = 20;
+  const double weight_bytes = 2.0 * static_cast<double>(s.n * s.k);
+  const auto copies = static_cast<int64_t>(std::max(1.0, std::ceil(3 * kL2Bytes / weight_bytes)));
+  const OwnedTensor a = random_tensor(m, s.k, DType::bf16, Device::cuda, 1);
+  const OwnedTensor w = random_tensor(copies * s.n, s.k, DType::bf16, Device::cuda, 2, 0.02);
+  const OwnedTensor c(m, s.n, s.out, Device::cuda);
+  int64_t next = 0;
+  const double seconds = time_iterations(state, Device::cuda, [&] {
+    for (int i = 0; i < kCalls; ++i) {
+      const Tensor b = w.t.rows_slice(next++ % copies * s.n, s.n);
+      if (cublaslt)
+        cuda::gpu_context().matmul(c.t, a.t, false, b, true, 1, 0);
+      else if (!cuda::few_rows_matmul(c.t, a.t, false, b, true, 1, 0))
+        throw std::logic_error("the few-row kernel does not take this product");
+    }
+  });
+  report_bytes(state, Device::cuda, weight_bytes, seconds / kCalls);
+}
+#endif
+
 template <class F>
 void add(const std::string& name, F body) {
   benchmark::RegisterBenchmark(name.c_str(), [body](benchmark::State& state) { guarded(state, [&] { body(state); }); })
@@ -330,6 +375,15 @@ void register_benchmarks(Device device, const Sizes& s) {
     add(fmt::format("cross_entropy/{}/rows={},V={}", type, s.ce_rows, s.ce_vocab),
         [=](benchmark::State& st) { bench_cross_entropy(st, device, dtype, s); });
   }
+#ifdef RATPLUS_HAVE_CUDA
+  if (device == Device::cuda)
+    for (const LinearShape& l : kDecodeLinears)
+      for (const int64_t m : {1, 4, 8})
+        for (const bool cublaslt : {false, true})
+          add(fmt::format("decode_linear/{}/7.6b_{}/m={},n={},k={}", cublaslt ? "cublaslt" : "few_rows", l.name, m,
+                          l.n, l.k),
+              [=](benchmark::State& st) { bench_decode_linear(st, m, l, cublaslt); });
+#endif
 }
 
 std::string device_description(Device device) {
