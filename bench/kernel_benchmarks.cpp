@@ -16,8 +16,9 @@
 //                  (5 values per element); backward reads dk̃, dṽ, k̃, ṽ, k, v, g and writes dk, dv, dg (10);
 //   cross-entropy  bytes/s counting the logits read twice (one online max-and-sum pass, one gradient pass) and
 //                  written once; a kernel that reads them three times moves more than it is credited with;
-//   decode_linear  (GPU) bytes/s of the bf16 weights a decoding step's product reads, 1 to 8 rows against the
-//                  7.6B config's layers, by the few-row kernel (kernels/cuda/matvec.h) and by cuBLASLt.
+//   decode_linear  (GPU) bytes/s of the bf16 weights a decoding step's product reads, 1, 4 and 8 rows against
+//                  the 7.6B config's layers, by cuBLASLt and (1 row) the matrix–vector kernel of
+//                  kernels/cuda/matvec.h.
 // On the GPU each rate is also a percentage of the ceilings measured on the H200 machines: about
 // 790 TFLOP/s for bf16 matrix products and 4.3 TB/s for a device-to-device copy (bytes read + written).
 #include <benchmark/benchmark.h>
@@ -322,7 +323,7 @@ const LinearShape kDecodeLinears[] = {{"in_proj", 20480, 4096, DType::bf16},
                                       {"fc2", 4096, 16384, DType::bf16},
                                       {"head", 32000, 4096, DType::f32}};
 
-// `m` bf16 rows times a layer's bf16 weights, by the few-row kernel or by cuBLASLt. Each timed run makes
+// `m` bf16 rows times a layer's bf16 weights, by the matrix–vector kernel (m = 1) or by cuBLASLt. Each timed run makes
 // kCalls products, taking in turn copies of the weights that together exceed the L2 cache three times, so
 // every product reads its weights from device memory; bytes/s counts the weights read.
 void bench_decode_linear(benchmark::State& state, int64_t m, LinearShape s, bool cublaslt) {
@@ -339,8 +340,8 @@ void bench_decode_linear(benchmark::State& state, int64_t m, LinearShape s, bool
       const Tensor b = w.t.rows_slice(next++ % copies * s.n, s.n);
       if (cublaslt)
         cuda::gpu_context().matmul(c.t, a.t, false, b, true, 1, 0);
-      else if (!cuda::few_rows_matmul(c.t, a.t, false, b, true, 1, 0))
-        throw std::logic_error("the few-row kernel does not take this product");
+      else if (!cuda::matvec(c.t, a.t, false, b, true, 1, 0))
+        throw std::logic_error("the matrix-vector kernel does not take this product");
     }
   });
   report_bytes(state, Device::cuda, weight_bytes, seconds / kCalls);
@@ -380,9 +381,10 @@ void register_benchmarks(Device device, const Sizes& s) {
     for (const LinearShape& l : kDecodeLinears)
       for (const int64_t m : {1, 4, 8})
         for (const bool cublaslt : {false, true})
-          add(fmt::format("decode_linear/{}/7.6b_{}/m={},n={},k={}", cublaslt ? "cublaslt" : "few_rows", l.name, m,
-                          l.n, l.k),
-              [=](benchmark::State& st) { bench_decode_linear(st, m, l, cublaslt); });
+          if (cublaslt || m == 1)
+            add(fmt::format("decode_linear/{}/7.6b_{}/m={},n={},k={}", cublaslt ? "cublaslt" : "matvec", l.name, m,
+                            l.n, l.k),
+                [=](benchmark::State& st) { bench_decode_linear(st, m, l, cublaslt); });
 #endif
 }
 

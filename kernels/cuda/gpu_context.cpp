@@ -2,8 +2,8 @@
 // f32 with f32 compute and no TF32 (so results track the CPU reference), or bf16 × bf16 → bf16 or f32 on
 // the tensor cores with f32 accumulation (mixed precision; weight gradients come out in f32). Row-major
 // C = op(A)·op(B) is computed as the column-major product Cᵀ = op(B)ᵀ·op(A)ᵀ, which needs no copies: a
-// row-major matrix with row stride ld is the column-major transpose with the same ld. Products of at most
-// kMaxFewRows bf16 rows against bf16 weights (decoding steps) run on the kernel of matvec.cu instead.
+// row-major matrix with row stride ld is the column-major transpose with the same ld. Products of one bf16
+// row against bf16 weights (decoding steps at batch 1) run on the kernel of matvec.cu instead.
 #include "kernels/cuda/gpu_context.h"
 
 #include <stdexcept>
@@ -111,7 +111,7 @@ GpuContext& gpu_context() {
 }
 
 void matmul(Tensor c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha, double beta) {
-  if (few_rows_matmul(c, a, trans_a, b, trans_b, alpha, beta)) return;
+  if (matvec(c, a, trans_a, b, trans_b, alpha, beta)) return;
   gpu_context().matmul(c, a, trans_a, b, trans_b, alpha, beta);
 }
 
