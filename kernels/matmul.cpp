@@ -1,7 +1,10 @@
-// The matmul entry point: checks, then the CPU (OpenBLAS) or GPU (cuBLASLt) product.
+// The matmul entry point: checks, then the CPU (OpenBLAS) or GPU (cuBLASLt) product; the linear layers
+// with their neighbours, composed of matmul and the element-wise ops.
 #include "kernels/matmul.h"
 
+#include "core/buffer.h"
 #include "kernels/backend.h"
+#include "kernels/elementwise.h"
 
 namespace ratplus {
 
@@ -23,6 +26,21 @@ void matmul(Tensor c, const Tensor& a, bool trans_a, const Tensor& b, bool trans
   check.apart(c, "C", b, "B");
   if (m == 0 || n == 0) return;
   RATPLUS_DISPATCH(c, matmul(c, a, trans_a, b, trans_b, alpha, beta));
+}
+
+void linear_add(Tensor y, const Tensor& residual, const Tensor& a, const Tensor& w) {
+  const OpCheck check("linear_add");
+  check.device(y.device, {&residual});
+  check.dtype(residual, "residual", y.dtype);
+  check.shape(residual, "residual", y.rows, y.cols);
+  check.apart_or_same(y, "y", residual, "residual");
+  if (residual.data != y.data) copy_tensor(y, residual);
+  matmul(y, a, false, w, true, 1.0, 1.0);
+}
+
+void linear_gelu(Tensor pre, Tensor act, const Tensor& a, const Tensor& w) {
+  matmul(pre, a, false, w, true);
+  gelu_forward(act, pre);
 }
 
 }  // namespace ratplus

@@ -9,8 +9,7 @@ namespace ratplus {
 void channel_mixing_forward(const Dims& dims, const ChannelMixingWeights& w, const Tensor& x, Tensor y,
                             ChannelMixingState& s) {
   rmsnorm_forward(s.h, s.rstd, x, w.norm, dims.eps);
-  matmul(s.pre, s.h, false, w.fc1, true);
-  gelu_forward(s.act, s.pre);
+  linear_gelu(s.pre, s.act, s.h, w.fc1);
   row_parallel_output(dims, y, x, s.act, w.fc2);
 }
 

@@ -10,9 +10,10 @@ void tensor_parallel_sum(const Dims& dims, Tensor t) {
 }
 
 void row_parallel_output(const Dims& dims, Tensor y, const Tensor& x, const Tensor& a, const Tensor& w) {
-  const bool adds_residual = !dims.tp || dims.tp->rank() == 0;
-  if (adds_residual) copy_tensor(y, x);
-  matmul(y, a, false, w, true, 1.0, adds_residual ? 1.0 : 0.0);
+  if (!dims.tp || dims.tp->rank() == 0)
+    linear_add(y, x, a, w);
+  else
+    matmul(y, a, false, w, true);
   tensor_parallel_sum(dims, y);
 }
 

@@ -48,6 +48,25 @@ TEST_P(OpTest, MatmulAllTransposesOnStridedViews) {
     }
 }
 
+// linear_add and linear_gelu against a naive loop: the residual from another tensor and in place.
+TEST_P(OpTest, LinearAddAndLinearGelu) {
+  const int64_t m = 3, k = 11, n = 6;
+  Owned a = random(m, k, 1, 1, dt(), 2), w = random(n, k, 2, 1, dt(), 1), residual = random(m, n, 3, 1, dt());
+  Owned y(m, n, dt()), in_place = random(m, n, 3, 1, dt()), pre(m, n, dt()), act(m, n, dt());
+  linear_add(y, residual, a, w);
+  linear_add(in_place, in_place, a, w);
+  linear_gelu(pre, act, a, w);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < k; ++p) s += get(a, i, p) * get(w, j, p);
+      EXPECT_NEAR(get(y, i, j), get(residual, i, j) + s, tol());
+      EXPECT_NEAR(get(in_place, i, j), get(residual, i, j) + s, tol());
+      EXPECT_NEAR(get(pre, i, j), s, tol());
+      EXPECT_NEAR(get(act, i, j), 0.5 * s * (1 + std::erf(s / std::sqrt(2.0))), tol());
+    }
+}
+
 TEST_P(OpTest, RmsNormForward) {
   const int64_t rows = 9, n = 33;
   Owned x = random(rows, n, 4, 1, dt(), 5), w = random(1, n, 5, 1, dt()), y(rows, n, dt()), rstd(1, rows, dt());
@@ -278,6 +297,10 @@ TEST(OpEntryPoints, RejectBadArgumentsNamingTheOp) {
   expect_rejected([&] { matmul(a.t.cols_slice(0, 4), a.t.cols_slice(2, 4), false, Owned(4, 4, DType::f32), false); },
                   "matmul", "C overlaps A");
   expect_rejected([&] { matmul(Owned(4, 5), a, false, b, true); }, "matmul", "C is f64, expected f32");
+  expect_rejected([&] { linear_add(a.t.cols_slice(0, 5), a.t.cols_slice(1, 5), a, b); }, "linear_add",
+                  "y partly overlaps residual");
+  expect_rejected([&] { linear_add(a.t.cols_slice(0, 5), Owned(4, 4, DType::f32), a, b); }, "linear_add",
+                  "residual is 4x4, expected 4x5");
   Owned z(6, 9, DType::f32), out(6, 3, DType::f32);
   const Tensor k = z.t.cols_slice(0, 3), v = z.t.cols_slice(3, 3), g = z.t.cols_slice(6, 3);
   expect_rejected([&] { recurrence_forward(out, v, k, v, g, 4); }, "recurrence_forward", "do not split");
