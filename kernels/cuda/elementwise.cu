@@ -16,6 +16,7 @@ constexpr int kThreads = 256;
 // of one row (block = row · column_blocks + column block), so no thread divides 64-bit indices.
 template <class F>
 __global__ void each_element(int64_t cols, unsigned column_blocks, F f) {
+  allow_dependent_launch();  // a decoding step's product, launched early, may start streaming weights
   const int64_t r = blockIdx.x / column_blocks, c = (blockIdx.x % column_blocks) * int64_t{kThreads} + threadIdx.x;
   if (c < cols) f(r, c);
 }

@@ -7,7 +7,9 @@
 // rows, U = 4 chunks per row in flight, lane-strided so a warp's loads are whole 512-byte row segments; for
 // each chunk it reads the matching 8 values of a (small, so they stay in L1/L2) and accumulates in f32; a
 // butterfly of shuffles sums over the warp. Weight loads are marked streaming (evict first): each is used once
-// per step.
+// per step. The kernel is launched early (programmatic dependent launch, common.cuh): its first weight loads
+// go out while the kernel before it (the norm, gate or GELU that writes a) still runs, and it waits for that
+// kernel only before it reads a.
 //
 // Bytes and FLOPs: reads n·k·2 bytes of B for 2·n·k FLOPs: memory-bound. What limits it: the weights in flight
 // (Little's law at 4.3 TB/s wants about 30 KB per SM; n·U·512 bytes are issued at once over the whole GPU).
@@ -46,13 +48,18 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_kernel(const bf16* __restr
   const bf16* rows[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) rows[r] = b + static_cast<int64_t>(min(n0 + r, n - 1)) * ldb;  // past n: recomputed
-  float acc[R] = {};
-  for (int k0 = lane * 8; k0 < k; k0 += 256 * U) {
-    uint4 w[U][R];
+  const auto load = [&](uint4(&w)[U][R], int k0) {
 #pragma unroll
     for (int u = 0; u < U; ++u)
 #pragma unroll
       for (int r = 0; r < R; ++r) w[u][r] = k0 + u * 256 < k ? load_streaming(rows[r] + k0 + u * 256) : uint4{};
+  };
+  uint4 w[U][R];
+  load(w, lane * 8);  // the weights do not depend on the kernel before: their first loads go out before the wait
+  wait_for_prior_grids();
+  float acc[R] = {};
+  for (int k0 = lane * 8; k0 < k; k0 += 256 * U) {
+    if (k0 > lane * 8) load(w, k0);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int kk = k0 + u * 256;
@@ -85,10 +92,8 @@ template <class Out>
 void launch(const Tensor& c, const Tensor& a, const Tensor& b, float alpha, float beta) {
   const int64_t warps = (b.rows + R - 1) / R;
   const unsigned blocks = static_cast<unsigned>((warps + kWarps - 1) / kWarps);
-  matvec_kernel<Out><<<blocks, kWarps * 32, 0, cuda_stream()>>>(a.ptr<bf16>(), b.ptr<bf16>(), b.ld,
-                                                                static_cast<Out*>(c.data), static_cast<int>(b.rows),
-                                                                static_cast<int>(a.cols), alpha, beta);
-  check_launch("matvec");
+  launch_early(matvec_kernel<Out>, blocks, kWarps * 32, "matvec", a.ptr<bf16>(), b.ptr<bf16>(), b.ld,
+               static_cast<Out*>(c.data), static_cast<int>(b.rows), static_cast<int>(a.cols), alpha, beta);
 }
 
 }  // namespace
