@@ -73,6 +73,9 @@ __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <>
 __device__ __forceinline__ bf16 from_float<bf16>(float x) { return __float2bfloat16(x); }
 
+// Exact GELU: x · Φ(x) = 0.5 x (1 + erf(x / √2)).
+__device__ __forceinline__ float gelu_of(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+
 // Calls f.template operator()<A>() with A = float or bf16 according to the activation dtype.
 template <class F>
 void with_activation_type(DType t, const char* op, F&& f) {
