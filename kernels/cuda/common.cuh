@@ -25,43 +25,6 @@ inline void require_f32(const Tensor& t, const char* op) {
   if (t.dtype != DType::f32) throw std::logic_error(std::string(op) + ": the CUDA kernel takes f32 tensors here");
 }
 
-// Programmatic dependent launch (Hopper on): a kernel launched with launch_early() may start while the
-// kernel before it on the stream still runs, once every block of that one has called
-// allow_dependent_launch() (or exited); it must call wait_for_prior_grids() before it reads what the earlier
-// kernel writes or writes anything itself. Both are no-ops before compute capability 9.0 and for kernels not
-// launched that way, so any kernel may call allow_dependent_launch() first thing.
-__device__ __forceinline__ void allow_dependent_launch() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wait_for_prior_grids() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
-// Launches kernel<<<grid, block, 0, cuda_stream()>>>(args...), allowed to start early (see above) on GPUs
-// that support it.
-template <class... Params, class... Args>
-void launch_early(void (*kernel)(Params...), unsigned grid, unsigned block, const char* name, Args&&... args) {
-  static const bool supported = [] {
-    int device = 0, major = 0;
-    return cudaGetDevice(&device) == cudaSuccess &&
-           cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) == cudaSuccess && major >= 9;
-  }();
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = grid;
-  config.blockDim = block;
-  config.stream = cuda_stream();
-  config.attrs = &attribute;
-  config.numAttrs = supported ? 1 : 0;
-  check(cudaLaunchKernelEx(&config, kernel, static_cast<Params>(args)...), name);
-}
-
 using bf16 = __nv_bfloat16;
 
 __device__ __forceinline__ float to_float(float x) { return x; }
@@ -72,9 +35,6 @@ template <>
 __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <>
 __device__ __forceinline__ bf16 from_float<bf16>(float x) { return __float2bfloat16(x); }
-
-// Exact GELU: x · Φ(x) = 0.5 x (1 + erf(x / √2)).
-__device__ __forceinline__ float gelu_of(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 // Calls f.template operator()<A>() with A = float or bf16 according to the activation dtype.
 template <class F>

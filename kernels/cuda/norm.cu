@@ -31,7 +31,6 @@ __global__ void rmsnorm_forward_kernel(Mat<A> out, float* rstd, Mat<A> x, Mat<A>
 template <class A, int kChunks>
 __global__ void rmsnorm_forward_chunks_kernel(Mat<A> out, float* rstd, Mat<A> x, Mat<A> w, int cols, float eps) {
   constexpr int E = 16 / sizeof(A);  // elements per chunk
-  allow_dependent_launch();           // a decoding step's product, launched early, may start streaming weights
   __shared__ float shared[32];
   const int64_t r = blockIdx.x;
   uint4 xv[kChunks], wv[kChunks];
