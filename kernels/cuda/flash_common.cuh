@@ -254,17 +254,14 @@ inline std::optional<ForwardCall> forward_call(const AttentionArgs& a) {
   return ForwardCall{args, normalised_head_keys(a.head_keys, seq), dh, a.batch, attention_stream(a)};
 }
 
-// A forward entry point: runs launch.template operator()<DH>(call) for the call's head width (64 or 128) and
-// returns true, or false, having done nothing, where the tensor-core path does not apply (forward_call).
-template <class Launch>
-bool run_forward(const AttentionArgs& a, const char* name, Launch launch) {
+// A forward entry point: runs launch64 or launch128 on the call for its head width and returns true, or
+// false, having done nothing, where the tensor-core path does not apply (forward_call).
+inline bool run_forward(const AttentionArgs& a, const char* name, void (*launch64)(const ForwardCall&),
+                        void (*launch128)(const ForwardCall&)) {
   const std::optional<ForwardCall> call = forward_call(a);
   if (!call) return false;
   if (a.q_len == 0) return true;
-  if (call->dh == 64)
-    launch.template operator()<64>(*call);
-  else
-    launch.template operator()<128>(*call);
+  (call->dh == 64 ? launch64 : launch128)(*call);
   check_launch(name);
   return true;
 }

@@ -146,7 +146,7 @@ void launch_forward(const ForwardCall& c) {
 }  // namespace
 
 bool mma_attention_forward(const AttentionArgs& a) {
-  return run_forward(a, __func__, []<int DH>(const ForwardCall& c) { launch_forward<DH>(c); });
+  return run_forward(a, __func__, launch_forward<64>, launch_forward<128>);
 }
 
 // Dilated key sets run on the mma.sync forward on Hopper too: their few compact key tiles per query tile

@@ -211,7 +211,7 @@ bool hopper_attention_available() {
 
 bool hopper_attention_forward(const AttentionArgs& a) {
   return hopper_attention_available() &&
-         run_forward(a, __func__, []<int DH>(const ForwardCall& c) { launch_hopper_forward<DH>(c); });
+         run_forward(a, __func__, launch_hopper_forward<64>, launch_hopper_forward<128>);
 }
 
 #else  // a build without an sm_90a target
