@@ -1,8 +1,8 @@
 // `ratplus eval --checkpoint FILE --data FILE... --seq-len T --pattern P [--pattern P ...]
 //  [--task loss|choice|recall] [--json FILE] [--device D] [--precision fp32|bf16] [--micro-batch M]` (SPEC §10),
 //  under each pattern:
-//  - task loss (the default; `--batches N [--eos-id ID] [--format F]`): loss and perplexity over the first N
-//    windows of token data;
+//  - task loss (the default; `--batches N [--eos-id ID] [--format F] [--decode]`): loss and perplexity over the
+//    first N windows of token data, from forward passes or (--decode) by decoding them teacher-forced;
 //  - task choice (`[--tokenizer FILE]`): accuracy on multiple-choice questions (inference/choice_task.h);
 //  - task recall (`[--needles N] [--depths D,...] [--seed S] [--format F]`): exact match and value
 //    log-probability of needles placed at depths of real-text haystacks (inference/recall_task.h).
@@ -34,12 +34,13 @@ struct Options {
   std::string task = "loss", checkpoint, json, format = "auto", device = "auto", precision = "fp32", tokenizer;
   std::vector<std::string> data, patterns;
   int64_t seq_len = 0, batches = 0, eos_id = -1, micro_batch = 4, needles = 16;
+  bool decode = false;
   std::vector<double> depths = {0.1, 0.3, 0.5, 0.7, 0.9};
   uint64_t seed = 0;
   // Options of some tasks only, to refuse them under the others.
   CLI::Option *batches_option = nullptr, *eos_option = nullptr, *format_option = nullptr,
               *tokenizer_option = nullptr, *needles_option = nullptr, *depths_option = nullptr,
-              *seed_option = nullptr;
+              *seed_option = nullptr, *decode_option = nullptr;
 };
 
 // InputError naming the first of `options` given on the command line: they do not apply to `task`.
@@ -86,7 +87,7 @@ void run_loss_task(const Options& o, const ModelConfig& config, const std::vecto
                 fmt::format("--eos-id {} is outside the vocabulary of {}", o.eos_id, config.vocab_size));
   const TokenStream data(o.data, parse_shard_format(o.format), config.vocab_size);
   const std::unique_ptr<Model> model = load_model(o, config, std::min(o.micro_batch, o.batches));
-  const EvalOptions options{o.seq_len, o.batches, o.eos_id, o.micro_batch};
+  const EvalOptions options{o.seq_len, o.batches, o.eos_id, o.micro_batch, o.decode};
   const std::vector<EvalResult> results = evaluate_patterns(*model, data, options, patterns);
   for (const EvalResult& r : results) require_finite(o.checkpoint, r.pattern, "loss", r.loss);
 
@@ -99,7 +100,7 @@ void run_loss_task(const Options& o, const ModelConfig& config, const std::vecto
 
 void run_choice_task(const Options& o, const ModelConfig& config, const std::vector<Pattern>& patterns) {
   refuse_options({o.batches_option, o.eos_option, o.format_option, o.needles_option, o.depths_option,
-                  o.seed_option},
+                  o.seed_option, o.decode_option},
                  "choice");
   require_input(o.data.size() == 1, fmt::format("--task choice reads one --data file, got {}", o.data.size()));
   std::unique_ptr<Tokenizer> tokenizer;
@@ -136,7 +137,7 @@ void run_choice_task(const Options& o, const ModelConfig& config, const std::vec
 }
 
 void run_recall_task(const Options& o, const ModelConfig& config, const std::vector<Pattern>& patterns) {
-  refuse_options({o.batches_option, o.eos_option, o.tokenizer_option}, "recall");
+  refuse_options({o.batches_option, o.eos_option, o.tokenizer_option, o.decode_option}, "recall");
   const TokenStream data(o.data, parse_shard_format(o.format), config.vocab_size);
   const RecallLayout layout{o.seq_len, o.depths, o.needles, o.seed};
   const std::vector<RecallSample> samples = recall_samples(data, layout);
@@ -185,6 +186,9 @@ Action add_eval_command(CLI::App& app) {
   cmd->add_option("--pattern", o->patterns, "attention pattern, repeatable (e.g. dense, dilated:D=16,W=256,P=4, topk:B=64,K=8)")
       ->required();
   o->eos_option = cmd->add_option("--eos-id", o->eos_id, "loss: end-of-document token (-1 = none)");
+  o->decode_option = cmd->add_flag("--decode", o->decode,
+                                   "loss: decode each window teacher-forced (its first token prefilled, then one step "
+                                   "per token through the compact caches, as generate runs) instead of a forward pass");
   o->tokenizer_option = cmd->add_option("--tokenizer", o->tokenizer,
                                         "choice: SentencePiece model for text questions (e.g. LLaMA-2's tokenizer.model)");
   cmd->add_option("--json", o->json, "also write the results as JSON to this file");

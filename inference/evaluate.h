@@ -1,5 +1,8 @@
 // Evaluation (SPEC §6, §10): the loss of a model on the first N windows of a token stream under each of
-// several attention patterns, and the JSON report of `ratplus eval`.
+// several attention patterns, and the JSON report of `ratplus eval`. The loss comes from one forward pass
+// per micro-batch of windows, or, with `decode`, from decoding them (inference/decoder.h): each window's
+// first token prefilled, every later one appended by a step, teacher-forced — the path `generate` takes,
+// through the compact caches, which equals the forward's loss up to rounding.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +25,8 @@ struct EvalOptions {
   int64_t seq_len = 0;
   int64_t windows = 0;      // the first N windows of SPEC §9
   int64_t eos_id = -1;
-  int64_t micro_batch = 4;  // windows per forward pass
+  int64_t micro_batch = 4;  // windows per forward pass, or decoded together
+  bool decode = false;
 };
 
 // Checks every pattern against the model and the window count against the data before computing

@@ -8,8 +8,9 @@
 
 namespace ratplus {
 
-// log softmax(logits)[target], in double.
-inline double log_probability(const float* logits, int64_t vocab, int32_t target) {
+// log softmax(logits)[target], in double (logits f32 or f64).
+template <class T>
+double log_probability(const T* logits, int64_t vocab, int32_t target) {
   const double max = *std::max_element(logits, logits + vocab);
   double sum = 0;
   for (int64_t v = 0; v < vocab; ++v) sum += std::exp(double(logits[v]) - max);

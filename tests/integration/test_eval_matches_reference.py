@@ -90,11 +90,11 @@ def check_json_shape(res, name, data, patterns):
     return {r["pattern"]: r for r in rows}
 
 
-def eval_case(res, binary, tmp, name, checkpoint, data_files, patterns, eos_id=EOS, compare_to=None):
-    """Runs `ratplus eval` and compares with the reference; returns the binary's rows."""
+def eval_case(res, binary, tmp, name, checkpoint, data_files, patterns, eos_id=EOS, compare_to=None, extra=()):
+    """Runs `ratplus eval` (with `extra` arguments) and compares with the reference; returns the binary's rows."""
     out = os.path.join(tmp, name.replace(" ", "_").replace("/", "_") + ".json")
     args = ["eval", "--checkpoint", checkpoint, "--data"] + data_files + [
-        "--seq-len", str(SEQ_LEN), "--batches", str(BATCHES)]
+        "--seq-len", str(SEQ_LEN), "--batches", str(BATCHES)] + list(extra)
     for p in patterns:
         args += ["--pattern", p]
     if eos_id is not None:
@@ -165,6 +165,15 @@ def model_cases(res, binary, tmp, rng):
     if rows:
         res.check("no eos-id: tokens = batches * seq_len",
                   all(r["tokens"] == SEQ_LEN * BATCHES for r in rows.values()))
+
+    # --decode: the windows decoded teacher-forced through the compact caches give the same losses, also in a
+    # last micro-batch of fewer windows than the decoder's batch; the other tasks refuse it.
+    eval_case(res, binary, tmp, "decoded", ck, [shard],
+              ["dense", "dilated:D=3,W=5,P=2", "heads=2:dense+2:dilated:D=4,W=1,P=1", "topk:B=4,K=2"],
+              extra=["--decode", "--micro-batch", "2"])
+    rc, err = run(binary, ["eval", "--task", "recall", "--decode", "--checkpoint", ck, "--data", shard,
+                           "--seq-len", str(SEQ_LEN), "--pattern", "dense"], tmp)
+    res.check("--decode under --task recall exits 2 naming it", rc == 2 and "--decode" in err, "exit %s: %s" % (rc, err))
 
     # Windows run over the concatenated shards: split files and a uint32 shard give the same.
     parts = [os.path.join(tmp, "part%d.bin" % i) for i in range(3)]
