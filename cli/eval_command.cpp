@@ -1,8 +1,9 @@
 // `ratplus eval --checkpoint FILE --data FILE... --seq-len T --pattern P [--pattern P ...]
 //  [--task loss|choice|recall] [--json FILE] [--device D] [--precision fp32|bf16] [--micro-batch M]` (SPEC §10),
 //  under each pattern:
-//  - task loss (the default; `--batches N [--eos-id ID] [--format F] [--decode]`): loss and perplexity over the
-//    first N windows of token data, from forward passes or (--decode) by decoding them teacher-forced;
+//  - task loss (the default; `--batches N [--eos-id ID] [--format F] [--decode [--cache model|int8]]`): loss and
+//    perplexity over the first N windows of token data, from forward passes or (--decode) by decoding them
+//    teacher-forced, with the cache in the model's precision or 8-bit;
 //  - task choice (`[--tokenizer FILE]`): accuracy on multiple-choice questions (inference/choice_task.h);
 //  - task recall (`[--needles N] [--depths D,...] [--seed S] [--format F]`): exact match and value
 //    log-probability of needles placed at depths of real-text haystacks (inference/recall_task.h).
@@ -31,7 +32,8 @@ namespace ratplus::cli {
 namespace {
 
 struct Options {
-  std::string task = "loss", checkpoint, json, format = "auto", device = "auto", precision = "fp32", tokenizer;
+  std::string task = "loss", checkpoint, json, format = "auto", device = "auto", precision = "fp32", tokenizer,
+      cache = "model";
   std::vector<std::string> data, patterns;
   int64_t seq_len = 0, batches = 0, eos_id = -1, micro_batch = 4, needles = 16;
   bool decode = false;
@@ -40,7 +42,7 @@ struct Options {
   // Options of some tasks only, to refuse them under the others.
   CLI::Option *batches_option = nullptr, *eos_option = nullptr, *format_option = nullptr,
               *tokenizer_option = nullptr, *needles_option = nullptr, *depths_option = nullptr,
-              *seed_option = nullptr, *decode_option = nullptr;
+              *seed_option = nullptr, *decode_option = nullptr, *cache_option = nullptr;
 };
 
 // InputError naming the first of `options` given on the command line: they do not apply to `task`.
@@ -87,7 +89,9 @@ void run_loss_task(const Options& o, const ModelConfig& config, const std::vecto
                 fmt::format("--eos-id {} is outside the vocabulary of {}", o.eos_id, config.vocab_size));
   const TokenStream data(o.data, parse_shard_format(o.format), config.vocab_size);
   const std::unique_ptr<Model> model = load_model(o, config, std::min(o.micro_batch, o.batches));
-  const EvalOptions options{o.seq_len, o.batches, o.eos_id, o.micro_batch, o.decode};
+  require_input(o.cache_option->count() == 0 || o.decode, "--cache applies with --decode");
+  const EvalOptions options{o.seq_len, o.batches, o.eos_id, o.micro_batch, o.decode,
+                            o.cache == "int8" ? CachePrecision::int8 : CachePrecision::model};
   const std::vector<EvalResult> results = evaluate_patterns(*model, data, options, patterns);
   for (const EvalResult& r : results) require_finite(o.checkpoint, r.pattern, "loss", r.loss);
 
@@ -100,7 +104,7 @@ void run_loss_task(const Options& o, const ModelConfig& config, const std::vecto
 
 void run_choice_task(const Options& o, const ModelConfig& config, const std::vector<Pattern>& patterns) {
   refuse_options({o.batches_option, o.eos_option, o.format_option, o.needles_option, o.depths_option,
-                  o.seed_option, o.decode_option},
+                  o.seed_option, o.decode_option, o.cache_option},
                  "choice");
   require_input(o.data.size() == 1, fmt::format("--task choice reads one --data file, got {}", o.data.size()));
   std::unique_ptr<Tokenizer> tokenizer;
@@ -137,7 +141,7 @@ void run_choice_task(const Options& o, const ModelConfig& config, const std::vec
 }
 
 void run_recall_task(const Options& o, const ModelConfig& config, const std::vector<Pattern>& patterns) {
-  refuse_options({o.batches_option, o.eos_option, o.tokenizer_option, o.decode_option}, "recall");
+  refuse_options({o.batches_option, o.eos_option, o.tokenizer_option, o.decode_option, o.cache_option}, "recall");
   const TokenStream data(o.data, parse_shard_format(o.format), config.vocab_size);
   const RecallLayout layout{o.seq_len, o.depths, o.needles, o.seed};
   const std::vector<RecallSample> samples = recall_samples(data, layout);
@@ -189,6 +193,11 @@ Action add_eval_command(CLI::App& app) {
   o->decode_option = cmd->add_flag("--decode", o->decode,
                                    "loss: decode each window teacher-forced (its first token prefilled, then one step "
                                    "per token through the compact caches, as generate runs) instead of a forward pass");
+  o->cache_option =
+      cmd->add_option("--cache", o->cache, "loss with --decode: model (the cache in the model's precision) or int8 "
+                                           "(8-bit, on the CPU only)")
+          ->check(CLI::IsMember({"model", "int8"}))
+          ->capture_default_str();
   o->tokenizer_option = cmd->add_option("--tokenizer", o->tokenizer,
                                         "choice: SentencePiece model for text questions (e.g. LLaMA-2's tokenizer.model)");
   cmd->add_option("--json", o->json, "also write the results as JSON to this file");

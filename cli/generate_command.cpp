@@ -1,7 +1,8 @@
 // `ratplus generate --checkpoint FILE (--prompt-tokens 1,2,3 [--prompt-tokens ...] | --prompt-file FILE |
 //  --prompt TEXT [--prompt TEXT ...] --tokenizer FILE)
 //  --max-new N --pattern P [--temperature 0] [--top-k K] [--top-p P] [--seed S] [--eos-id ID]
-//  [--device auto|cpu|cuda] [--precision fp32|bf16] [--tp N] [--json FILE]`: prefill each prompt, then decode N
+//  [--device auto|cpu|cuda] [--precision fp32|bf16] [--cache model|int8] [--tp N] [--json FILE]`: prefill each
+//  prompt, then decode N
 // tokens for all of them in one batch (SPEC §10). Prints each sequence's generated ids (with a tokenizer, their
 // text), streaming them as they come for a single prompt. Text prompts start with the tokenizer's BOS id. With
 // --tp N under mpirun -n N the model is split over the N ranks (cli/model_group.h).
@@ -74,7 +75,8 @@ std::string ids_text(const std::vector<int32_t>& ids) {
 Action add_generate_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "decode tokens from prompts");
   struct Options {
-    std::string checkpoint, pattern, prompt_file, json, device = "auto", precision = "fp32", tokenizer;
+    std::string checkpoint, pattern, prompt_file, json, device = "auto", precision = "fp32", tokenizer,
+        cache = "model";
     std::vector<std::string> prompt_tokens, prompt_texts;
     int64_t max_new = 0, top_k = 0, eos_id = -1;
     double temperature = 0, top_p = 1;
@@ -102,6 +104,9 @@ Action add_generate_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--precision", o->precision, "fp32, or bf16 (bf16 weights and cache, on the GPU only)")
       ->check(CLI::IsMember(choice_strings<Precision>()))
+      ->capture_default_str();
+  cmd->add_option("--cache", o->cache, "model (the cache in the model's precision) or int8 (8-bit, on the CPU only)")
+      ->check(CLI::IsMember({"model", "int8"}))
       ->capture_default_str();
   o->group.add_option(*cmd);
   cmd->add_option("--json", o->json, "also write prompts, tokens and log-probs as JSON to this file");
@@ -131,7 +136,8 @@ Action add_generate_command(CLI::App& app) {
     require_input(!bf16 || device == Device::cuda, "--precision bf16 needs the GPU (--device cuda or auto)");
     Model model(config, device, bf16 ? DType::bf16 : DType::f32, o->group.communicator());
     load_model_weights(o->checkpoint, model);
-    const GenerateOptions options{o->max_new, o->eos_id, {o->temperature, o->top_k, o->top_p, o->seed}};
+    const GenerateOptions options{o->max_new, o->eos_id, {o->temperature, o->top_k, o->top_p, o->seed},
+                                  o->cache == "int8" ? CachePrecision::int8 : CachePrecision::model};
     // One prompt streams its tokens (ids, or the text they add) as they come; several print a line each.
     const bool prints = o->group.prints(), stream = prints && prompts.size() == 1;
     std::vector<int32_t> so_far;

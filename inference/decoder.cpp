@@ -75,7 +75,7 @@ size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int6
   return bytes + state;
 }
 
-Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len)
+Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len, CachePrecision cache)
     : model_(model), pattern_(pattern), batch_(batch), max_len_(max_len), lengths_(batch, 0), graph_(model.device()) {
   const ModelConfig& c = model.config();
   require_input(!model.tp() || model.gradient_dtype() != DType::f64,
@@ -85,6 +85,11 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   require_input(max_len < (int64_t(1) << 31), fmt::format("decoding positions stop below 2^31, got {}", max_len));
   pattern.check_fits(c.n_layers, c.n_heads);
   pattern.require_cpu_to_decode_top_k(model.device());
+  const bool int8 = cache == CachePrecision::int8;
+  require_input(!int8 || model.device() == Device::cpu,
+                "an 8-bit cache (--cache int8) decodes on the CPU only in this version: --device cpu");
+  require_input(!int8 || !pattern.has_top_k(),
+                fmt::format("an 8-bit cache (--cache int8) holds no top-k block summaries: pattern {}", pattern.text()));
   const ParameterTable& table = model.table();
   const int64_t d = c.d_model, dh = c.head_dim(), f = table.ffn(), width = table.heads() * dh;
   const DType act = model.dtype(), stat = model.gradient_dtype();
@@ -109,6 +114,7 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
       g.cache.heads = r.count;
       g.cache.slots = g.layout.slots();
       g.cache.topk = r.topk;
+      g.cache.int8 = int8;
       const int64_t rows = batch * g.layout.capacity();
       const std::string name = fmt::format("cache/{}/{}", i, r.first);
       plan(g.cache.k, name + "/k", rows, r.count * dh, act);
@@ -177,8 +183,11 @@ void Decoder::store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Te
     return t;
   };
   for (const CacheLayout::Run& r : g.layout.prompt_runs(n)) {
-    copy_tensor(g.cache.k.rows_slice(b * capacity + r.slot, r.count), rows(keys, r));
-    copy_tensor(g.cache.v.rows_slice(b * capacity + r.slot, r.count), rows(values, r));
+    for (const auto& [cache, x] : {std::pair{&g.cache.k, &keys}, {&g.cache.v, &values}}) {
+      const Tensor slots = cache->rows_slice(b * capacity + r.slot, r.count);
+      copy_tensor(slots, rows(*x, r));
+      if (g.cache.int8) round_to_int8_grid(slots, dh);
+    }
   }
   if (g.cache.topk.active()) summarize_prompt_blocks(g.cache, b, keys.cols_slice(c0, width), n);
   set_positions(g, b, 1, n);
@@ -223,6 +232,10 @@ void Decoder::prefill_synthetic(int64_t n, uint64_t seed) {
         const int64_t count = std::min(block, g.cache.k.rows - r);
         copy_tensor(g.cache.k.rows_slice(r, count), g.cache.k.rows_slice(0, count));
         copy_tensor(g.cache.v.rows_slice(r, count), g.cache.v.rows_slice(0, count));
+      }
+      if (g.cache.int8) {
+        round_to_int8_grid(g.cache.k, dh);
+        round_to_int8_grid(g.cache.v, dh);
       }
       set_positions(g, 0, batch_, n);
       if (g.cache.topk.active())  // a top-k cache holds positions 0 … n − 1 in slots 0 … n − 1

@@ -14,7 +14,8 @@
 // vocabulary slices are gathered, so every rank sees the whole logits. Between the input projection and attention one op (kernels/cache_append.h)
 // advances the recurrence, rotates and appends, and attention reads the caches where they lie
 // (KeyLayout::cache); every index a step needs lives on the device, so on the GPU the step after its
-// input copy is one CUDA graph (kernels/captured_work.h), captured on the second step.
+// input copy is one CUDA graph (kernels/captured_work.h), captured on the second step. An 8-bit cache
+// (CachePrecision::int8, the CPU only so far) keeps every cached row and head on its 8-bit grid.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +32,10 @@
 
 namespace ratplus {
 
+// What a decoder's caches hold: keys and values in the model's activation type, or each row and head on its
+// 8-bit grid (int8: kernels/cache_append.h; the CPU only so far, and no top-k block patterns).
+enum class CachePrecision { model, int8 };
+
 // Bytes of keys, values and positions one sequence's caches hold at up to max_len positions under `pattern`,
 // and of its recurrent state — what a Decoder allocates per sequence, known before allocating.
 size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len);
@@ -39,7 +44,8 @@ class Decoder {
  public:
   // Caches and state for `batch` sequences of up to `max_len` positions under `pattern` (InputError when
   // the pattern does not fit the model). Under tensor parallelism every call is collective over the group.
-  Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len);
+  Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len,
+          CachePrecision cache = CachePrecision::model);
 
   int64_t batch() const { return batch_; }
   int64_t max_len() const { return max_len_; }

@@ -33,9 +33,9 @@ std::vector<double> host_doubles(const Tensor& t) {
 // The loss of windows 0 … windows − 1 decoded `micro_batch` at a time, teacher-forced. A last micro-batch
 // with fewer windows decodes copies of its first window in the spare sequences, unscored.
 LossSum decoded_loss(Model& model, const Pattern& pattern, const WindowSource& source, int64_t windows,
-                     int64_t seq_len, int64_t micro_batch) {
+                     int64_t seq_len, int64_t micro_batch, CachePrecision cache) {
   const int64_t vocab = model.config().vocab_size, batch = std::min(micro_batch, windows), T = seq_len;
-  Decoder decoder(model, pattern, batch, T);
+  Decoder decoder(model, pattern, batch, T, cache);
   Arena arena;
   const int handle = arena.reserve("decoded logits", batch, vocab, model.gradient_dtype());
   arena.allocate(model.device());
@@ -82,8 +82,10 @@ std::vector<EvalResult> evaluate_patterns(Model& model, const TokenStream& data,
   };
   std::vector<EvalResult> results;
   for (const Pattern& p : patterns) {
-    const LossSum l = (options.decode ? decoded_loss : window_loss)(model, p, source, options.windows,
-                                                                     options.seq_len, options.micro_batch);
+    const LossSum l =
+        options.decode
+            ? decoded_loss(model, p, source, options.windows, options.seq_len, options.micro_batch, options.cache)
+            : window_loss(model, p, source, options.windows, options.seq_len, options.micro_batch);
     results.push_back({p.text(), l.mean(), l.count});
   }
   return results;

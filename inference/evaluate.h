@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "data/token_shard.h"
+#include "inference/decoder.h"
 #include "model/model.h"
 #include "model/pattern.h"
 
@@ -27,6 +28,7 @@ struct EvalOptions {
   int64_t eos_id = -1;
   int64_t micro_batch = 4;  // windows per forward pass, or decoded together
   bool decode = false;
+  CachePrecision cache = CachePrecision::model;  // of the decoder (decode only)
 };
 
 // Checks every pattern against the model and the window count against the data before computing

@@ -74,7 +74,7 @@ std::vector<GeneratedSequence> generate(Model& model, const Pattern& pattern,
     longest = std::max(longest, prompts[b].size());
   }
   const int64_t vocab = model.config().vocab_size;
-  Decoder decoder(model, pattern, batch, static_cast<int64_t>(longest) + options.max_new);
+  Decoder decoder(model, pattern, batch, static_cast<int64_t>(longest) + options.max_new, options.cache);
   Arena logits_memory;
   logits_memory.reserve("logits", batch, vocab, model.gradient_dtype());
   logits_memory.allocate(model.device());

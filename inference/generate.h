@@ -11,6 +11,7 @@
 #include <span>
 #include <vector>
 
+#include "inference/decoder.h"
 #include "model/model.h"
 #include "model/pattern.h"
 
@@ -27,6 +28,7 @@ struct GenerateOptions {
   int64_t max_new = 0;
   int64_t eos_id = -1;  // −1 = none
   Sampling sampling;
+  CachePrecision cache = CachePrecision::model;
 };
 
 struct GeneratedSequence {

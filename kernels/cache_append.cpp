@@ -75,9 +75,20 @@ void cache_append(const CacheAppendArgs& a) {
     check.dtype(c.positions, "cache positions", DType::i32);
     check.shape(c.positions, "cache positions", 1, batch * capacity);
     check_summaries(check, c, batch, dh, a.q);
+    check.that(!c.int8 || (a.q.device == Device::cpu && !c.topk.active()),
+               "an 8-bit cache lives on the CPU and holds no top-k block summaries");
   }
   if (batch == 0) return;
   RATPLUS_DISPATCH(a.q, cache_append(a));
+}
+
+void round_to_int8_grid(Tensor rows, int64_t head_dim) {
+  const OpCheck check("round_to_int8_grid");
+  check.activations(rows, "rows");
+  check.that(rows.device == Device::cpu, "the 8-bit cache lives on the CPU only");
+  check.that(head_dim > 0 && rows.cols % head_dim == 0,
+             fmt::format("{} columns are not heads of width {}", rows.cols, head_dim));
+  cpu::round_to_int8_grid(rows, head_dim);
 }
 
 }  // namespace ratplus

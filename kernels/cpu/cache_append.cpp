@@ -1,7 +1,9 @@
 // CPU cache_append: the recurrence op over one-step sequences from the state, the RoPE op row by row at
 // each sequence's position, then copies into the caches' slots — the ops the full forward runs, so the
-// cache holds exactly the full forward's keys and values. A top-k group's block summaries take each key as it
-// comes (kernels/cpu/topk_blocks.h).
+// cache holds exactly the full forward's keys and values (an 8-bit cache: their values on the 8-bit grid).
+// A top-k group's block summaries take each key as it comes (kernels/cpu/topk_blocks.h).
+#include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "kernels/cache_append.h"
@@ -14,6 +16,16 @@ namespace ratplus::cpu {
 namespace {
 
 // Folds the key (the group's c.heads · dh columns) at position j of sequence b into its block's summaries.
+// x[0 … n) on the 8-bit grid of its maximum magnitude (round_to_int8_grid).
+template <class T>
+void round_head_to_int8_grid(T* x, int64_t n) {
+  T largest = 0;
+  for (int64_t i = 0; i < n; ++i) largest = std::max(largest, std::abs(x[i]));
+  const T scale = largest / T(127);
+  for (int64_t i = 0; i < n; ++i)
+    x[i] = scale == 0 ? T(0) : scale * std::clamp(std::nearbyint(x[i] / scale), T(-127), T(127));
+}
+
 template <class T>
 void fold_into_summaries(const CacheView& c, int64_t b, int64_t j, const T* key, int64_t dh) {
   const int64_t blocks = c.summaries.rows / (c.positions.cols / c.slots.capacity());
@@ -28,6 +40,13 @@ void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, 
   with_cpu_float(keys.dtype, __func__, [&]<class T>() {
     const int64_t dh = keys.cols / c.heads;
     for (int64_t j = 0; j < n; ++j) fold_into_summaries(c, b, j, &at<T>(keys, j, 0), dh);
+  });
+}
+
+void round_to_int8_grid(Tensor rows, int64_t head_dim) {
+  with_cpu_float(rows.dtype, __func__, [&]<class T>() {
+    for (int64_t r = 0; r < rows.rows; ++r)
+      for (int64_t c = 0; c < rows.cols; c += head_dim) round_head_to_int8_grid(&at<T>(rows, r, c), head_dim);
   });
 }
 
@@ -57,6 +76,11 @@ void cache_append(const CacheAppendArgs& a) {
           at<T>(c.k, row, i) = at<T>(k_rot, b, c0 + i);
           at<T>(c.v, row, i) = at<T>(v, b, c0 + i);
         }
+        if (c.int8)
+          for (int64_t h = 0; h < c.heads; ++h) {
+            round_head_to_int8_grid(&at<T>(c.k, row, h * dh), dh);
+            round_head_to_int8_grid(&at<T>(c.v, row, h * dh), dh);
+          }
         c.positions.ptr<int32_t>()[row] = positions[b];
         if (c.topk.active()) fold_into_summaries(c, b, positions[b], &at<T>(c.k, row, 0), dh);
       }

@@ -171,6 +171,22 @@ def model_cases(res, binary, tmp, rng):
     eval_case(res, binary, tmp, "decoded", ck, [shard],
               ["dense", "dilated:D=3,W=5,P=2", "heads=2:dense+2:dilated:D=4,W=1,P=1", "topk:B=4,K=2"],
               extra=["--decode", "--micro-batch", "2"])
+    # --cache int8: the same windows through an 8-bit cache stay within 0.01 of the reference's exact loss
+    # and differ from it (the cache rounds); --cache without --decode is refused.
+    out = os.path.join(tmp, "int8.json")
+    rc, err = run(binary, ["eval", "--checkpoint", ck, "--data", shard, "--seq-len", str(SEQ_LEN), "--batches",
+                           str(BATCHES), "--eos-id", str(EOS), "--pattern", "dense", "--pattern", "dilated:D=3,W=5,P=2",
+                           "--decode", "--cache", "int8", "--device", "cpu", "--json", out], tmp)
+    if res.check("--decode --cache int8 exits 0", rc == 0, "exit %s: %s" % (rc, err)):
+        with open(out) as f:
+            got = {r["pattern"]: r["loss"] for r in json.load(f)["results"]}
+        for want in ref.eval_patterns(ck, [shard], SEQ_LEN, BATCHES, list(got), EOS):
+            gap = abs(got[want["pattern"]] - want["loss"])
+            res.check("--cache int8: %s loss within 0.01 of the exact cache's and not equal (gap %.2e)"
+                      % (want["pattern"], gap), 1e-7 < gap < 0.01)
+    rc, err = run(binary, ["eval", "--checkpoint", ck, "--data", shard, "--seq-len", str(SEQ_LEN), "--batches",
+                           str(BATCHES), "--pattern", "dense", "--cache", "int8"], tmp)
+    res.check("--cache without --decode exits 2 naming it", rc == 2 and "--cache" in err, "exit %s: %s" % (rc, err))
     rc, err = run(binary, ["eval", "--task", "recall", "--decode", "--checkpoint", ck, "--data", shard,
                            "--seq-len", str(SEQ_LEN), "--pattern", "dense"], tmp)
     res.check("--decode under --task recall exits 2 naming it", rc == 2 and "--decode" in err, "exit %s: %s" % (rc, err))

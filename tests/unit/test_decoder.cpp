@@ -11,6 +11,7 @@
 
 #include "inference/decoder.h"
 #include "inference/key_cache.h"
+#include "kernels/cache_append.h"
 #include "model_test_util.h"
 #include "test_util.h"
 
@@ -170,6 +171,60 @@ TEST(Decoding, BadRequestsAreRefused) {
   expect_input_error([&] { decoder.step(std::vector<int32_t>{1, 1}, both); }, {"sequence 1 holds 0 positions"});
   expect_input_error([&] { decoder.step(std::vector<int32_t>{1}, both); }, {"1 tokens for a batch of 2"});
   expect_input_error([&] { Decoder(model, Pattern::parse("layers=dense*3"), 1, 8); }, {"layers"});
+}
+
+// The 8-bit grid on values whose scale is a power of two, so every quotient is exact: each head's own scale,
+// ties to even, a zero head left zero.
+TEST(Int8Cache, RoundsEachHeadToItsGrid) {
+  for (const DType dtype : {DType::f32, DType::f64}) {
+    const std::vector<double> row = {127, -63.5, 0.5, 1.5, 2.5, 3.2, 0, 0, 0, 0, 0, 0, 254, 5, -3, 1, 0, 7};
+    const std::vector<double> want = {127, -64, 0, 2, 2, 3, 0, 0, 0, 0, 0, 0, 254, 4, -4, 0, 0, 8};
+    Owned x(2, 18, dtype);
+    for (int64_t r = 0; r < 2; ++r)
+      for (int64_t c = 0; c < 18; ++c) set(x, r, c, (r + 1) * row[c]);  // the second row: scales twice as large
+    round_to_int8_grid(x, 6);
+    for (int64_t r = 0; r < 2; ++r)
+      for (int64_t c = 0; c < 18; ++c) EXPECT_EQ(get(x, r, c), (r + 1) * want[c]) << "row " << r << " column " << c;
+  }
+}
+
+// With an 8-bit cache the prefill's logits are the full forward's (it reads no cache) and every step's stay
+// within the grid's error of the exact cache's — and differ from them, the cache being rounded.
+TEST_P(Decoding, AnInt8CacheStaysCloseToTheExactOne) {
+  const ModelCase& c = GetParam();
+  const Pattern pattern = Pattern::parse(c.pattern);
+  if (pattern.has_top_k()) GTEST_SKIP() << "an 8-bit cache holds no top-k block summaries";
+  Model model(decode_config(c.recurrence, c.tied), Device::cpu, DType::f64);
+  model.init_parameters(12);
+  const std::vector<int64_t> prompts = {1, 5, 9};
+  const int64_t steps = 10, batch = static_cast<int64_t>(prompts.size());
+  Decoder exact(model, pattern, batch, 9 + steps), int8(model, pattern, batch, 9 + steps, CachePrecision::int8);
+  Owned a(1, kVocab), b(1, kVocab), all_a(batch, kVocab), all_b(batch, kVocab);
+  for (int64_t s = 0; s < batch; ++s) {
+    const std::vector<int32_t> prompt = tokens_of(prompts[s], s + 1);
+    exact.prefill(s, prompt, a);
+    int8.prefill(s, prompt, b);
+    for (int64_t v = 0; v < kVocab; ++v) ASSERT_EQ(get(a, 0, v), get(b, 0, v)) << "prefill of sequence " << s;
+  }
+  double largest = 0, differs = 0;
+  for (int64_t k = 0; k < steps; ++k) {
+    const std::vector<int32_t> next = tokens_of(batch, 100 + k);
+    exact.step(next, all_a);
+    int8.step(next, all_b);
+    for (int64_t s = 0; s < batch; ++s)
+      for (int64_t v = 0; v < kVocab; ++v) {
+        largest = std::max(largest, std::abs(get(all_a, s, v)));
+        differs = std::max(differs, std::abs(get(all_a, s, v) - get(all_b, s, v)));
+      }
+  }
+  EXPECT_GT(differs, 1e-9) << "the 8-bit cache should round";
+  EXPECT_LT(differs, 0.02 * largest) << "the 8-bit cache should stay within its grid's error";
+}
+
+TEST(Int8Cache, TopKPatternsAreRefused) {
+  Model model(decode_config(true, true), Device::cpu, DType::f32);
+  expect_input_error([&] { Decoder(model, Pattern::parse("topk:B=4,K=1"), 1, 8, CachePrecision::int8); },
+                     {"8-bit cache", "top-k"});
 }
 
 }  // namespace
