@@ -91,7 +91,7 @@ void run_loss_task(const Options& o, const ModelConfig& config, const std::vecto
   const std::unique_ptr<Model> model = load_model(o, config, std::min(o.micro_batch, o.batches));
   require_input(o.cache_option->count() == 0 || o.decode, "--cache applies with --decode");
   const EvalOptions options{o.seq_len, o.batches, o.eos_id, o.micro_batch, o.decode,
-                            o.cache == "int8" ? CachePrecision::int8 : CachePrecision::model};
+                            parse_choice<CachePrecision>(o.cache, "--cache")};
   const std::vector<EvalResult> results = evaluate_patterns(*model, data, options, patterns);
   for (const EvalResult& r : results) require_finite(o.checkpoint, r.pattern, "loss", r.loss);
 
@@ -196,7 +196,7 @@ Action add_eval_command(CLI::App& app) {
   o->cache_option =
       cmd->add_option("--cache", o->cache, "loss with --decode: model (the cache in the model's precision) or int8 "
                                            "(8-bit, on the CPU only)")
-          ->check(CLI::IsMember({"model", "int8"}))
+          ->check(CLI::IsMember(choice_strings<CachePrecision>()))
           ->capture_default_str();
   o->tokenizer_option = cmd->add_option("--tokenizer", o->tokenizer,
                                         "choice: SentencePiece model for text questions (e.g. LLaMA-2's tokenizer.model)");

@@ -106,7 +106,7 @@ Action add_generate_command(CLI::App& app) {
       ->check(CLI::IsMember(choice_strings<Precision>()))
       ->capture_default_str();
   cmd->add_option("--cache", o->cache, "model (the cache in the model's precision) or int8 (8-bit, on the CPU only)")
-      ->check(CLI::IsMember({"model", "int8"}))
+      ->check(CLI::IsMember(choice_strings<CachePrecision>()))
       ->capture_default_str();
   o->group.add_option(*cmd);
   cmd->add_option("--json", o->json, "also write prompts, tokens and log-probs as JSON to this file");
@@ -137,7 +137,7 @@ Action add_generate_command(CLI::App& app) {
     Model model(config, device, bf16 ? DType::bf16 : DType::f32, o->group.communicator());
     load_model_weights(o->checkpoint, model);
     const GenerateOptions options{o->max_new, o->eos_id, {o->temperature, o->top_k, o->top_p, o->seed},
-                                  o->cache == "int8" ? CachePrecision::int8 : CachePrecision::model};
+                                  parse_choice<CachePrecision>(o->cache, "--cache")};
     // One prompt streams its tokens (ids, or the text they add) as they come; several print a line each.
     const bool prints = o->group.prints(), stream = prints && prompts.size() == 1;
     std::vector<int32_t> so_far;

@@ -194,6 +194,16 @@ std::vector<float> to_host_floats(const Tensor& t) {
   return values;
 }
 
+std::vector<double> to_host_doubles(const Tensor& t) {
+  if (t.dtype != DType::f64) {
+    const std::vector<float> values = to_host_floats(t);
+    return {values.begin(), values.end()};
+  }
+  std::vector<double> values(t.numel());
+  copy_tensor(Tensor{values.data(), t.rows, t.cols, t.cols, DType::f64, Device::cpu}, t);
+  return values;
+}
+
 void from_host_floats(Tensor t, const std::vector<float>& values) {
   check_internal((t.dtype == DType::f32 || t.dtype == DType::bf16) && static_cast<int64_t>(values.size()) == t.numel(),
                  "from_host_floats: f32 or bf16 tensor of the same size expected");

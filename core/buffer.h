@@ -70,5 +70,7 @@ void zero_tensor(Tensor t);
 // widens exactly and narrows by rounding to nearest even, as the GPU converts).
 std::vector<float> to_host_floats(const Tensor& t);
 void from_host_floats(Tensor t, const std::vector<float>& values);
+// The elements of an f32 or bf16 tensor on any device, or of an f64 one on the CPU, as host doubles.
+std::vector<double> to_host_doubles(const Tensor& t);
 
 }  // namespace ratplus

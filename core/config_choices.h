@@ -19,6 +19,9 @@ enum class Objective { joint, dense, adapt };                    // train.object
 enum class ResumeMode { automatic, never };                      // checkpoint.resume
 enum class DeviceChoice { automatic, cpu, cuda };                // runtime.device, --device
 enum class Precision { bf16, fp32 };                             // runtime.precision, --precision
+// What a decoder's caches hold: keys and values in the model's activation type, or each row and head on its
+// 8-bit grid (int8: kernels/cache_append.h; the CPU only so far, and no top-k block patterns). --cache
+enum class CachePrecision { model, int8 };
 
 // The words of a choice's values, in the order of its enumerators.
 template <class Choice>
@@ -46,6 +49,10 @@ struct ChoiceNames<DeviceChoice> {
 template <>
 struct ChoiceNames<Precision> {
   static constexpr std::string_view words[] = {"bf16", "fp32"};
+};
+template <>
+struct ChoiceNames<CachePrecision> {
+  static constexpr std::string_view words[] = {"model", "int8"};
 };
 
 // An enum with a word list above.

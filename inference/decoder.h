@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/buffer.h"
+#include "core/config_choices.h"
 #include "inference/key_cache.h"
 #include "kernels/cache_append.h"
 #include "kernels/captured_work.h"
@@ -31,10 +32,6 @@
 #include "model/pattern.h"
 
 namespace ratplus {
-
-// What a decoder's caches hold: keys and values in the model's activation type, or each row and head on its
-// 8-bit grid (int8: kernels/cache_append.h; the CPU only so far, and no top-k block patterns).
-enum class CachePrecision { model, int8 };
 
 // Bytes of keys, values and positions one sequence's caches hold at up to max_len positions under `pattern`,
 // and of its recurrent state — what a Decoder allocates per sequence, known before allocating.

@@ -19,17 +19,6 @@ namespace ratplus {
 
 namespace {
 
-// An f32 or bf16 tensor on any device, or an f64 one on the CPU, as host doubles (row by row).
-std::vector<double> host_doubles(const Tensor& t) {
-  if (t.dtype == DType::f64) {
-    std::vector<double> values(t.numel());
-    copy_tensor(Tensor{values.data(), t.rows, t.cols, t.cols, DType::f64, Device::cpu}, t);
-    return values;
-  }
-  const std::vector<float> values = to_host_floats(t);
-  return {values.begin(), values.end()};
-}
-
 // The loss of windows 0 … windows − 1 decoded `micro_batch` at a time, teacher-forced. A last micro-batch
 // with fewer windows decodes copies of its first window in the spare sequences, unscored.
 LossSum decoded_loss(Model& model, const Pattern& pattern, const WindowSource& source, int64_t windows,
@@ -46,7 +35,7 @@ LossSum decoded_loss(Model& model, const Pattern& pattern, const WindowSource& s
     const int64_t n = std::min(batch, windows - first);
     for (int64_t b = 0; b < batch; ++b) source(first + (b < n ? b : 0), &inputs[b * T], &targets[b * T]);
     const auto score = [&](int64_t t) {  // the logits of position t of every scored sequence
-      const std::vector<double> host = host_doubles(logits);
+      const std::vector<double> host = to_host_doubles(logits);
       for (int64_t b = 0; b < n; ++b)
         if (const int32_t target = targets[b * T + t]; target >= 0) {
           total.sum -= log_probability(host.data() + b * vocab, vocab, target);

@@ -21,16 +21,6 @@ double log_sum_exp(std::span<const double> x) {
   return max + std::log(sum);
 }
 
-// One row of logits (f32 on any device, or f64 on the CPU) as host doubles.
-std::vector<double> row_of(const Tensor& logits, int64_t row) {
-  if (logits.dtype != DType::f64) {
-    const std::vector<float> values = to_host_floats(logits.rows_slice(row, 1));
-    return {values.begin(), values.end()};
-  }
-  const double* p = logits.ptr<double>() + row * logits.ld;
-  return {p, p + logits.cols};
-}
-
 }  // namespace
 
 int32_t choose_token(std::span<const double> logits, const Sampling& s, double draw) {
@@ -90,7 +80,7 @@ std::vector<GeneratedSequence> generate(Model& model, const Pattern& pattern,
   for (int64_t step = 0; step < options.max_new; ++step) {
     for (int64_t b = 0; b < batch; ++b) {
       if (done[b]) continue;
-      const std::vector<double> row = row_of(logits, b);
+      const std::vector<double> row = to_host_doubles(logits.rows_slice(b, 1));
       const double draw = uniform_open01(s.seed, static_cast<uint64_t>(b * options.max_new + step));
       next[b] = choose_token(row, s, draw);
       out[b].tokens.push_back(next[b]);

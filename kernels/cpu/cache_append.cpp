@@ -15,7 +15,6 @@ namespace ratplus::cpu {
 
 namespace {
 
-// Folds the key (the group's c.heads · dh columns) at position j of sequence b into its block's summaries.
 // x[0 … n) on the 8-bit grid of its maximum magnitude (round_to_int8_grid).
 template <class T>
 void round_head_to_int8_grid(T* x, int64_t n) {
@@ -26,6 +25,7 @@ void round_head_to_int8_grid(T* x, int64_t n) {
     x[i] = scale == 0 ? T(0) : scale * std::clamp(std::nearbyint(x[i] / scale), T(-127), T(127));
 }
 
+// Folds the key (the group's c.heads · dh columns) at position j of sequence b into its block's summaries.
 template <class T>
 void fold_into_summaries(const CacheView& c, int64_t b, int64_t j, const T* key, int64_t dh) {
   const int64_t blocks = c.summaries.rows / (c.positions.cols / c.slots.capacity());
@@ -76,11 +76,10 @@ void cache_append(const CacheAppendArgs& a) {
           at<T>(c.k, row, i) = at<T>(k_rot, b, c0 + i);
           at<T>(c.v, row, i) = at<T>(v, b, c0 + i);
         }
-        if (c.int8)
-          for (int64_t h = 0; h < c.heads; ++h) {
-            round_head_to_int8_grid(&at<T>(c.k, row, h * dh), dh);
-            round_head_to_int8_grid(&at<T>(c.v, row, h * dh), dh);
-          }
+        if (c.int8) {
+          cpu::round_to_int8_grid(c.k.rows_slice(row, 1), dh);
+          cpu::round_to_int8_grid(c.v.rows_slice(row, 1), dh);
+        }
         c.positions.ptr<int32_t>()[row] = positions[b];
         if (c.topk.active()) fold_into_summaries(c, b, positions[b], &at<T>(c.k, row, 0), dh);
       }
