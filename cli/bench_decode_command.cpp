@@ -1,6 +1,6 @@
 // `ratplus bench decode (--config FILE | --checkpoint FILE) --context T --gen G --batch B|auto --pattern P
-//  [--device D] [--tp N] [--json FILE]` (SPEC §10): decoding throughput. Weights are random (the config's
-// init, seeded by train.seed) or a checkpoint's, bf16 on the GPU and f32 on the CPU. Every sequence's cache
+//  [--device D] [--cache model|int8] [--tp N] [--json FILE]` (SPEC §10): decoding throughput. Weights are
+// random (the config's init, seeded by train.seed) or a checkpoint's, bf16 on the GPU and f32 on the CPU. Every sequence's cache
 // is filled as if T − G tokens had been prefilled (Decoder::prefill_synthetic: the slots such a prompt fills, random
 // keys and values), then G steps of the whole batch run and are timed between device synchronisations
 // (the first step, which sets up the CUDA graph, is part of the time). Reported: tokens/s, ms per step, the
@@ -34,7 +34,7 @@ namespace {
 
 struct DecodeBenchOptions {
   BenchModelSource source;
-  std::string batch = "auto", pattern, json, device = "auto";
+  std::string batch = "auto", pattern, json, device = "auto", cache = "model";
   int64_t context = 0, gen = 0;
   ModelGroup group;
 };
@@ -75,6 +75,9 @@ Action add_bench_decode_command(CLI::App& bench) {
   cmd->add_option("--batch", o->batch, "sequences decoded together, or auto")->capture_default_str();
   cmd->add_option("--pattern", o->pattern, "attention pattern")->required();
   cmd->add_option("--device", o->device, "auto (the GPU when there is one), cpu or cuda")->capture_default_str();
+  cmd->add_option("--cache", o->cache, "model (the cache in the model's precision) or int8 (8-bit)")
+      ->check(CLI::IsMember(choice_strings<CachePrecision>()))
+      ->capture_default_str();
   o->group.add_option(*cmd);
   cmd->add_option("--json", o->json, "also write the results to this file as one JSON object");
   return [o] {
@@ -82,18 +85,19 @@ Action add_bench_decode_command(CLI::App& bench) {
     require_input(o->gen >= 1 && o->context > o->gen,
                   fmt::format("--context {} must exceed --gen {} (at least 1)", o->context, o->gen));
     const Pattern pattern = Pattern::parse(o->pattern);
+    const auto precision = parse_choice<CachePrecision>(o->cache, "--cache");
     const Device device = o->group.join(c, parse_choice<DeviceChoice>(o->device, "--device"));
     const size_t free_at_start = available_memory(device);
     Model model(c, device, device == Device::cuda ? DType::bf16 : DType::f32, o->group.communicator());
     o->source.load_weights(model);
     const size_t weight_bytes = static_cast<size_t>(model.table().total_elements()) * dtype_size(model.dtype());
     const size_t logits_bytes = c.vocab_size * dtype_size(model.gradient_dtype());
-    const size_t per_sequence = Decoder(model, pattern, 1, o->context).memory_bytes() + logits_bytes;
+    const size_t per_sequence = Decoder(model, pattern, 1, o->context, precision).memory_bytes() + logits_bytes;
     const size_t available = available_memory(device);
     const int64_t fits = o->group.smallest(
         static_cast<int64_t>(static_cast<double>(available) * 0.9 / static_cast<double>(per_sequence)));
     const int64_t batch = choose_batch(o->batch, per_sequence, fits, available);
-    Decoder decoder(model, pattern, batch, o->context);
+    Decoder decoder(model, pattern, batch, o->context, precision);
     Arena logits_memory;
     logits_memory.reserve("logits", batch, c.vocab_size, model.gradient_dtype());
     logits_memory.allocate(model.device());
@@ -110,7 +114,7 @@ Action add_bench_decode_command(CLI::App& bench) {
     synchronize(device);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const size_t held = device == Device::cuda ? free_at_start - available_memory(device) : peak_resident_memory();
-    const size_t cache_read = cache_bytes_per_sequence(model, pattern, o->context - o->gen / 2);
+    const size_t cache_read = cache_bytes_per_sequence(model, pattern, o->context - o->gen / 2, precision);
     const double step_bytes = static_cast<double>(weight_bytes + batch * (cache_read + logits_bytes));
     const double ms_per_step = 1e3 * seconds / static_cast<double>(o->gen);
     const nlohmann::json j = {
@@ -118,6 +122,7 @@ Action add_bench_decode_command(CLI::App& bench) {
         {"gen", o->gen},
         {"batch", batch},
         {"pattern", o->pattern},
+        {"cache", o->cache},
         {"tp", o->group.tp},
         {"tokens_per_s", static_cast<double>(batch * o->gen) / seconds},
         {"ms_per_step", ms_per_step},
@@ -128,8 +133,9 @@ Action add_bench_decode_command(CLI::App& bench) {
         {"hbm_fraction", device == Device::cuda ? nlohmann::json(step_bytes / (ms_per_step * 1e-3) / kHbmBytesPerSecond)
                                                 : nlohmann::json(nullptr)}};
     if (!o->group.prints()) return;
-    fmt::print("decode {} at T {} (the last {} generated), batch {} on the {}{}\n", o->pattern, o->context, o->gen,
-               batch, device_name(device), o->group.tp > 1 ? fmt::format(", split over {} ranks", o->group.tp) : "");
+    fmt::print("decode {} at T {} (the last {} generated), batch {}{} on the {}{}\n", o->pattern, o->context,
+               o->gen, batch, precision == CachePrecision::int8 ? ", 8-bit cache" : "", device_name(device),
+               o->group.tp > 1 ? fmt::format(", split over {} ranks", o->group.tp) : "");
     fmt::print("throughput        {:.1f} tokens/s, {:.3f} ms per step\n", j["tokens_per_s"].get<double>(), ms_per_step);
     fmt::print("cache             {} bytes per sequence at T; weights {} bytes\n", decoder.cache_bytes_per_sequence(),
                weight_bytes);

@@ -195,7 +195,7 @@ Action add_eval_command(CLI::App& app) {
                                    "per token through the compact caches, as generate runs) instead of a forward pass");
   o->cache_option =
       cmd->add_option("--cache", o->cache, "loss with --decode: model (the cache in the model's precision) or int8 "
-                                           "(8-bit, on the CPU only)")
+                                           "(8-bit)")
           ->check(CLI::IsMember(choice_strings<CachePrecision>()))
           ->capture_default_str();
   o->tokenizer_option = cmd->add_option("--tokenizer", o->tokenizer,

@@ -105,7 +105,7 @@ Action add_generate_command(CLI::App& app) {
   cmd->add_option("--precision", o->precision, "fp32, or bf16 (bf16 weights and cache, on the GPU only)")
       ->check(CLI::IsMember(choice_strings<Precision>()))
       ->capture_default_str();
-  cmd->add_option("--cache", o->cache, "model (the cache in the model's precision) or int8 (8-bit, on the CPU only)")
+  cmd->add_option("--cache", o->cache, "model (the cache in the model's precision) or int8 (8-bit)")
       ->check(CLI::IsMember(choice_strings<CachePrecision>()))
       ->capture_default_str();
   o->group.add_option(*cmd);

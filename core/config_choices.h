@@ -19,8 +19,8 @@ enum class Objective { joint, dense, adapt };                    // train.object
 enum class ResumeMode { automatic, never };                      // checkpoint.resume
 enum class DeviceChoice { automatic, cpu, cuda };                // runtime.device, --device
 enum class Precision { bf16, fp32 };                             // runtime.precision, --precision
-// What a decoder's caches hold: keys and values in the model's activation type, or each row and head on its
-// 8-bit grid (int8: kernels/cache_append.h; the CPU only so far, and no top-k block patterns). --cache
+// What a decoder's caches hold: keys and values in the model's activation type, or each row and head as 8-bit
+// integers and a scale (int8: kernels/cache_append.h; not with top-k block patterns). --cache
 enum class CachePrecision { model, int8 };
 
 // The words of a choice's values, in the order of its enumerators.

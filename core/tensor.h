@@ -11,12 +11,19 @@
 
 namespace ratplus {
 
-enum class DType : uint8_t { f32, f64, bf16, i32 };
+// i8: the 8-bit decoding cache's integers (kernels/cache_append.h).
+enum class DType : uint8_t { f32, f64, bf16, i32, i8 };
 enum class Device : uint8_t { cpu, cuda };
 
-inline size_t dtype_size(DType t) { return t == DType::f64 ? 8 : t == DType::bf16 ? 2 : 4; }
+inline size_t dtype_size(DType t) {
+  return t == DType::f64 ? 8 : t == DType::bf16 ? 2 : t == DType::i8 ? 1 : 4;
+}
 inline const char* dtype_name(DType t) {
-  return t == DType::f64 ? "f64" : t == DType::f32 ? "f32" : t == DType::bf16 ? "bf16" : "i32";
+  return t == DType::f64    ? "f64"
+         : t == DType::f32  ? "f32"
+         : t == DType::bf16 ? "bf16"
+         : t == DType::i8   ? "i8"
+                            : "i32";
 }
 inline const char* device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 

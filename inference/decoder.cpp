@@ -60,14 +60,17 @@ int64_t summary_blocks(const HeadRun& r, int64_t max_len) {
 
 }  // namespace
 
-size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len) {
+size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len, CachePrecision cache) {
   const ModelConfig& c = model.config();
   pattern.check_fits(c.n_layers, c.n_heads);
+  // Per slot and head: a key and a value, and for an 8-bit cache their two scales.
+  const size_t per_head = cache == CachePrecision::int8
+                              ? 2 * (c.head_dim() + dtype_size(model.gradient_dtype()))
+                              : 2 * c.head_dim() * dtype_size(model.dtype());
   size_t bytes = 0;
   for (int64_t i = 0; i < c.n_layers; ++i)
     for (const HeadRun& g : head_runs(model, pattern, i))
-      bytes += static_cast<size_t>(layout_of(g, max_len).capacity()) *
-                   (2 * g.count * c.head_dim() * dtype_size(model.dtype()) + sizeof(int32_t)) +
+      bytes += static_cast<size_t>(layout_of(g, max_len).capacity()) * (g.count * per_head + sizeof(int32_t)) +
                static_cast<size_t>(summary_blocks(g, max_len) * g.count *
                                    block_summary_width(g.topk.score, c.head_dim())) * dtype_size(model.dtype());
   const int64_t width = model.table().heads() * c.head_dim();
@@ -76,7 +79,13 @@ size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int6
 }
 
 Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len, CachePrecision cache)
-    : model_(model), pattern_(pattern), batch_(batch), max_len_(max_len), lengths_(batch, 0), graph_(model.device()) {
+    : model_(model),
+      pattern_(pattern),
+      batch_(batch),
+      max_len_(max_len),
+      precision_(cache),
+      lengths_(batch, 0),
+      graph_(model.device()) {
   const ModelConfig& c = model.config();
   require_input(!model.tp() || model.gradient_dtype() != DType::f64,
                 "decoding under tensor parallelism takes f32 or bf16 models");
@@ -86,8 +95,6 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   pattern.check_fits(c.n_layers, c.n_heads);
   pattern.require_cpu_to_decode_top_k(model.device());
   const bool int8 = cache == CachePrecision::int8;
-  require_input(!int8 || model.device() == Device::cpu,
-                "an 8-bit cache (--cache int8) decodes on the CPU only in this version: --device cpu");
   require_input(!int8 || !pattern.has_top_k(),
                 fmt::format("an 8-bit cache (--cache int8) holds no top-k block summaries: pattern {}", pattern.text()));
   const ParameterTable& table = model.table();
@@ -114,11 +121,14 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
       g.cache.heads = r.count;
       g.cache.slots = g.layout.slots();
       g.cache.topk = r.topk;
-      g.cache.int8 = int8;
       const int64_t rows = batch * g.layout.capacity();
       const std::string name = fmt::format("cache/{}/{}", i, r.first);
-      plan(g.cache.k, name + "/k", rows, r.count * dh, act);
-      plan(g.cache.v, name + "/v", rows, r.count * dh, act);
+      plan(g.cache.k, name + "/k", rows, r.count * dh, int8 ? DType::i8 : act);
+      plan(g.cache.v, name + "/v", rows, r.count * dh, int8 ? DType::i8 : act);
+      if (int8) {
+        plan(g.cache.k_scale, name + "/k_scale", r.count, rows, stat);
+        plan(g.cache.v_scale, name + "/v_scale", r.count, rows, stat);
+      }
       plan(g.cache.positions, name + "/positions", 1, rows, DType::i32);
       if (r.topk.active())
         plan(g.cache.summaries, name + "/summaries", batch * summary_blocks(r, max_len),
@@ -161,7 +171,7 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
 }
 
 size_t Decoder::cache_bytes_per_sequence() const {
-  return ratplus::cache_bytes_per_sequence(model_, pattern_, max_len_);
+  return ratplus::cache_bytes_per_sequence(model_, pattern_, max_len_, precision_);
 }
 
 void Decoder::set_positions(HeadGroup& g, int64_t first, int64_t count, int64_t n) {
@@ -183,10 +193,13 @@ void Decoder::store_prompt(HeadGroup& g, int64_t b, const Tensor& keys, const Te
     return t;
   };
   for (const CacheLayout::Run& r : g.layout.prompt_runs(n)) {
-    for (const auto& [cache, x] : {std::pair{&g.cache.k, &keys}, {&g.cache.v, &values}}) {
-      const Tensor slots = cache->rows_slice(b * capacity + r.slot, r.count);
-      copy_tensor(slots, rows(*x, r));
-      if (g.cache.int8) round_to_int8_grid(slots, dh);
+    const int64_t first = b * capacity + r.slot;
+    for (const auto& [cache, scale, x] :
+         {std::tuple{&g.cache.k, &g.cache.k_scale, &keys}, {&g.cache.v, &g.cache.v_scale, &values}}) {
+      if (g.cache.int8())
+        quantize_to_int8(cache->rows_slice(first, r.count), scale->cols_slice(first, r.count), rows(*x, r), dh);
+      else
+        copy_tensor(cache->rows_slice(first, r.count), rows(*x, r));
     }
   }
   if (g.cache.topk.active()) summarize_prompt_blocks(g.cache, b, keys.cols_slice(c0, width), n);
@@ -221,21 +234,26 @@ void Decoder::prefill_synthetic(int64_t n, uint64_t seed) {
   const int64_t dh = model_.config().head_dim();
   for (auto& layer : groups_)
     for (HeadGroup& g : layer) {
-      // One block of random rows, repeated over the cache (the values do not change a step's work).
+      // One block of random rows, repeated over the cache (the values do not change a step's work); an
+      // 8-bit cache quantizes the block first.
       const int64_t width = g.cache.heads * dh, block = std::min<int64_t>(g.cache.k.rows, 256);
       std::vector<float> values(block * width);
       for (size_t i = 0; i < values.size(); ++i)
         values[i] = static_cast<float>(static_cast<double>(splitmix64(seed + i) >> 11) * 0x1.0p-53 * 2 - 1);
-      from_host_floats(g.cache.k.rows_slice(0, block), values);
-      from_host_floats(g.cache.v.rows_slice(0, block), values);
-      for (int64_t r = block; r < g.cache.k.rows; r += block) {
-        const int64_t count = std::min(block, g.cache.k.rows - r);
-        copy_tensor(g.cache.k.rows_slice(r, count), g.cache.k.rows_slice(0, count));
-        copy_tensor(g.cache.v.rows_slice(r, count), g.cache.v.rows_slice(0, count));
-      }
-      if (g.cache.int8) {
-        round_to_int8_grid(g.cache.k, dh);
-        round_to_int8_grid(g.cache.v, dh);
+      const Buffer staging(g.cache.int8() ? block * width * dtype_size(model_.dtype()) : 0, model_.device());
+      const Tensor rows{staging.data(), block, width, width, model_.dtype(), model_.device()};
+      for (const auto& [cache, scale] : {std::pair{&g.cache.k, &g.cache.k_scale}, {&g.cache.v, &g.cache.v_scale}}) {
+        if (g.cache.int8()) {
+          from_host_floats(rows, values);
+          quantize_to_int8(cache->rows_slice(0, block), scale->cols_slice(0, block), rows, dh);
+        } else {
+          from_host_floats(cache->rows_slice(0, block), values);
+        }
+        for (int64_t r = block; r < cache->rows; r += block) {
+          const int64_t count = std::min(block, cache->rows - r);
+          copy_tensor(cache->rows_slice(r, count), cache->rows_slice(0, count));
+          if (g.cache.int8()) copy_tensor(scale->cols_slice(r, count), scale->cols_slice(0, count));
+        }
       }
       set_positions(g, 0, batch_, n);
       if (g.cache.topk.active())  // a top-k cache holds positions 0 … n − 1 in slots 0 … n − 1
@@ -268,6 +286,7 @@ void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y) {
     attention_forward({.q = q_rot_.cols_slice(c0, cols), .batch = batch_, .q_len = 1,
                        .key_layout = KeyLayout::cache, .k = g.cache.k, .v = g.cache.v, .k_len = g.layout.capacity(),
                        .head_keys = g.keys, .head_blocks = g.blocks, .block_summaries = g.cache.summaries,
+                       .k_scale = g.cache.k_scale, .v_scale = g.cache.v_scale,
                        .key_positions = g.cache.positions.ptr<int32_t>(),
                        .query_positions = step_positions_.ptr<int32_t>(), .out = att_.cols_slice(c0, cols),
                        .lse = lse_.cols_slice(g.cache.first_head, g.cache.heads), .workspace = workspace_});

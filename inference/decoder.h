@@ -15,7 +15,7 @@
 // advances the recurrence, rotates and appends, and attention reads the caches where they lie
 // (KeyLayout::cache); every index a step needs lives on the device, so on the GPU the step after its
 // input copy is one CUDA graph (kernels/captured_work.h), captured on the second step. An 8-bit cache
-// (CachePrecision::int8, the CPU only so far) keeps every cached row and head on its 8-bit grid.
+// (CachePrecision::int8) holds every cached row and head as 8-bit integers and a scale (kernels/cache_append.h).
 #pragma once
 
 #include <cstdint>
@@ -35,7 +35,8 @@ namespace ratplus {
 
 // Bytes of keys, values and positions one sequence's caches hold at up to max_len positions under `pattern`,
 // and of its recurrent state — what a Decoder allocates per sequence, known before allocating.
-size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len);
+size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len,
+                                CachePrecision cache = CachePrecision::model);
 
 class Decoder {
  public:
@@ -86,6 +87,7 @@ class Decoder {
   Model& model_;
   Pattern pattern_;
   int64_t batch_, max_len_;
+  CachePrecision precision_;
   std::vector<int64_t> lengths_;
   Arena memory_;
   std::vector<std::vector<HeadGroup>> groups_;  // per layer

@@ -79,8 +79,16 @@ void validate(const AttentionArgs& a) {
   const int64_t q_rows = a.batch * a.q_len, k_rows = a.batch * a.k_len;
   const DType act = a.q.dtype, stat = a.q.device == Device::cuda ? DType::f32 : act;
   check_matrix(a.q, "q", q_rows, a.q.cols, act, a.q);
-  check_matrix(a.k, "k", k_rows, a.q.cols, act, a.q);
-  check_matrix(a.v, "v", k_rows, a.q.cols, act, a.q);
+  const bool int8 = a.k.dtype == DType::i8;
+  if (int8 && a.key_layout != KeyLayout::cache) invalid("8-bit keys come from a decoding cache only");
+  if (int8 && has_top_k(a)) invalid("an 8-bit cache holds no top-k block summaries");
+  if (int8 != !a.k_scale.empty() || int8 != !a.v_scale.empty()) invalid("8-bit keys and values come with their scales");
+  check_matrix(a.k, "k", k_rows, a.q.cols, int8 ? DType::i8 : act, a.q);
+  check_matrix(a.v, "v", k_rows, a.q.cols, int8 ? DType::i8 : act, a.q);
+  if (int8) {
+    check_matrix(a.k_scale, "k_scale", heads, k_rows, stat, a.q);
+    check_matrix(a.v_scale, "v_scale", heads, k_rows, stat, a.q);
+  }
   check_matrix(a.out, "out", q_rows, a.q.cols, act, a.q);
   check_matrix(a.lse, "lse", q_rows, heads, stat, a.q);
 }

@@ -113,6 +113,9 @@ struct AttentionArgs {
   // KeyLayout::cache with top-k heads: each sequence's block summaries, rows b · blocks + block,
   // block_summary_width(score, dh) columns per head (see kernels/cpu/topk_blocks.h).
   Tensor block_summaries = {};
+  // KeyLayout::cache with an 8-bit cache (kernels/cache_append.h): k and v are i8, and k_scale, v_scale
+  // [H, batch · k_len] (the statistics type) hold each slot's scale per head; empty otherwise.
+  Tensor k_scale = {}, v_scale = {};
   // KeyLayout::cache only, in the memory of the tensors' device: [batch · k_len] and [batch] positions.
   const int32_t* key_positions = nullptr;
   const int32_t* query_positions = nullptr;

@@ -68,27 +68,39 @@ void cache_append(const CacheAppendArgs& a) {
                "a cache layout without a ring holds every position (dilation 1)");
     for (const auto& [t, name] : {std::pair{&c.k, "cache k"}, {&c.v, "cache v"}}) {
       check.device(a.q.device, {t});
-      check.dtype(*t, name, a.q.dtype);
+      check.dtype(*t, name, c.int8() ? DType::i8 : a.q.dtype);
       check.shape(*t, name, batch * capacity, c.heads * dh);
     }
+    check.that(c.int8() == !c.k_scale.empty() && c.int8() == !c.v_scale.empty(),
+               "an 8-bit cache (i8 keys) comes with its scales");
+    if (c.int8())
+      for (const auto& [t, name] : {std::pair{&c.k_scale, "cache k scales"}, {&c.v_scale, "cache v scales"}}) {
+        check.device(a.q.device, {t});
+        check.statistics(*t, name, a.q);
+        check.shape(*t, name, c.heads, batch * capacity);
+      }
     check.device(a.q.device, {&c.positions});
     check.dtype(c.positions, "cache positions", DType::i32);
     check.shape(c.positions, "cache positions", 1, batch * capacity);
     check_summaries(check, c, batch, dh, a.q);
-    check.that(!c.int8 || (a.q.device == Device::cpu && !c.topk.active()),
-               "an 8-bit cache lives on the CPU and holds no top-k block summaries");
+    check.that(!c.int8() || !c.topk.active(), "an 8-bit cache holds no top-k block summaries");
   }
   if (batch == 0) return;
   RATPLUS_DISPATCH(a.q, cache_append(a));
 }
 
-void round_to_int8_grid(Tensor rows, int64_t head_dim) {
-  const OpCheck check("round_to_int8_grid");
-  check.activations(rows, "rows");
-  check.that(rows.device == Device::cpu, "the 8-bit cache lives on the CPU only");
-  check.that(head_dim > 0 && rows.cols % head_dim == 0,
-             fmt::format("{} columns are not heads of width {}", rows.cols, head_dim));
-  cpu::round_to_int8_grid(rows, head_dim);
+void quantize_to_int8(Tensor q, Tensor scales, const Tensor& x, int64_t head_dim) {
+  const OpCheck check("quantize_to_int8");
+  check.activations(x, "x");
+  check.that(head_dim > 0 && x.cols % head_dim == 0,
+             fmt::format("{} columns are not heads of width {}", x.cols, head_dim));
+  check.device(x.device, {&q, &scales});
+  check.dtype(q, "q", DType::i8);
+  check.shape(q, "q", x.rows, x.cols);
+  check.statistics(scales, "scales", x);
+  check.shape(scales, "scales", x.cols / head_dim, x.rows);
+  if (x.rows == 0) return;
+  RATPLUS_DISPATCH(x, quantize_to_int8(q, scales, x, head_dim));
 }
 
 }  // namespace ratplus

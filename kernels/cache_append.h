@@ -34,16 +34,18 @@ struct CacheSlots {
 // A top-k block group (SPEC §6; CPU only) keeps every position (dilation 1) and, beside the keys, each
 // block's summary (rows b · blocks + position / topk.block, heads · block_summary_width columns, the
 // activation type), into which every appended key is folded.
-// An 8-bit cache (int8; CPU only so far) keeps each appended key and value on the 8-bit grid of its row and
-// head (round_to_int8_grid below), in the activation type: attention reads exactly what a cache of int8
-// values with one scale per row and head would give it.
+// An 8-bit cache keeps k and v as i8 and, for each row and head, the scale s of that head's part of the row
+// (k_scale, v_scale: [heads, batch · capacity] of the statistics type, column b · capacity + slot): the
+// key or value it stands for is s · the integers (quantize_to_int8 below).
 struct CacheView {
   Tensor k, v, positions;
   int64_t first_head = 0, heads = 0;
   CacheSlots slots;
   BlockTopK topk = {};
   Tensor summaries = {};
-  bool int8 = false;
+  Tensor k_scale = {}, v_scale = {};
+
+  bool int8() const { return k.dtype == DType::i8; }
 };
 
 // One new token per sequence. q, k, v (and g for RAT+): column slices [batch, n_heads · dh] of the input
@@ -63,10 +65,11 @@ struct CacheAppendArgs {
 
 void cache_append(const CacheAppendArgs& a);
 
-// Every head_dim-wide part x of every row (a head's key or value at one position) replaced by its value on
-// the 8-bit grid: with s = max|x| / 127, x_i ← s · clamp(round(x_i / s), −127, 127), rounding half to even
-// (all zero where max|x| = 0) — what an int8 cache stores (the integers and s) and reads back. The CPU only.
-void round_to_int8_grid(Tensor rows, int64_t head_dim);
+// Every head_dim-wide part x of every row r of `x` (a head's key or value at one position) on its 8-bit grid:
+// s = max|x| / 127 (in the statistics type) into scales(head, r) and q = clamp(round(x / s), −127, 127),
+// rounding half to even (all zero where max|x| = 0), into the same place of `q` (i8, x's shape). x: the
+// activation type; scales: f32, or f64 for f64 activations.
+void quantize_to_int8(Tensor q, Tensor scales, const Tensor& x, int64_t head_dim);
 
 // A prompt's keys into a top-k group's summaries: keys [n, c.heads · dh] (the group's columns) at positions
 // 0 … n − 1 of sequence b, folded block by block as appending them one at a time would.

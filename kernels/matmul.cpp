@@ -1,10 +1,14 @@
 // The matmul entry point: checks, then the CPU (OpenBLAS) or GPU (cuBLASLt) product; the linear layers
-// with their neighbours, composed of matmul and the element-wise ops.
+// with their neighbours: on the GPU at one row the fused matrix–vector kernels (kernels/cuda/matvec.h),
+// otherwise composed of matmul and the element-wise ops.
 #include "kernels/matmul.h"
 
 #include "core/buffer.h"
 #include "kernels/backend.h"
 #include "kernels/elementwise.h"
+#ifdef RATPLUS_HAVE_CUDA
+#include "kernels/cuda/matvec.h"
+#endif
 
 namespace ratplus {
 
@@ -34,11 +38,26 @@ void linear_add(Tensor y, const Tensor& residual, const Tensor& a, const Tensor&
   check.dtype(residual, "residual", y.dtype);
   check.shape(residual, "residual", y.rows, y.cols);
   check.apart_or_same(y, "y", residual, "residual");
+  check.device(y.device, {&a, &w});
+#ifdef RATPLUS_HAVE_CUDA
+  if (y.device == Device::cuda && cuda::matvec_add(y, residual, a, w)) return;
+#endif
   if (residual.data != y.data) copy_tensor(y, residual);
   matmul(y, a, false, w, true, 1.0, 1.0);
 }
 
 void linear_gelu(Tensor pre, Tensor act, const Tensor& a, const Tensor& w) {
+#ifdef RATPLUS_HAVE_CUDA
+  if (pre.device == Device::cuda) {
+    const OpCheck check("linear_gelu");
+    check.device(pre.device, {&act, &a, &w});
+    check.shape(pre, "pre", a.rows, w.rows);
+    check.shape(act, "act", a.rows, w.rows);
+    check.dtype(act, "act", pre.dtype);
+    check.that(a.cols == w.cols, fmt::format("a has {} columns, w {}", a.cols, w.cols));
+    if (cuda::matvec_gelu(pre, act, a, w)) return;
+  }
+#endif
   matmul(pre, a, false, w, true);
   gelu_forward(act, pre);
 }

@@ -2,10 +2,10 @@
 // decoding cache, slot by slot with a membership test) in tiles of up to 64; each tile's scores update a
 // running max, a running sum and the output accumulator (online softmax), so no q_len × k_len matrix exists
 // and excluded keys cost nothing. Top-k block heads (inference only) first choose their blocks per query
-// (kernels/cpu/topk_attention.h), then visit the chosen keys the same way. The backward recomputes the
-// probabilities from the saved log-sum-exp. (sequence, head) pairs run in parallel; within a pair, keys are
-// written by one thread only, so the backward needs no atomics. Arguments are checked by the entry points
-// (kernels/attention.cpp).
+// (kernels/cpu/topk_attention.h), then visit the chosen keys the same way. An 8-bit cache's rows are
+// dequantized as they are read. The backward recomputes the probabilities from the saved log-sum-exp.
+// (sequence, head) pairs run in parallel; within a pair, keys are written by one thread only, so the
+// backward needs no atomics. Arguments are checked by the entry points (kernels/attention.cpp).
 #include "kernels/cpu/cpu_ops.h"
 
 #include <algorithm>
@@ -37,6 +37,14 @@ struct HeadView {
   T* query(const Tensor& x, int64_t i) const { return x.ptr<T>() + (b * a.q_len + i) * x.ld + h * dh; }
   T* key(const Tensor& x, int64_t j) const { return x.ptr<T>() + (b * a.k_len + j) * x.ld + h * dh; }
   T& lse(int64_t i) const { return at<T>(a.lse, b * a.q_len + i, h); }
+  // Key or value row j of x: the row itself, or from an 8-bit cache its integers times its scale, into buf.
+  const T* row(const Tensor& x, const Tensor& scale, int64_t j, T* buf) const {
+    if (x.dtype != DType::i8) return key(x, j);
+    const int8_t* q = x.ptr<int8_t>() + (b * a.k_len + j) * x.ld + h * dh;
+    const T s = at<T>(scale, h, b * a.k_len + j);
+    for (int64_t c = 0; c < dh; ++c) buf[c] = s * T(q[c]);
+    return buf;
+  }
 };
 
 // Calls f(j) for every key row j (of sequence b's k_len rows) that query i of head h attends to: the key
@@ -69,7 +77,7 @@ void forward_reference(const AttentionArgs& a) {
       std::optional<TopKSelector<T>> topk;
       if (!a.head_blocks.empty() && a.head_blocks[h].active()) topk.emplace(a, b, h);
       std::vector<int64_t> tile_keys;
-      std::vector<T> acc(dh), scores(kTile);
+      std::vector<T> acc(dh), scores(kTile), row_buffer(dh);
       tile_keys.reserve(kTile);
       for (int64_t i = 0; i < a.q_len; ++i) {
         const T* qi = view.query(a.q, i);
@@ -79,7 +87,7 @@ void forward_reference(const AttentionArgs& a) {
         auto flush = [&] {
           T tile_max = running_max;
           for (size_t n = 0; n < tile_keys.size(); ++n) {
-            scores[n] = scale * dot(qi, view.key(a.k, tile_keys[n]), dh);
+            scores[n] = scale * dot(qi, view.row(a.k, a.k_scale, tile_keys[n], row_buffer.data()), dh);
             tile_max = std::max(tile_max, scores[n]);
           }
           const T rescale = std::exp(running_max - tile_max);
@@ -88,7 +96,7 @@ void forward_reference(const AttentionArgs& a) {
           for (size_t n = 0; n < tile_keys.size(); ++n) {
             const T p = std::exp(scores[n] - tile_max);
             running_sum += p;
-            const T* vj = view.key(a.v, tile_keys[n]);
+            const T* vj = view.row(a.v, a.v_scale, tile_keys[n], row_buffer.data());
             for (int64_t c = 0; c < dh; ++c) acc[c] += p * vj[c];
           }
           running_max = tile_max;

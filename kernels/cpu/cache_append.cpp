@@ -1,6 +1,6 @@
 // CPU cache_append: the recurrence op over one-step sequences from the state, the RoPE op row by row at
 // each sequence's position, then copies into the caches' slots — the ops the full forward runs, so the
-// cache holds exactly the full forward's keys and values (an 8-bit cache: their values on the 8-bit grid).
+// cache holds exactly the full forward's keys and values (an 8-bit cache: their integers and scales).
 // A top-k group's block summaries take each key as it comes (kernels/cpu/topk_blocks.h).
 #include <algorithm>
 #include <cmath>
@@ -15,14 +15,15 @@ namespace ratplus::cpu {
 
 namespace {
 
-// x[0 … n) on the 8-bit grid of its maximum magnitude (round_to_int8_grid).
+// x[0 … n) on the 8-bit grid of its maximum magnitude (quantize_to_int8): the integers into q, the scale into
+// *scale.
 template <class T>
-void round_head_to_int8_grid(T* x, int64_t n) {
+void quantize_head(const T* x, int8_t* q, T* scale, int64_t n) {
   T largest = 0;
   for (int64_t i = 0; i < n; ++i) largest = std::max(largest, std::abs(x[i]));
-  const T scale = largest / T(127);
+  *scale = largest / T(127);
   for (int64_t i = 0; i < n; ++i)
-    x[i] = scale == 0 ? T(0) : scale * std::clamp(std::nearbyint(x[i] / scale), T(-127), T(127));
+    q[i] = *scale == 0 ? 0 : static_cast<int8_t>(std::clamp(std::nearbyint(x[i] / *scale), T(-127), T(127)));
 }
 
 // Folds the key (the group's c.heads · dh columns) at position j of sequence b into its block's summaries.
@@ -43,10 +44,11 @@ void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, 
   });
 }
 
-void round_to_int8_grid(Tensor rows, int64_t head_dim) {
-  with_cpu_float(rows.dtype, __func__, [&]<class T>() {
-    for (int64_t r = 0; r < rows.rows; ++r)
-      for (int64_t c = 0; c < rows.cols; c += head_dim) round_head_to_int8_grid(&at<T>(rows, r, c), head_dim);
+void quantize_to_int8(Tensor q, Tensor scales, const Tensor& x, int64_t head_dim) {
+  with_cpu_float(x.dtype, __func__, [&]<class T>() {
+    for (int64_t r = 0; r < x.rows; ++r)
+      for (int64_t c = 0; c < x.cols; c += head_dim)
+        quantize_head(&at<T>(x, r, c), &at<int8_t>(q, r, c), &at<T>(scales, c / head_dim, r), head_dim);
   });
 }
 
@@ -72,13 +74,16 @@ void cache_append(const CacheAppendArgs& a) {
       const int64_t capacity = c.slots.capacity(), c0 = c.first_head * dh, cols = c.heads * dh;
       for (int64_t b = 0; b < batch; ++b) {
         const int64_t row = b * capacity + c.slots.slot(positions[b]);
-        for (int64_t i = 0; i < cols; ++i) {
-          at<T>(c.k, row, i) = at<T>(k_rot, b, c0 + i);
-          at<T>(c.v, row, i) = at<T>(v, b, c0 + i);
-        }
-        if (c.int8) {
-          cpu::round_to_int8_grid(c.k.rows_slice(row, 1), dh);
-          cpu::round_to_int8_grid(c.v.rows_slice(row, 1), dh);
+        if (c.int8()) {
+          cpu::quantize_to_int8(c.k.rows_slice(row, 1), c.k_scale.cols_slice(row, 1),
+                                k_rot.rows_slice(b, 1).cols_slice(c0, cols), dh);
+          cpu::quantize_to_int8(c.v.rows_slice(row, 1), c.v_scale.cols_slice(row, 1),
+                                v.rows_slice(b, 1).cols_slice(c0, cols), dh);
+        } else {
+          for (int64_t i = 0; i < cols; ++i) {
+            at<T>(c.k, row, i) = at<T>(k_rot, b, c0 + i);
+            at<T>(c.v, row, i) = at<T>(v, b, c0 + i);
+          }
         }
         c.positions.ptr<int32_t>()[row] = positions[b];
         if (c.topk.active()) fold_into_summaries(c, b, positions[b], &at<T>(c.k, row, 0), dh);

@@ -50,6 +50,6 @@ void attention_backward(const AttentionArgs& a, const AttentionGrads& g);
 
 void cache_append(const CacheAppendArgs& a);
 void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, int64_t n);
-void round_to_int8_grid(Tensor rows, int64_t head_dim);
+void quantize_to_int8(Tensor q, Tensor scales, const Tensor& x, int64_t head_dim);
 
 }  // namespace ratplus::cpu

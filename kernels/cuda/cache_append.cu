@@ -4,11 +4,16 @@
 // rounded to the activation type before RoPE, as the full forward rounds it), rotates q and k̃ by the
 // sequence's position (angle in double, as the RoPE op), and writes the rotated key and the value into the
 // slot of that position in every head group's cache that holds the head, with the position beside it.
+// A block holds whole heads, so for an 8-bit cache the head's largest |key| and |value| are reduced in
+// shared memory and each thread writes its pair's integers, one thread the two scales.
 // It replaces a recurrence launch, two RoPE launches and per-sequence copies with one launch whose slot
 // indices are computed on the device, so the step has no host work and can be captured in a CUDA graph.
-// Bytes per channel: 4 activations read (5 with g) and 1 written plus 2 per cache, 8 B of state read and
-// written — about 20 B in bf16 for ~40 FLOPs; at batch × d_model channels per layer (4M at batch 2048,
-// d 2048: ~80 MB) it is memory-bound and small beside the layer's weights and cache reads.
+// Bytes per channel: 4 activations read (5 with g) and 1 written plus 2 per cache (1 in 8 bits), 8 B of
+// state read and written — about 20 B in bf16 for ~40 FLOPs; at batch × d_model channels per layer (4M at
+// batch 2048, d 2048: ~80 MB) it is memory-bound and small beside the layer's weights and cache reads.
+//
+// quantize_to_int8 (a prompt's keys and values into an 8-bit cache): one warp per (row, head) reduces the
+// largest |x| by shuffles and writes the integers and the scale; it reads 2 B and writes 1 B per element.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -16,14 +21,16 @@ namespace ratplus::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 256;   // per block at least, when a head's half-width divides it
 constexpr int kMaxCaches = 64;  // head groups of one layer
 
-// A cache as the kernel sees it (32-bit fields keep the argument block small).
+// A cache as the kernel sees it (32-bit fields keep the argument block small). k_scale, v_scale: an 8-bit
+// cache's scales, [heads, rows] scale_ld apart; null otherwise.
 struct DeviceCache {
   void *k, *v;
+  float *k_scale, *v_scale;
   int32_t* positions;
-  int32_t k_ld, v_ld, first_head, heads;
+  int32_t k_ld, v_ld, scale_ld, first_head, heads;
   int32_t dilation, sinks, dilated, ring, first_multiple, capacity;
   __device__ int64_t slot(int64_t j) const {
     return CacheSlots{dilation, sinks, dilated, ring, first_multiple}.slot(j);
@@ -33,49 +40,86 @@ struct DeviceCache {
 struct DeviceCaches {
   DeviceCache cache[kMaxCaches];
   int count;
+  bool int8;  // some cache holds 8 bits
 };
+
+// A pair of channels into cache rows of type T.
+template <class T>
+__device__ void store_pair(void* base, int64_t ld, int64_t row, int64_t col, int64_t half, T x1, T x2) {
+  T* r = static_cast<T*>(base) + row * ld;
+  r[col] = x1;
+  r[col + half] = x2;
+}
 
 template <class A>
 __global__ void cache_append_kernel(Mat<A> q_out, Mat<A> q, Mat<A> k, Mat<A> v, Mat<A> g, Mat<float> state_k,
                                     Mat<float> state_v, const int32_t* positions, DeviceCaches caches,
                                     int64_t batch, int64_t heads, int64_t half, double log_base) {
+  __shared__ unsigned largest[2][kThreads];  // per head of the block: max |key|, max |value| (f32 bits)
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= batch * heads * half) return;
+  const bool live = i < batch * heads * half;  // the block holds whole heads: live is uniform over a head
   const int64_t b = i / (heads * half), h = i / half % heads, c = i % half;
   const int64_t j1 = h * 2 * half + c, j2 = j1 + half;
-  const int64_t pos = positions[b];
-  float k1 = k(b, j1), k2 = k(b, j2), v1 = v(b, j1), v2 = v(b, j2);
-  if (g.p) {  // one recurrence step from the state, which it replaces
-    const float a1 = sigmoid(g(b, j1)), a2 = sigmoid(g(b, j2));
-    k1 = a1 * state_k(b, j1) + (1.0f - a1) * k1;
-    k2 = a2 * state_k(b, j2) + (1.0f - a2) * k2;
-    v1 = a1 * state_v(b, j1) + (1.0f - a1) * v1;
-    v2 = a2 * state_v(b, j2) + (1.0f - a2) * v2;
-    state_k.set(b, j1, k1);
-    state_k.set(b, j2, k2);
-    state_v.set(b, j1, v1);
-    state_v.set(b, j2, v2);
-    k1 = to_float(from_float<A>(k1));
-    k2 = to_float(from_float<A>(k2));
+  const int local = threadIdx.x / half;
+  A key1{}, key2{}, value1{}, value2{};
+  int64_t pos = 0;
+  if (live) {
+    pos = positions[b];
+    float k1 = k(b, j1), k2 = k(b, j2), v1 = v(b, j1), v2 = v(b, j2);
+    if (g.p) {  // one recurrence step from the state, which it replaces
+      const float a1 = sigmoid(g(b, j1)), a2 = sigmoid(g(b, j2));
+      k1 = a1 * state_k(b, j1) + (1.0f - a1) * k1;
+      k2 = a2 * state_k(b, j2) + (1.0f - a2) * k2;
+      v1 = a1 * state_v(b, j1) + (1.0f - a1) * v1;
+      v2 = a2 * state_v(b, j2) + (1.0f - a2) * v2;
+      state_k.set(b, j1, k1);
+      state_k.set(b, j2, k2);
+      state_v.set(b, j1, v1);
+      state_v.set(b, j2, v2);
+      k1 = to_float(from_float<A>(k1));
+      k2 = to_float(from_float<A>(k2));
+    }
+    double s, co;
+    sincos(static_cast<double>(pos) * exp(-2.0 * c / (2 * half) * log_base), &s, &co);
+    const float cs = static_cast<float>(co), sn = static_cast<float>(s);
+    const float q1 = q(b, j1), q2 = q(b, j2);
+    q_out.set(b, j1, q1 * cs - q2 * sn);
+    q_out.set(b, j2, q2 * cs + q1 * sn);
+    key1 = from_float<A>(k1 * cs - k2 * sn);
+    key2 = from_float<A>(k2 * cs + k1 * sn);
+    value1 = from_float<A>(v1);
+    value2 = from_float<A>(v2);
   }
-  double s, co;
-  sincos(static_cast<double>(pos) * exp(-2.0 * c / (2 * half) * log_base), &s, &co);
-  const float cs = static_cast<float>(co), sn = static_cast<float>(s);
-  const float q1 = q(b, j1), q2 = q(b, j2);
-  q_out.set(b, j1, q1 * cs - q2 * sn);
-  q_out.set(b, j2, q2 * cs + q1 * sn);
-  const A key1 = from_float<A>(k1 * cs - k2 * sn), key2 = from_float<A>(k2 * cs + k1 * sn);
-  const A value1 = from_float<A>(v1), value2 = from_float<A>(v2);
+  float key_scale = 0, value_scale = 0;
+  if (caches.int8) {  // uniform over the grid
+    if (c == 0) largest[0][local] = largest[1][local] = 0;
+    __syncthreads();
+    if (live) {  // |x| ≥ 0 orders as its bits do
+      atomicMax(&largest[0][local], __float_as_uint(fmaxf(fabsf(to_float(key1)), fabsf(to_float(key2)))));
+      atomicMax(&largest[1][local], __float_as_uint(fmaxf(fabsf(to_float(value1)), fabsf(to_float(value2)))));
+    }
+    __syncthreads();
+    key_scale = __uint_as_float(largest[0][local]) / 127.0f;
+    value_scale = __uint_as_float(largest[1][local]) / 127.0f;
+  }
+  if (!live) return;
   for (int n = 0; n < caches.count; ++n) {
     const DeviceCache& cache = caches.cache[n];
     if (h < cache.first_head || h >= cache.first_head + cache.heads) continue;
     const int64_t row = b * cache.capacity + cache.slot(pos), col = (h - cache.first_head) * 2 * half + c;
-    A* kr = static_cast<A*>(cache.k) + row * cache.k_ld;
-    A* vr = static_cast<A*>(cache.v) + row * cache.v_ld;
-    kr[col] = key1;
-    kr[col + half] = key2;
-    vr[col] = value1;
-    vr[col + half] = value2;
+    if (cache.k_scale) {
+      store_pair(cache.k, cache.k_ld, row, col, half, to_int8_grid(to_float(key1), key_scale),
+                 to_int8_grid(to_float(key2), key_scale));
+      store_pair(cache.v, cache.v_ld, row, col, half, to_int8_grid(to_float(value1), value_scale),
+                 to_int8_grid(to_float(value2), value_scale));
+      if (c == 0) {
+        cache.k_scale[(h - cache.first_head) * static_cast<int64_t>(cache.scale_ld) + row] = key_scale;
+        cache.v_scale[(h - cache.first_head) * static_cast<int64_t>(cache.scale_ld) + row] = value_scale;
+      }
+    } else {
+      store_pair(cache.k, cache.k_ld, row, col, half, key1, key2);
+      store_pair(cache.v, cache.v_ld, row, col, half, value1, value2);
+    }
     if (h == cache.first_head && c == 0) cache.positions[row] = static_cast<int32_t>(pos);
   }
 }
@@ -89,24 +133,62 @@ DeviceCaches device_caches(std::span<const CacheView> views) {
   for (size_t n = 0; n < views.size(); ++n) {
     const CacheView& c = views[n];
     const CacheSlots& s = c.slots;
-    out.cache[n] = {c.k.data, c.v.data, c.positions.ptr<int32_t>(), static_cast<int32_t>(c.k.ld),
-                    static_cast<int32_t>(c.v.ld), static_cast<int32_t>(c.first_head), static_cast<int32_t>(c.heads),
-                    static_cast<int32_t>(s.dilation), static_cast<int32_t>(s.sinks), static_cast<int32_t>(s.dilated),
-                    static_cast<int32_t>(s.ring), static_cast<int32_t>(s.first_multiple),
+    out.int8 = out.int8 || c.int8();
+    out.cache[n] = {c.k.data,
+                    c.v.data,
+                    c.int8() ? c.k_scale.ptr<float>() : nullptr,
+                    c.int8() ? c.v_scale.ptr<float>() : nullptr,
+                    c.positions.ptr<int32_t>(),
+                    static_cast<int32_t>(c.k.ld),
+                    static_cast<int32_t>(c.v.ld),
+                    static_cast<int32_t>(c.int8() ? c.k_scale.ld : 0),
+                    static_cast<int32_t>(c.first_head),
+                    static_cast<int32_t>(c.heads),
+                    static_cast<int32_t>(s.dilation),
+                    static_cast<int32_t>(s.sinks),
+                    static_cast<int32_t>(s.dilated),
+                    static_cast<int32_t>(s.ring),
+                    static_cast<int32_t>(s.first_multiple),
                     static_cast<int32_t>(s.capacity())};
+    if (c.int8() && c.k_scale.ld != c.v_scale.ld)
+      throw std::logic_error("cache_append (CUDA): an 8-bit cache's key and value scales share their row stride");
   }
   return out;
+}
+
+template <class A>
+__global__ void quantize_kernel(Mat<int8_t> q, Mat<float> scales, Mat<A> x, int64_t rows, int64_t heads, int dh) {
+  const int64_t warp = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= rows * heads) return;
+  const int64_t r = warp / heads, c0 = warp % heads * dh;
+  float m = 0;
+  for (int c = lane; c < dh; c += 32) m = fmaxf(m, fabsf(x(r, c0 + c)));
+  const float s = warp_max(m) / 127.0f;
+  for (int c = lane; c < dh; c += 32) q.row(r)[c0 + c] = to_int8_grid(x(r, c0 + c), s);
+  if (lane == 0) scales.set(warp % heads, r, s);
 }
 
 }  // namespace
 
 void cache_append(const CacheAppendArgs& a) {
   const int64_t batch = a.q.rows, half = a.q.cols / a.n_heads / 2, n = batch * a.n_heads * half;
+  if (half > 1024) throw std::logic_error("cache_append (CUDA): heads wider than 2048 channels");
+  const int threads = static_cast<int>(half >= kThreads ? half : kThreads / half * half);  // whole heads
   const DeviceCaches caches = device_caches(a.caches);
   with_activation_type(a.q.dtype, __func__, [&]<class A>() {
-    cache_append_kernel<A><<<blocks_for(n, kThreads), kThreads, 0, cuda_stream()>>>(
+    cache_append_kernel<A><<<blocks_for(n, threads), threads, 0, cuda_stream()>>>(
         mat<A>(a.q_out), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), mat<A>(a.g), mat<float>(a.state.k),
         mat<float>(a.state.v), a.positions.ptr<int32_t>(), caches, batch, a.n_heads, half, std::log(a.rope_base));
+  });
+  check_launch(__func__);
+}
+
+void quantize_to_int8(Tensor q, Tensor scales, const Tensor& x, int64_t head_dim) {
+  const int64_t heads = x.cols / head_dim, warps = x.rows * heads;
+  with_activation_type(x.dtype, __func__, [&]<class A>() {
+    quantize_kernel<A><<<blocks_for(warps * 32, kThreads), kThreads, 0, cuda_stream()>>>(
+        mat<int8_t>(q), mat<float>(scales), mat<A>(x), x.rows, heads, static_cast<int>(head_dim));
   });
   check_launch(__func__);
 }

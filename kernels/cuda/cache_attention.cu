@@ -6,19 +6,23 @@
 //     pipeline, so the bytes in flight (kStages − 1 tiles per block) do not live in registers: that is what
 //     keeps HBM busy (with the loads in registers, 110 registers per thread allowed 16 warps per SM and
 //     2.6 TB/s).
-//   - A group of G lanes holds one key (each lane 16 bytes: 8 bf16 or 4 f32 channels; G = dh over that);
-//     each warp takes kTile / 4 slots of a tile. A group reduces its dot products across its lanes and
+//   - A group of G lanes holds one key (each lane 16 bytes: 8 bf16, 4 f32 or 16 int8 channels; G = dh over
+//     that); each warp takes kTile / 4 slots of a tile. A group reduces its dot products across its lanes and
 //     folds them into its own online softmax (running maximum, sum, f32 p·v accumulator).
 //   - The groups of a warp are merged by shuffles, the warps through shared memory. With one run the
 //     block writes out and lse; otherwise the run's unnormalised sum, maximum and sum go to the workspace
 //     and a merge kernel (one block per sequence and head) rescales the runs to their common maximum.
-// Bytes: each attended key and value is read once (2·dh·2 B in bf16) plus 4 B of position per slot; per
-// key ~4·dh FLOPs, about 1 FLOP per byte, so the kernel is bound by HBM bandwidth: the goal is the
-// attended cache's bytes over 4.3 TB/s. Shared memory per block: positions (2 KiB) and kStages tiles of
+//   - An 8-bit cache: the run's key and value scales are read into shared memory with its positions; a
+//     score is the integer dot product times the key's scale, a value's weight p times the value's scale.
+// Bytes: each attended key and value is read once (2·dh·2 B in bf16; 2·dh + 8 B in 8 bits) plus 4 B of
+// position per slot; per key ~4·dh FLOPs, about 1 FLOP per byte, so the kernel is bound by HBM bandwidth:
+// the goal is the attended cache's bytes over 4.3 TB/s. Shared memory per block: positions (2 KiB) and kStages tiles of
 // keys and values (64 KiB in bf16 at dh 128): 3 blocks per SM, 144 KiB in flight per SM. Parallelism:
 // batch × heads × runs blocks (16 × 32 = 512 at batch 1, dense T 16384; 32,768 at batch 2048, dilated(64)).
 // Needs 16-byte aligned rows and a head width of G · 16 / sizeof(element) with G a power of two ≤ 32.
+#include <algorithm>
 #include <string>
+#include <type_traits>
 
 #include "kernels/cuda/cache_attention.h"
 #include "kernels/cuda/common.cuh"
@@ -34,21 +38,31 @@ constexpr int kTile = 32, kStages = 4;          // slots per tile, tiles in the 
 constexpr int kSlotsPerWarp = kTile / kWarps;   // of each tile
 constexpr int kMaxWidth = 256;                  // channels of a head
 
-// Shared memory of a block: the run's slot positions, then kStages tiles of keys and of values.
-template <class A>
+// Shared memory of a block: the run's slot positions (and an 8-bit cache's scales), then kStages tiles of
+// keys and of values of cache type C.
+template <class C>
 size_t shared_bytes(int dh) {
-  return kCacheSplitSlots * sizeof(int32_t) + 2 * size_t{kStages} * kTile * dh * sizeof(A);
+  constexpr bool int8 = std::is_same_v<C, int8_t>;
+  return kCacheSplitSlots * (sizeof(int32_t) + (int8 ? 2 * sizeof(float) : 0)) +
+         2 * size_t{kStages} * kTile * dh * sizeof(C);
 }
 
-// 16 bytes of A (8 bf16 or 4 f32) as f32.
-template <class A>
+// Channels a lane holds of a key: 16 bytes of the cache type C.
+template <class C>
+constexpr int kLaneChannels = 16 / sizeof(C);
+
+// N consecutive values of T (16-byte aligned, N · sizeof(T) a multiple of 16) as f32.
+template <class T, int N>
 struct Chunk {
-  static constexpr int n = 16 / sizeof(A);
-  float x[n];
-  __device__ explicit Chunk(const A* p) {
-    const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  float x[N];
+  __device__ explicit Chunk(const T* p) {
 #pragma unroll
-    for (int i = 0; i < n; ++i) x[i] = to_float(reinterpret_cast<const A*>(&raw)[i]);
+    for (int w = 0; w < N * static_cast<int>(sizeof(T)) / 16; ++w) {
+      const uint4 raw = reinterpret_cast<const uint4*>(p)[w];
+      constexpr int per = 16 / sizeof(T);
+#pragma unroll
+      for (int i = 0; i < per; ++i) x[w * per + i] = to_float(reinterpret_cast<const T*>(&raw)[i]);
+    }
   }
 };
 
@@ -69,18 +83,28 @@ struct Softmax {
   }
 };
 
-template <class A, int G>
-__global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<A> k,
-                                                                   Mat<A> v, const int32_t* key_positions,
+// An 8-bit cache's scales: [heads, batch · k_len], ld apart.
+struct CacheScales {
+  const float *k = nullptr, *v = nullptr;
+  int64_t ld = 0;
+};
+
+template <class A, class C, int G>
+__global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<C> k,
+                                                                   Mat<C> v, CacheScales scales,
+                                                                   const int32_t* key_positions,
                                                                    const int32_t* query_positions, int k_len,
                                                                    int dh, float scale, HeadKeys head_keys,
                                                                    float* partials) {
-  constexpr int E = Chunk<A>::n, groups = 32 / G;
+  constexpr bool int8 = std::is_same_v<C, int8_t>;
+  constexpr int E = kLaneChannels<C>, groups = 32 / G;
   constexpr int rounds = (kSlotsPerWarp + groups - 1) / groups;  // of a group over its warp's slots of a tile
   extern __shared__ __align__(16) unsigned char shared[];
   int32_t* slot_positions = reinterpret_cast<int32_t*>(shared);
-  A* k_tiles = reinterpret_cast<A*>(shared + kCacheSplitSlots * sizeof(int32_t));
-  A* v_tiles = k_tiles + kStages * kTile * dh;
+  float* key_scales = reinterpret_cast<float*>(slot_positions + kCacheSplitSlots);  // 8 bits only
+  float* value_scales = key_scales + kCacheSplitSlots;
+  C* k_tiles = reinterpret_cast<C*>(shared + kCacheSplitSlots * (sizeof(int32_t) + (int8 ? 2 * sizeof(float) : 0)));
+  C* v_tiles = k_tiles + kStages * kTile * dh;
   __shared__ float warp_m[kWarps], warp_l[kWarps], warp_acc[kWarps][kMaxWidth];
   const int runs = gridDim.x, run = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, group = lane / G, e = lane % G;
@@ -92,13 +116,17 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
   for (int s = threadIdx.x; s < n; s += kThreads) {
     const int32_t p = key_positions[row0 + s];
     slot_positions[s] = in_key_set(keys, t, p) ? p : -1;  // −1: not attended
+    if constexpr (int8) {
+      key_scales[s] = scales.k[h * scales.ld + row0 + s];
+      value_scales[s] = scales.v[h * scales.ld + row0 + s];
+    }
   }
   __syncthreads();
   // Tile i's attended keys and values into stage i mod kStages (one commit group per tile, even empty).
   const auto load_tile = [&](int i) {
     if (i < tiles) {
-      A* kt = k_tiles + (i % kStages) * kTile * dh;
-      A* vt = v_tiles + (i % kStages) * kTile * dh;
+      C* kt = k_tiles + (i % kStages) * kTile * dh;
+      C* vt = v_tiles + (i % kStages) * kTile * dh;
       for (int c = threadIdx.x; c < kTile * G; c += kThreads) {
         const int slot = c / G, s = i * kTile + slot, col = c % G * E;
         if (s < n && slot_positions[s] >= 0) {
@@ -113,7 +141,7 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
 
   float qf[E];
   {
-    const Chunk<A> qc(q.row(b) + c0 + e * E);
+    const Chunk<A, E> qc(q.row(b) + c0 + e * E);
 #pragma unroll
     for (int i = 0; i < E; ++i) qf[i] = qc.x[i] * scale;
   }
@@ -122,8 +150,8 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
     load_tile(i + kStages - 1);
     cp_async_wait<kStages - 1>();  // tile i has landed (for this thread's copies) …
     __syncthreads();               // … and for everyone's
-    const A* kt = k_tiles + (i % kStages) * kTile * dh;
-    const A* vt = v_tiles + (i % kStages) * kTile * dh;
+    const C* kt = k_tiles + (i % kStages) * kTile * dh;
+    const C* vt = v_tiles + (i % kStages) * kTile * dh;
     float score[rounds], mu = sm.m;
     bool live[rounds];
 #pragma unroll
@@ -132,12 +160,13 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
       live[r] = in_warp < kSlotsPerWarp && s < n && slot_positions[s] >= 0;
       float dot = 0;
       if (live[r]) {
-        const Chunk<A> kc(kt + slot * dh + e * E);
+        const Chunk<C, E> kc(kt + slot * dh + e * E);
 #pragma unroll
         for (int j = 0; j < E; ++j) dot += qf[j] * kc.x[j];
       }
 #pragma unroll
       for (int o = 1; o < G; o <<= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+      if constexpr (int8) dot *= live[r] ? key_scales[i * kTile + slot] : 0.0f;
       score[r] = live[r] ? dot : -INFINITY;
       mu = fmaxf(mu, score[r]);
     }
@@ -149,10 +178,12 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
     for (int r = 0; r < rounds; ++r) {
       if (!live[r]) continue;
       const float p = __expf(score[r] - mu);
-      const Chunk<A> vc(vt + (warp * kSlotsPerWarp + group + r * groups) * dh + e * E);
+      const int slot = warp * kSlotsPerWarp + group + r * groups;
+      const Chunk<C, E> vc(vt + slot * dh + e * E);
       sm.l += p;
+      const float pv = int8 ? p * value_scales[i * kTile + slot] : p;
 #pragma unroll
-      for (int j = 0; j < E; ++j) sm.acc[j] += p * vc.x[j];
+      for (int j = 0; j < E; ++j) sm.acc[j] += pv * vc.x[j];
     }
     sm.m = mu;
     __syncthreads();  // stage i mod kStages is free for tile i + kStages
@@ -234,21 +265,23 @@ bool aligned(const Tensor& t) {
   return reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && t.ld * dtype_size(t.dtype) % 16 == 0;
 }
 
-template <class A, int G>
+template <class A, class C, int G>
 void launch(const AttentionArgs& a, int dh, int runs, const HeadKeys& keys) {
   const dim3 grid(runs, static_cast<unsigned>(a.head_keys.size()), static_cast<unsigned>(a.batch));
   float* partials = runs > 1 ? a.workspace.ptr<float>() : nullptr;
-  const size_t shared = shared_bytes<A>(dh);
+  const size_t shared = shared_bytes<C>(dh);
   static const bool sized = [&] {  // once per kernel instance: allow more than 48 KiB of shared memory
-    check(cudaFuncSetAttribute(cache_attention_kernel<A, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(shared_bytes<A>(32 * Chunk<A>::n))),
+    check(cudaFuncSetAttribute(cache_attention_kernel<A, C, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(shared_bytes<C>(std::min(kMaxWidth, 32 * kLaneChannels<C>)))),
           "cudaFuncSetAttribute");
     return true;
   }();
   (void)sized;
-  cache_attention_kernel<A, G><<<grid, kThreads, shared, attention_stream(a)>>>(
-      mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), a.key_positions, a.query_positions,
-      static_cast<int>(a.k_len), dh, 1.0f / sqrtf(static_cast<float>(dh)), keys, partials);
+  const CacheScales scales =
+      a.k_scale.empty() ? CacheScales{} : CacheScales{a.k_scale.ptr<float>(), a.v_scale.ptr<float>(), a.k_scale.ld};
+  cache_attention_kernel<A, C, G><<<grid, kThreads, shared, attention_stream(a)>>>(
+      mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<C>(a.k), mat<C>(a.v), scales, a.key_positions,
+      a.query_positions, static_cast<int>(a.k_len), dh, 1.0f / sqrtf(static_cast<float>(dh)), keys, partials);
   check_launch("cache_attention_kernel");
   if (runs > 1) {
     merge_runs_kernel<A><<<dim3(grid.y, grid.z), kThreads, 0, attention_stream(a)>>>(mat<A>(a.out), mat<float>(a.lse),
@@ -257,11 +290,33 @@ void launch(const AttentionArgs& a, int dh, int runs, const HeadKeys& keys) {
   }
 }
 
+// Calls f.template operator()<A, C, G>() for the activation type A, the cache type C (A, or int8_t for an
+// 8-bit cache) and G lanes per key.
+template <class F>
+void with_types(const AttentionArgs& a, int lanes, F&& f) {
+  const auto per_cache = [&]<class A, class C>() {
+    switch (lanes) {
+      case 1: return f.template operator()<A, C, 1>();
+      case 2: return f.template operator()<A, C, 2>();
+      case 4: return f.template operator()<A, C, 4>();
+      case 8: return f.template operator()<A, C, 8>();
+      case 16: return f.template operator()<A, C, 16>();
+      default: return f.template operator()<A, C, 32>();
+    }
+  };
+  with_activation_type(a.q.dtype, "attention (CUDA cache)", [&]<class A>() {
+    if (a.k.dtype == DType::i8)
+      per_cache.template operator()<A, int8_t>();
+    else
+      per_cache.template operator()<A, A>();
+  });
+}
+
 }  // namespace
 
 void cache_attention_forward(const AttentionArgs& a) {
   const int64_t heads = static_cast<int64_t>(a.head_keys.size()), dh = a.q.cols / heads;
-  const int64_t per_chunk = 16 / static_cast<int64_t>(dtype_size(a.q.dtype)), lanes = dh / per_chunk;
+  const int64_t per_chunk = 16 / static_cast<int64_t>(dtype_size(a.k.dtype)), lanes = dh / per_chunk;
   const bool shape_ok = dh <= kMaxWidth && dh % per_chunk == 0 && lanes >= 1 && lanes <= 32 && (lanes & (lanes - 1)) == 0;
   if (!shape_ok || !aligned(a.q) || !aligned(a.k) || !aligned(a.v) || a.k_len >= (int64_t(1) << 31))
     throw std::logic_error("attention (CUDA cache): heads of width " + std::to_string(dh) +
@@ -269,16 +324,8 @@ void cache_attention_forward(const AttentionArgs& a) {
                            "times a power of two up to 32");
   const int runs = static_cast<int>((a.k_len + kCacheSplitSlots - 1) / kCacheSplitSlots);
   const HeadKeys keys = pack_head_keys(a.head_keys, [](const KeySet& s) { return s; });
-  with_activation_type(a.q.dtype, __func__, [&]<class A>() {
-    switch (lanes) {
-      case 1: return launch<A, 1>(a, static_cast<int>(dh), runs, keys);
-      case 2: return launch<A, 2>(a, static_cast<int>(dh), runs, keys);
-      case 4: return launch<A, 4>(a, static_cast<int>(dh), runs, keys);
-      case 8: return launch<A, 8>(a, static_cast<int>(dh), runs, keys);
-      case 16: return launch<A, 16>(a, static_cast<int>(dh), runs, keys);
-      default: return launch<A, 32>(a, static_cast<int>(dh), runs, keys);
-    }
-  });
+  with_types(a, static_cast<int>(lanes),
+             [&]<class A, class C, int G>() { launch<A, C, G>(a, static_cast<int>(dh), runs, keys); });
 }
 
 }  // namespace ratplus::cuda

@@ -29,12 +29,22 @@ using bf16 = __nv_bfloat16;
 
 __device__ __forceinline__ float to_float(float x) { return x; }
 __device__ __forceinline__ float to_float(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float to_float(int8_t x) { return static_cast<float>(x); }
 template <class T>
 __device__ __forceinline__ T from_float(float x);
 template <>
 __device__ __forceinline__ float from_float<float>(float x) { return x; }
 template <>
 __device__ __forceinline__ bf16 from_float<bf16>(float x) { return __float2bfloat16(x); }
+
+// x on the 8-bit grid of scale s = (the largest |x| of its head) / 127: round(x / s) to even, within ±127
+// (0 where s is 0), as the CPU's quantize_to_int8 computes it in f32.
+__device__ __forceinline__ int8_t to_int8_grid(float x, float s) {
+  return s == 0.0f ? 0 : static_cast<int8_t>(fminf(fmaxf(rintf(__fdiv_rn(x, s)), -127.0f), 127.0f));
+}
+
+// Exact GELU: x · Φ(x) = 0.5 x (1 + erf(x / √2)).
+__device__ __forceinline__ float gelu_of(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 
 // Calls f.template operator()<A>() with A = float or bf16 according to the activation dtype.
 template <class F>

@@ -53,8 +53,7 @@ void gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, c
 template <class A>
 void gelu(Tensor y, const Tensor& x) {
   launch(y, "gelu_forward", [Y = mat<A>(y), X = mat<A>(x)] __device__(int64_t r, int64_t c) {
-    const float v = X(r, c);
-    Y.set(r, c, 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)));
+    Y.set(r, c, gelu_of(X(r, c)));
   });
 }
 

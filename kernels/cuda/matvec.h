@@ -12,4 +12,9 @@ namespace ratplus::cuda {
 // nothing, for any other call.
 bool matvec(Tensor c, const Tensor& a, bool trans_a, const Tensor& b, bool trans_b, double alpha, double beta);
 
+// linear_add and linear_gelu (kernels/matmul.h; arguments checked) for one bf16 row against bf16 weights with
+// bf16 results, in one kernel each; false, having done nothing, for any other call.
+bool matvec_add(Tensor y, const Tensor& residual, const Tensor& a, const Tensor& w);
+bool matvec_gelu(Tensor pre, Tensor act, const Tensor& a, const Tensor& w);
+
 }  // namespace ratplus::cuda

@@ -1,7 +1,7 @@
 // The decoding kernels against the CPU reference on awkward sizes: cache_append (several head groups with
 // different layouts, positions crossing sinks, dilated slots and the ring, with and without the recurrence)
 // and attention over a compact cache (empty, stale and future slots; one run and several merged runs), in f32
-// and with bf16 activations.
+// and with bf16 activations, each also with an 8-bit cache.
 #include <string>
 #include <vector>
 
@@ -29,6 +29,25 @@ struct IntPair {
   std::vector<int32_t> from_gpu() const {
     std::vector<int32_t> out(host.size());
     copy_tensor(Tensor{out.data(), 1, h.cols, h.cols, DType::i32, Device::cpu}, d);
+    return out;
+  }
+};
+
+// i8 [rows, cols] on the CPU and the GPU, the same values (uniform in −127 … 127, or zero).
+struct Int8Pair {
+  std::vector<int8_t> host;
+  Buffer device;
+  Tensor h, d;
+  Int8Pair(int64_t rows, int64_t cols, uint64_t seed, bool zero = false)
+      : host(rows * cols), device(rows * cols, Device::cuda), h{host.data(), rows, cols, cols, DType::i8, Device::cpu},
+        d{device.data(), rows, cols, cols, DType::i8, Device::cuda} {
+    if (!zero)
+      for (size_t i = 0; i < host.size(); ++i) host[i] = static_cast<int8_t>(splitmix64(seed * 1000003 + i) % 255) - 127;
+    copy_tensor(d, h);
+  }
+  std::vector<int8_t> from_gpu() const {
+    std::vector<int8_t> out(host.size());
+    copy_tensor(Tensor{out.data(), h.rows, h.cols, h.cols, DType::i8, Device::cpu}, d);
     return out;
   }
 };
@@ -92,6 +111,56 @@ TEST_P(GpuCacheAppend, MatchesCpuInF32AndBf16) {
   }
 }
 
+// Into 8-bit caches (f32 activations): the same rotated queries and state as the CPU, and in every cache the
+// CPU's scales (to 1e-5) and integers (within one step of the grid, where the two round a value lying on a
+// half step differently).
+TEST_P(GpuCacheAppend, Int8MatchesCpu) {
+  RATPLUS_REQUIRE_GPU();
+  const bool recurrent = GetParam();
+  const int64_t batch = 4, heads = 3, dh = 10, width = heads * dh, max_len = 200;
+  const CacheLayout dilated({16, 5, 2}, max_len), dense({1, 0, 0}, max_len);
+  const int64_t rows_a = batch * dilated.capacity(), rows_b = batch * dense.capacity();
+  const std::vector<int32_t> positions = {0, 15, 63, 199};
+  Pair z(batch, 5 * width, 3, 1, 2), state(batch, 2 * width, 4), q_out(batch, width, 5);
+  Int8Pair cache_a(rows_a, 2 * dh, 0, true), cache_b(rows_b, 2 * 2 * dh, 0, true);
+  Pair scales_a(2, rows_a, 6), scales_b(2 * 2, rows_b, 7);  // k's heads, then v's
+  IntPair at(positions), slots_a(std::vector<int32_t>(rows_a, -1)), slots_b(std::vector<int32_t>(rows_b, -1));
+  const auto args = [&](bool gpu, std::vector<CacheView>& views) {
+    const auto pick = [&](const auto& x) { return gpu ? x.d : x.h; };
+    const Tensor ca = pick(cache_a), cb = pick(cache_b), sa = pick(scales_a), sb = pick(scales_b), zt = pick(z),
+                 st = pick(state);
+    views = {{ca.cols_slice(0, dh), ca.cols_slice(dh, dh), pick(slots_a), 0, 1, dilated.slots(), {}, {},
+              sa.rows_slice(0, 1), sa.rows_slice(1, 1)},
+             {cb.cols_slice(0, 2 * dh), cb.cols_slice(2 * dh, 2 * dh), pick(slots_b), 1, 2, dense.slots(), {}, {},
+              sb.rows_slice(0, 2), sb.rows_slice(2, 2)}};
+    return CacheAppendArgs{.q = zt.cols_slice(width, width), .k = zt.cols_slice(2 * width, width),
+                           .v = zt.cols_slice(3 * width, width),
+                           .g = recurrent ? zt.cols_slice(4 * width, width) : Tensor{},
+                           .state = recurrent ? RecurrenceState{st.cols_slice(0, width), st.cols_slice(width, width)}
+                                              : RecurrenceState{},
+                           .positions = pick(at), .q_out = pick(q_out), .caches = views, .n_heads = heads,
+                           .rope_base = 10000};
+  };
+  std::vector<CacheView> host_views, device_views;
+  cache_append(args(false, host_views));
+  cache_append(args(true, device_views));
+  q_out.expect_matches(1e-5, "q_out");
+  if (recurrent) state.expect_matches(1e-5, "state");
+  scales_a.expect_matches(1e-5, "scales of head 0");
+  scales_b.expect_matches(1e-5, "scales of heads 1, 2");
+  for (const Int8Pair* c : {&cache_a, &cache_b}) {
+    const std::vector<int8_t> gpu = c->from_gpu();
+    int written = 0;
+    for (size_t i = 0; i < gpu.size(); ++i) {
+      ASSERT_LE(std::abs(gpu[i] - c->host[i]), 1) << "integer " << i;
+      written += c->host[i] != 0;
+    }
+    EXPECT_GT(written, batch * dh) << "the appended rows hold integers";
+  }
+  EXPECT_EQ(slots_a.from_gpu(), slots_a.host);
+  EXPECT_EQ(slots_b.from_gpu(), slots_b.host);
+}
+
 INSTANTIATE_TEST_SUITE_P(Recurrence, GpuCacheAppend, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "rat" : "attention_only"; });
 
@@ -141,6 +210,52 @@ TEST_P(GpuCacheAttention, MatchesCpuInF32AndBf16) {
       const DeviceBf16 q16 = round_to_bf16(q, width), kv16 = round_to_bf16(kv, 2 * width), out16(c.batch, width, width);
       attention_forward(args(q.h, kv.h, out.h, lse.h, key_positions, query_positions, false));
       attention_forward(args(q16.t, kv16.t, out16.t, lse.d, key_positions, query_positions, true));
+      expect_matches(out, out16.t, 2e-2, "out");
+    }
+    lse.expect_matches(1e-4, "lse");
+  }
+}
+
+// Over an 8-bit cache (random integers, a random positive scale per slot and head): the CPU reads s · q, the
+// GPU scales the integer dot products and the weights; f32 queries to 1e-5, bf16 ones to bf16 accuracy.
+TEST_P(GpuCacheAttention, Int8MatchesCpu) {
+  RATPLUS_REQUIRE_GPU();
+  const CacheCase& c = GetParam();
+  const int64_t heads = static_cast<int64_t>(c.heads.size()), width = heads * c.dh, rows = c.batch * c.k_len;
+  std::vector<int32_t> queries(c.batch), slots(rows);
+  for (int64_t b = 0; b < c.batch; ++b) {
+    queries[b] = static_cast<int32_t>(std::vector<int64_t>{5, c.k_len - 1, 3 * c.k_len + 17}[b % 3]);
+    for (int64_t s = 0; s < c.k_len; ++s)
+      slots[b * c.k_len + s] = std::max(static_cast<int32_t>(splitmix64(b * c.k_len + s) % (queries[b] + 65)) - 5, -1);
+    slots[b * c.k_len + (7 * b + 3) % c.k_len] = queries[b];
+  }
+  const IntPair query_positions(queries), key_positions(slots);
+  const DeviceWorkspace workspace(std::max<int64_t>(1, cache_attention_workspace(c.batch, heads, c.k_len, c.dh)));
+  const Int8Pair k(rows, width, 44), v(rows, width, 45);
+  Pair scales(2 * heads, rows, 46);
+  for (int64_t i = 0; i < 2 * heads * rows; ++i)  // positive, about 1/127 of a unit-normal row's largest value
+    scales.h.ptr<float>()[i] = 0.02f * (1.0f + 0.5f * std::abs(scales.h.ptr<float>()[i]));
+  copy_tensor(scales.d, scales.h);
+  for (const bool bf16 : {false, true}) {
+    SCOPED_TRACE(bf16 ? "bf16" : "f32");
+    Pair q(c.batch, width, 40), out(c.batch, width, 42), lse(c.batch, heads, 43);
+    const auto args = [&](const Tensor& qt, const Tensor& o, const Tensor& l, bool gpu) {
+      const Tensor s = gpu ? scales.d : scales.h;
+      return AttentionArgs{.q = qt, .batch = c.batch, .q_len = 1, .key_layout = KeyLayout::cache,
+                           .k = gpu ? k.d : k.h, .v = gpu ? v.d : v.h, .k_len = c.k_len, .head_keys = c.heads,
+                           .k_scale = s.rows_slice(0, heads), .v_scale = s.rows_slice(heads, heads),
+                           .key_positions = gpu ? key_positions.d.ptr<int32_t>() : key_positions.host.data(),
+                           .query_positions = gpu ? query_positions.d.ptr<int32_t>() : query_positions.host.data(),
+                           .out = o, .lse = l, .workspace = gpu ? workspace.t : Tensor{}};
+    };
+    if (!bf16) {
+      attention_forward(args(q.h, out.h, lse.h, false));
+      attention_forward(args(q.d, out.d, lse.d, true));
+      out.expect_matches(1e-5, "out");
+    } else {
+      const DeviceBf16 q16 = round_to_bf16(q, width), out16(c.batch, width, width);
+      attention_forward(args(q.h, out.h, lse.h, false));
+      attention_forward(args(q16.t, out16.t, lse.d, true));
       expect_matches(out, out16.t, 2e-2, "out");
     }
     lse.expect_matches(1e-4, "lse");

@@ -1,7 +1,7 @@
 // The matrix–vector kernel (kernels/cuda/matvec.h) against the CPU's product of the same bf16-rounded
 // operands: weight counts that leave a warp's second row unused, inner sizes that end inside a 256-column
-// step and inside the unrolled group of steps, padded weight rows, beta 0 and 2, f32 and bf16 results; and
-// the calls it must leave to cuBLASLt.
+// step and inside the unrolled group of steps, padded weight rows, beta 0 and 2, f32 and bf16 results; its
+// fused forms (residual added, GELU applied); and the calls it must leave to cuBLASLt.
 #include <fmt/format.h>
 
 #include <string>
@@ -39,6 +39,33 @@ TEST(GpuMatvec, MatchesCpuOnAwkwardSizes) {
             c.expect_matches(1e-4, what.c_str());
           }
         }
+}
+
+// The fused kernels behind linear_add (in place and from another residual) and linear_gelu, against the
+// CPU's compositions on the rounded operands.
+TEST(GpuMatvec, FusedResidualAndGeluMatchCpu) {
+  RATPLUS_REQUIRE_GPU();
+  uint64_t seed = 500;
+  for (const int64_t k : {8, 264, 2056})
+    for (const int64_t n : {1, 67, 1031}) {
+      const std::string what = fmt::format("n {} k {}", n, k);
+      Pair a(1, k, ++seed), w(n, k, ++seed, 0.1), residual(1, n, ++seed), y(1, n, ++seed), pre(1, n, 1), act(1, n, 2);
+      const DeviceBf16 a16 = round_to_bf16(a, k), w16 = round_to_bf16(w, k), r16 = round_to_bf16(residual, n);
+      const DeviceBf16 y16(1, n, n), pre16(1, n, n), act16(1, n, n);
+      linear_add(y.h, residual.h, a.h, w.h);
+      ASSERT_TRUE(cuda::matvec_add(y16.t, r16.t, a16.t, w16.t)) << what;
+      convert_tensor(y.d, y16.t);
+      y.expect_matches(8e-3, ("linear_add " + what).c_str());
+      ASSERT_TRUE(cuda::matvec_add(r16.t, r16.t, a16.t, w16.t)) << what;  // in place
+      convert_tensor(y.d, r16.t);
+      y.expect_matches(8e-3, ("linear_add in place " + what).c_str());
+      linear_gelu(pre.h, act.h, a.h, w.h);
+      ASSERT_TRUE(cuda::matvec_gelu(pre16.t, act16.t, a16.t, w16.t)) << what;
+      convert_tensor(pre.d, pre16.t);
+      pre.expect_matches(8e-3, ("linear_gelu pre " + what).c_str());
+      convert_tensor(act.d, act16.t);
+      act.expect_matches(8e-3, ("linear_gelu act " + what).c_str());
+    }
 }
 
 TEST(GpuMatvec, LeavesOtherCallsToCublasLt) {

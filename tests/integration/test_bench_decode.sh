@@ -2,7 +2,9 @@
 # `ratplus bench decode` (cli/bench_decode_command.cpp) on the tiny config, on the CPU: a smoke test (no timing
 # asserted) that exits 0, prints its report and writes one JSON object with exactly the keys of SPEC §10; the
 # dilated(16) cache at T 1024 is about 1/16 of the dense one; the bytes a step moves are the weights plus every
-# sequence's cache (at the timed steps' mean length, T − G/2) and logits (4 bytes per vocabulary entry). Bad requests exit 2 naming what is wrong, with no JSON.
+# sequence's cache (at the timed steps' mean length, T − G/2) and logits (4 bytes per vocabulary entry); an
+# 8-bit cache (--cache int8) holds 1-byte keys and values and a 4-byte scale per slot and head instead of
+# 4-byte (f32) ones. Bad requests exit 2 naming what is wrong, with no JSON.
 # Usage: bash test_bench_decode.sh /path/to/ratplus        (prints "N passed, M failed" at the end)
 set -u
 source "$(dirname "$0")/lib.sh"
@@ -23,12 +25,12 @@ problems=$("$PY" - <<'PY'
 import json
 VOCAB = 256  # configs/tiny.yaml
 dense, sparse = json.load(open("dense.json")), json.load(open("dilated:D=16.json"))
-keys = {"context", "gen", "batch", "pattern", "tp", "tokens_per_s", "ms_per_step", "cache_bytes_per_sequence",
+keys = {"context", "gen", "batch", "pattern", "cache", "tp", "tokens_per_s", "ms_per_step", "cache_bytes_per_sequence",
         "weight_bytes", "peak_memory_bytes", "hbm_bytes_per_step", "hbm_fraction"}
 for j in (dense, sparse):
     if set(j) != keys:
         print("keys %s" % sorted(set(j) ^ keys))
-    if j["context"] != 1024 or j["gen"] != 8 or j["batch"] != 3 or j["tp"] != 1:
+    if j["context"] != 1024 or j["gen"] != 8 or j["batch"] != 3 or j["tp"] != 1 or j["cache"] != "model":
         print("context, gen, batch, tp: %s %s %s %s" % (j["context"], j["gen"], j["batch"], j["tp"]))
     if not j["tokens_per_s"] > 0 or not j["ms_per_step"] > 0:
         print("speed %s %s" % (j["tokens_per_s"], j["ms_per_step"]))
@@ -44,6 +46,27 @@ PY
 )
 if [ -z "$problems" ]; then ok "JSON keys, bytes per step, and a dilated(16) cache of ~1/16 of dense"; else
   bad "JSON keys, bytes per step, and a dilated(16) cache of ~1/16 of dense" "$problems"; fi
+
+timeout 300 "$BIN" bench decode --config "$CONFIG" --context 1024 --gen 8 --batch 3 --pattern dense --cache int8 \
+    --json int8.json >stdout.txt 2>stderr.txt
+rc=$?
+if [ "$rc" -eq 0 ]; then ok "bench decode --cache int8 exits 0"; else bad "bench decode --cache int8 exits 0" \
+    "exit $rc: $(head -c 400 stderr.txt)"; fi
+problems=$(unmatched stdout "$(cat stdout.txt)" 'F:8-bit cache' 'E:[0-9.]+ tokens/s')
+problems+=$("$PY" - <<'PY'
+import json
+dense, int8 = json.load(open("dense.json")), json.load(open("int8.json"))
+if int8["cache"] != "int8":
+    print("cache %s" % int8["cache"])
+# 2 layers × 1024 dense slots × 4 heads × (key + value) × (16 f32 channels − (16 int8 channels + one f32 scale))
+saved = 2 * 1024 * 4 * 2 * (16 * 4 - (16 + 4))
+if dense["cache_bytes_per_sequence"] - int8["cache_bytes_per_sequence"] != saved:
+    print("the 8-bit cache saves %d bytes per sequence, expected %d" %
+          (dense["cache_bytes_per_sequence"] - int8["cache_bytes_per_sequence"], saved))
+PY
+)
+if [ -z "$problems" ]; then ok "an 8-bit cache holds 1-byte values and one scale per slot and head"; else
+  bad "an 8-bit cache holds 1-byte values and one scale per slot and head" "$problems"; fi
 
 base=("$BIN" bench decode --json out.json --config "$CONFIG")
 expect_usage_error "context below gen exits 2" "--context 8 must exceed --gen 16" \

@@ -174,18 +174,31 @@ TEST(Decoding, BadRequestsAreRefused) {
 }
 
 // The 8-bit grid on values whose scale is a power of two, so every quotient is exact: each head's own scale,
-// ties to even, a zero head left zero.
-TEST(Int8Cache, RoundsEachHeadToItsGrid) {
+// its integers with ties to even, a zero head all zero; the second row twice the first has twice the scales
+// and the same integers.
+TEST(Int8Cache, QuantizesEachHeadOnItsGrid) {
   for (const DType dtype : {DType::f32, DType::f64}) {
     const std::vector<double> row = {127, -63.5, 0.5, 1.5, 2.5, 3.2, 0, 0, 0, 0, 0, 0, 254, 5, -3, 1, 0, 7};
-    const std::vector<double> want = {127, -64, 0, 2, 2, 3, 0, 0, 0, 0, 0, 0, 254, 4, -4, 0, 0, 8};
-    Owned x(2, 18, dtype);
+    const std::vector<int> integers = {127, -64, 0, 2, 2, 3, 0, 0, 0, 0, 0, 0, 127, 2, -2, 0, 0, 4};
+    const std::vector<double> scales = {1, 0, 2};
+    Owned x(2, 18, dtype), q(2, 18, DType::i8), s(3, 2, dtype);
     for (int64_t r = 0; r < 2; ++r)
-      for (int64_t c = 0; c < 18; ++c) set(x, r, c, (r + 1) * row[c]);  // the second row: scales twice as large
-    round_to_int8_grid(x, 6);
-    for (int64_t r = 0; r < 2; ++r)
-      for (int64_t c = 0; c < 18; ++c) EXPECT_EQ(get(x, r, c), (r + 1) * want[c]) << "row " << r << " column " << c;
+      for (int64_t c = 0; c < 18; ++c) set(x, r, c, (r + 1) * row[c]);
+    quantize_to_int8(q, s, x, 6);
+    for (int64_t r = 0; r < 2; ++r) {
+      for (int64_t c = 0; c < 18; ++c)
+        EXPECT_EQ(q.t.ptr<int8_t>()[r * 18 + c], integers[c]) << "row " << r << " column " << c;
+      for (int64_t h = 0; h < 3; ++h) EXPECT_EQ(get(s, h, r), (r + 1) * scales[h]) << "row " << r << " head " << h;
+    }
   }
+}
+
+TEST(Int8Cache, QuantizeRefusesMismatchedShapes) {
+  Owned x(2, 12, DType::f32), q(2, 12, DType::i8), s(2, 2, DType::f32);
+  Owned wrong_q(2, 12, DType::f32), wrong_s(2, 3, DType::f32);
+  EXPECT_THROW(quantize_to_int8(wrong_q, s, x, 6), std::logic_error);
+  EXPECT_THROW(quantize_to_int8(q, wrong_s, x, 6), std::logic_error);
+  EXPECT_THROW(quantize_to_int8(q, s, x, 5), std::logic_error);
 }
 
 // With an 8-bit cache the prefill's logits are the full forward's (it reads no cache) and every step's stay
