@@ -100,6 +100,12 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   const ParameterTable& table = model.table();
   const int64_t d = c.d_model, dh = c.head_dim(), f = table.ffn(), width = table.heads() * dh;
   const DType act = model.dtype(), stat = model.gradient_dtype();
+  const DType cached = int8 ? DType::i8 : act;
+  const auto per_chunk = static_cast<int64_t>(16 / dtype_size(cached));
+  require_input(model.device() != Device::cuda || gpu_cache_attention_takes(dh, cached),
+                fmt::format("decoding on the GPU with a cache of {} takes heads of a power of two from {} to {} "
+                            "channels; this model's heads have {}",
+                            dtype_name(cached), per_chunk, std::min(kCacheMaxHeadDim, 32 * per_chunk), dh));
   std::vector<std::pair<Tensor*, int>> bindings;
   auto plan = [&](Tensor& t, const std::string& name, int64_t rows, int64_t cols, DType type) {
     bindings.emplace_back(&t, memory_.reserve(name, rows, cols, type));

@@ -148,6 +148,16 @@ inline int64_t cache_attention_workspace(int64_t batch, int64_t heads, int64_t k
   return runs > 1 ? batch * heads * runs * (dh + 2) : 0;
 }
 
+// Whether the GPU's cache-layout forward takes heads of head_dim channels whose cached keys and values are of
+// type `cache` (the activation type, or i8): a head is 1 to 32 lanes of 16 bytes, a power of two, and at most
+// kCacheMaxHeadDim channels.
+constexpr int64_t kCacheMaxHeadDim = 256;
+inline bool gpu_cache_attention_takes(int64_t head_dim, DType cache) {
+  const int64_t per_lane = 16 / static_cast<int64_t>(dtype_size(cache)), lanes = head_dim / per_lane;
+  return head_dim <= kCacheMaxHeadDim && head_dim % per_lane == 0 && lanes >= 1 && lanes <= 32 &&
+         (lanes & (lanes - 1)) == 0;
+}
+
 // Columns of one head's summary of a key block: the per-channel minima then maxima (quest), or the
 // per-channel sums (moba).
 RATPLUS_HOST_DEVICE inline int64_t block_summary_width(BlockScore score, int64_t dh) {

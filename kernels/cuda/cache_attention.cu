@@ -38,7 +38,7 @@ namespace {
 constexpr int kThreads = 128, kWarps = kThreads / 32;
 constexpr int kTile = 32, kStages = 4;          // slots per tile, tiles in the pipeline
 constexpr int kSlotsPerWarp = kTile / kWarps;   // of each tile
-constexpr int kMaxWidth = 256;                  // channels of a head
+constexpr int kMaxWidth = kCacheMaxHeadDim;     // channels of a head
 
 // Shared memory of a block: the run's slot positions (and an 8-bit cache's scales), then kStages tiles of
 // keys and of values of cache type C.
@@ -336,9 +336,9 @@ void with_types(const AttentionArgs& a, int lanes, F&& f) {
 
 void cache_attention_forward(const AttentionArgs& a) {
   const int64_t heads = static_cast<int64_t>(a.head_keys.size()), dh = a.q.cols / heads;
-  const int64_t per_chunk = 16 / static_cast<int64_t>(dtype_size(a.k.dtype)), lanes = dh / per_chunk;
-  const bool shape_ok = dh <= kMaxWidth && dh % per_chunk == 0 && lanes >= 1 && lanes <= 32 && (lanes & (lanes - 1)) == 0;
-  if (!shape_ok || !aligned(a.q) || !aligned(a.k) || !aligned(a.v) || a.k_len >= (int64_t(1) << 31))
+  const int64_t lanes = dh * static_cast<int64_t>(dtype_size(a.k.dtype)) / 16;
+  if (!gpu_cache_attention_takes(dh, a.k.dtype) || !aligned(a.q) || !aligned(a.k) || !aligned(a.v) ||
+      a.k_len >= (int64_t(1) << 31))
     throw std::logic_error("attention (CUDA cache): heads of width " + std::to_string(dh) +
                            " or rows not 16-byte aligned; the kernel takes 16-byte aligned rows and widths of 16 B "
                            "times a power of two up to 32");

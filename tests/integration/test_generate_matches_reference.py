@@ -4,7 +4,10 @@
 Usage: python3 test_generate_matches_reference.py /path/to/ratplus
 
 RATPLUS_TEST_DEVICE=cuda (the gpu.test_generate_matches_reference test) generates on the GPU, in f32; top-k
-patterns, which decode on the CPU only, stay there. Without a GPU it exits 77 (skipped).
+patterns, which decode on the CPU only, stay there. Without a GPU it exits 77 (skipped). On that device too,
+`eval --decode` (windows decoded teacher-forced) gives the reference's forward losses, and through an 8-bit
+cache (`--cache int8`) stays within 0.01 of them while differing; `generate --cache int8` runs there, and on
+the GPU refuses heads too narrow for its kernel.
 
 Writes tiny random checkpoints with h5py, generates greedily from prompts of different lengths under every
 kind of pattern (top-k block patterns included), and checks each generated token against the NumPy reference's full forward pass over the
@@ -113,6 +116,41 @@ def main():
                 res.check(name + ": stdout lists each sequence's tokens",
                           stdout.split("\n")[:3] == [" ".join(map(str, s["tokens"])) for s in sequences], stdout)
                 check_against_reference(res, name, cfg, params, pattern, sequences)
+
+        # eval --decode on the device: the losses of windows decoded teacher-forced are the reference's forward
+        # losses; through an 8-bit cache within 0.01 of them but not equal; generate runs through one as well.
+        # Heads of 16 channels: on the GPU an 8-bit cache takes 16 to 256 (refused below for 8).
+        shard, wide = os.path.join(tmp, "shard.bin"), os.path.join(tmp, "wide_heads.h5")
+        ref.write_llmc_shard(shard, np.random.default_rng(3).integers(0, MODEL["vocab_size"], 200))
+        ref.write_checkpoint(wide, dict(MODEL, n_heads=2, recurrence=True, tie_embeddings=False), std=0.3, seed=17)
+        patterns = ["dense", "dilated:D=3,W=5,P=2", "heads=1:dense+1:dilated:D=4,W=1,P=1"]
+        expected = {r["pattern"]: r["loss"] for r in ref.eval_patterns(wide, [shard], 29, 4, patterns)}
+        for cache in ("model", "int8"):
+            out = os.path.join(tmp, "eval-%s.json" % cache)
+            args = ["eval", "--checkpoint", wide, "--data", shard, "--seq-len", "29", "--batches", "4",
+                    "--micro-batch", "3", "--decode", "--cache", cache, "--device", DEVICE, "--json", out]
+            for p in patterns:
+                args += ["--pattern", p]
+            rc, _, err = run(binary, args)
+            if not res.check("eval --decode --cache %s on %s exits 0" % (cache, DEVICE), rc == 0,
+                             "exit %s: %s" % (rc, err)):
+                continue
+            with open(out) as f:
+                got = {r["pattern"]: r["loss"] for r in json.load(f)["results"]}
+            for p in patterns:
+                gap = abs(got[p] - expected[p])
+                ok = gap <= 2e-5 * abs(expected[p]) if cache == "model" else 1e-7 < gap < 0.01
+                res.check("eval --decode --cache %s on %s: %s loss %.6f vs reference %.6f" %
+                          (cache, DEVICE, p, got[p], expected[p]), ok)
+        int8_generate = ["generate", "--max-new", "5", "--pattern", "dilated:D=3,W=5,P=2", "--prompt-tokens",
+                         "3,1,4,1,5", "--cache", "int8", "--device", DEVICE, "--checkpoint"]
+        rc, stdout, err = run(binary, int8_generate + [wide])
+        res.check("generate --cache int8 on %s prints 5 tokens" % DEVICE, rc == 0 and len(stdout.split()) == 5,
+                  "exit %s: %s %s" % (rc, stdout, err))
+        if DEVICE == "cuda":
+            rc, _, err = run(binary, int8_generate + [checkpoint])
+            res.check("an 8-bit cache of heads of 8 channels on the GPU exits 2 naming the width",
+                      rc == 2 and "heads have 8" in err, "exit %s: %s" % (rc, err))
 
         # EOS: take the first greedy token of the first prompt as EOS; that sequence stops after it.
         args = ["generate", "--checkpoint", checkpoint, "--max-new", str(NEW), "--pattern", "dense", "--json",

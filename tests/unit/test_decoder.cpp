@@ -7,9 +7,11 @@
 
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "inference/decoder.h"
+#include "kernels/attention.h"
 #include "inference/key_cache.h"
 #include "kernels/cache_append.h"
 #include "model_test_util.h"
@@ -232,6 +234,16 @@ TEST_P(Decoding, AnInt8CacheStaysCloseToTheExactOne) {
   }
   EXPECT_GT(differs, 1e-9) << "the 8-bit cache should round";
   EXPECT_LT(differs, 0.02 * largest) << "the 8-bit cache should stay within its grid's error";
+}
+
+// The head widths the GPU's cache attention takes (which the decoder checks before it allocates): 16-byte
+// lanes, a power of two of them from 1 to 32, at most 256 channels.
+TEST(Decoding, GpuHeadWidthsAreSixteenByteLanes) {
+  for (const auto& [dh, type, takes] :
+       {std::tuple{8, DType::bf16, true}, {8, DType::i8, false}, {16, DType::i8, true}, {40, DType::bf16, false},
+        {48, DType::i8, false}, {128, DType::f32, true}, {256, DType::f32, false}, {256, DType::bf16, true},
+        {256, DType::i8, true}, {512, DType::i8, false}, {4, DType::f32, true}})
+    EXPECT_EQ(gpu_cache_attention_takes(dh, type), takes) << dh << " channels of " << dtype_name(type);
 }
 
 TEST(Int8Cache, TopKPatternsAreRefused) {
