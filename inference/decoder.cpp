@@ -248,9 +248,9 @@ void Decoder::prefill_synthetic(int64_t n, uint64_t seed) {
         values[i] = static_cast<float>(static_cast<double>(splitmix64(seed + i) >> 11) * 0x1.0p-53 * 2 - 1);
       const Buffer staging(g.cache.int8() ? block * width * dtype_size(model_.dtype()) : 0, model_.device());
       const Tensor rows{staging.data(), block, width, width, model_.dtype(), model_.device()};
+      if (g.cache.int8()) from_host_floats(rows, values);
       for (const auto& [cache, scale] : {std::pair{&g.cache.k, &g.cache.k_scale}, {&g.cache.v, &g.cache.v_scale}}) {
         if (g.cache.int8()) {
-          from_host_floats(rows, values);
           quantize_to_int8(cache->rows_slice(0, block), scale->cols_slice(0, block), rows, dh);
         } else {
           from_host_floats(cache->rows_slice(0, block), values);
