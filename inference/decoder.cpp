@@ -72,7 +72,8 @@ size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int6
     for (const HeadRun& g : head_runs(model, pattern, i))
       bytes += static_cast<size_t>(layout_of(g, max_len).capacity()) * (g.count * per_head + sizeof(int32_t)) +
                static_cast<size_t>(summary_blocks(g, max_len) * g.count *
-                                   block_summary_width(g.topk.score, c.head_dim())) * dtype_size(model.dtype());
+                                   block_summary_width(g.topk.score, c.head_dim())) *
+                   dtype_size(model.gradient_dtype());
   const int64_t width = model.table().heads() * c.head_dim();
   const size_t state = c.recurrence ? c.n_layers * 2 * width * dtype_size(model.gradient_dtype()) : 0;
   return bytes + state;
@@ -93,7 +94,6 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
                 fmt::format("decoding needs a batch and a length of at least 1, got {} and {}", batch, max_len));
   require_input(max_len < (int64_t(1) << 31), fmt::format("decoding positions stop below 2^31, got {}", max_len));
   pattern.check_fits(c.n_layers, c.n_heads);
-  pattern.require_cpu_to_decode_top_k(model.device());
   const bool int8 = cache == CachePrecision::int8;
   require_input(!int8 || !pattern.has_top_k(),
                 fmt::format("an 8-bit cache (--cache int8) holds no top-k block summaries: pattern {}", pattern.text()));
@@ -106,6 +106,10 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
                 fmt::format("decoding on the GPU with a cache of {} takes heads of a power of two from {} to {} "
                             "channels; this model's heads have {}",
                             dtype_name(cached), per_chunk, std::min(kCacheMaxHeadDim, 32 * per_chunk), dh));
+  require_input(model.device() != Device::cuda || !pattern.has_top_k() || dh <= kTopKMaxHeadDim,
+                fmt::format("decoding on the GPU under a top-k pattern ({}) takes heads of at most {} channels; this "
+                            "model's heads have {}",
+                            pattern.text(), kTopKMaxHeadDim, dh));
   std::vector<std::pair<Tensor*, int>> bindings;
   auto plan = [&](Tensor& t, const std::string& name, int64_t rows, int64_t cols, DType type) {
     bindings.emplace_back(&t, memory_.reserve(name, rows, cols, type));
@@ -138,7 +142,7 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
       plan(g.cache.positions, name + "/positions", 1, rows, DType::i32);
       if (r.topk.active())
         plan(g.cache.summaries, name + "/summaries", batch * summary_blocks(r, max_len),
-             r.count * block_summary_width(r.topk.score, dh), act);
+             r.count * block_summary_width(r.topk.score, dh), stat);
       workspace = std::max(workspace, cache_attention_workspace(batch, r.count, g.layout.capacity(), dh));
     }
     if (c.recurrence) {

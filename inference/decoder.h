@@ -2,9 +2,9 @@
 // model, then extended one token at a time for the whole batch. Per layer the decoder keeps the recurrent
 // state (k̃, ṽ of each sequence's last position) and, per head group of the layer's pattern, a compact cache
 // of post-RoPE keys and values with their absolute positions (inference/key_cache.h), so memory per sequence
-// grows as P + W + 1 + T/D, not T. A top-k block group (SPEC §6; CPU only) keeps every key, like dense,
-// and beside them each block's summary (per-channel minima and maxima, or sums), folded as keys arrive, from
-// which a step scores the blocks, selects and attends. A step runs the same operations as the full forward on one row per
+// grows as P + W + 1 + T/D, not T. A top-k block group (SPEC §6) keeps every key, like dense, and beside
+// them each block's summary (per-channel minima and maxima, or sums; the statistics type), folded as keys
+// arrive, from which a step scores the blocks, selects and attends. A step runs the same operations as the full forward on one row per
 // sequence — norm, projections, one recurrence update from the state, RoPE at the sequence's position, the
 // append to the cache, attention over the cached keys of the query's key set, gate, output projection, FFN —
 // so prefill(n) and k steps give the full forward's logits at those positions.

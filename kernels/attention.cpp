@@ -26,7 +26,8 @@ void check_matrix(const Tensor& t, const char* name, int64_t rows, int64_t cols,
   if (t.dtype != dtype) invalid(fmt::format("{} is {}, expected {}", name, dtype_name(t.dtype), dtype_name(dtype)));
 }
 
-// head_blocks: none or one per head; a cache call's top-k heads (CPU only) share one BlockTopK and its summaries.
+// head_blocks: none or one per head; a cache call's top-k heads share one BlockTopK and its summaries (the
+// statistics type: f32 on the GPU).
 void validate_top_k(const AttentionArgs& a) {
   const auto heads = static_cast<int64_t>(a.head_keys.size());
   if (a.head_blocks.empty()) return;
@@ -36,15 +37,15 @@ void validate_top_k(const AttentionArgs& a) {
     if (t.block < 0 || t.k < 0) invalid(fmt::format("top-k block B={} K={} has a negative field", t.block, t.k));
   if (!has_top_k(a)) return;
   if (a.key_layout != KeyLayout::cache) return;
-  if (a.q.device != Device::cpu) invalid("top-k block attention over a decoding cache runs on the CPU only");
   for (const BlockTopK& t : a.head_blocks)
     if (t != a.head_blocks[0]) invalid("a cache's heads share one top-k block term");
   const int64_t width = heads * block_summary_width(a.head_blocks[0].score, a.q.cols / heads);
   const Tensor& s = a.block_summaries;
-  if (s.empty() || s.rows % a.batch != 0 || s.cols != width || s.ld < s.cols || s.dtype != a.q.dtype ||
-      s.device != a.q.device)
-    invalid(fmt::format("a top-k cache needs block summaries [batch · blocks, {}] of {} on the CPU", width,
-                        dtype_name(a.q.dtype)));
+  const DType stat = a.q.device == Device::cuda ? DType::f32 : a.q.dtype;
+  if (s.empty() || s.rows % a.batch != 0 || s.rows / a.batch * a.head_blocks[0].block < a.k_len || s.cols != width ||
+      s.ld < s.cols || s.dtype != stat || s.device != a.q.device)
+    invalid(fmt::format("a top-k cache of {} slots needs block summaries [batch · blocks, {}] of {} on the {}",
+                        a.k_len, width, dtype_name(stat), device_name(a.q.device)));
 }
 
 void validate(const AttentionArgs& a) {

@@ -8,8 +8,7 @@
 //   near     [lo, t] with lo = max(0, t − W)          (the local window, always containing t)
 // dense = {D 1, W 0, P 0}; local(W, P) = {D 0, W, P}. Work per query is the size of its key set.
 // A top-k block head (SPEC §6) adds, per query, the key blocks its BlockTopK selects to that set; the
-// selection depends on the keys (kernels/cpu/topk_blocks.h; on the GPU kernels/cuda/topk_attention.h, for
-// whole sequences and chunks, not decoding caches).
+// selection depends on the keys (kernels/cpu/topk_blocks.h; on the GPU kernels/cuda/topk_attention.h).
 #pragma once
 
 #include <cstdint>
@@ -107,11 +106,11 @@ struct AttentionArgs {
   Tensor k, v;
   int64_t k_len = 0;
   std::span<const KeySet> head_keys;  // one per head
-  // Empty, or one per head: the top-k block term of each head's key set (forward only; on the GPU the
-  // sequence key layout only).
+  // Empty, or one per head: the top-k block term of each head's key set (forward only).
   std::span<const BlockTopK> head_blocks = {};
-  // KeyLayout::cache with top-k heads: each sequence's block summaries, rows b · blocks + block,
-  // block_summary_width(score, dh) columns per head (see kernels/cpu/topk_blocks.h).
+  // KeyLayout::cache with top-k heads (whose cache holds position j in slot j): each sequence's block
+  // summaries, rows b · blocks + block, block_summary_width(score, dh) columns per head, of the statistics
+  // type (see kernels/cpu/topk_blocks.h).
   Tensor block_summaries = {};
   // KeyLayout::cache with an 8-bit cache (kernels/cache_append.h): k and v are i8, and k_scale, v_scale
   // [H, batch · k_len] (the statistics type) hold each slot's scale per head; empty otherwise.
@@ -157,6 +156,9 @@ inline bool gpu_cache_attention_takes(int64_t head_dim, DType cache) {
   return head_dim <= kCacheMaxHeadDim && head_dim % per_lane == 0 && lanes >= 1 && lanes <= 32 &&
          (lanes & (lanes - 1)) == 0;
 }
+
+// The widest head the GPU's top-k block attention takes (kernels/cuda/topk_attention.h).
+constexpr int64_t kTopKMaxHeadDim = 128;
 
 // Columns of one head's summary of a key block: the per-channel minima then maxima (quest), or the
 // per-channel sums (moba).

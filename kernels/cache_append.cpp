@@ -7,14 +7,13 @@ namespace ratplus {
 
 namespace {
 
-// A top-k group's summaries: on the CPU, of q's type, [batch · blocks, heads · width], blocks covering the cache.
+// A top-k group's summaries: of the statistics type, [batch · blocks, heads · width], blocks covering the cache.
 void check_summaries(const OpCheck& check, const CacheView& c, int64_t batch, int64_t dh, const Tensor& q) {
   check.that(c.topk.active() == !c.summaries.empty(), "a top-k cache comes with its block summaries");
   if (!c.topk.active()) return;
-  check.that(q.device == Device::cpu, "top-k block caches live on the CPU only");
-  check.that(c.slots.dilation == 1, "a top-k cache holds every position (dilation 1)");
+  check.that(c.slots.dilation == 1 && c.slots.ring == 0, "a top-k cache holds every position in its slot");
   check.device(q.device, {&c.summaries});
-  check.dtype(c.summaries, "block summaries", q.dtype);
+  check.statistics(c.summaries, "block summaries", q);
   const int64_t blocks = c.slots.capacity() / c.topk.block + (c.slots.capacity() % c.topk.block != 0);
   check.shape(c.summaries, "block summaries", batch * blocks, c.heads * block_summary_width(c.topk.score, dh));
 }
@@ -29,7 +28,7 @@ void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, 
   check_summaries(check, c, batch, dh, keys);
   check.that(c.topk.active() && b >= 0 && b < batch && n >= 0 && n <= keys.rows && n <= c.slots.capacity(),
              fmt::format("{} keys of sequence {} into a top-k cache", n, b));
-  cpu::summarize_prompt_blocks(c, b, keys, n);  // checked above: the CPU only
+  RATPLUS_DISPATCH(keys, summarize_prompt_blocks(c, b, keys, n));
 }
 
 void cache_append(const CacheAppendArgs& a) {

@@ -31,9 +31,9 @@ struct CacheSlots {
 // One head group's cache: heads first_head … first_head + heads − 1 of every sequence, rows
 // b · capacity + slot of k and v ([batch · capacity, heads · dh], the model's activation type) and of
 // positions (i32 [1, batch · capacity] on the same device, −1 = empty).
-// A top-k block group (SPEC §6; CPU only) keeps every position (dilation 1) and, beside the keys, each
-// block's summary (rows b · blocks + position / topk.block, heads · block_summary_width columns, the
-// activation type), into which every appended key is folded.
+// A top-k block group (SPEC §6) keeps every position (dilation 1) and, beside the keys, each block's summary
+// (rows b · blocks + position / topk.block, heads · block_summary_width columns, the statistics type), into
+// which every appended key is folded as it was stored.
 // An 8-bit cache keeps k and v as i8 and, for each row and head, the scale s of that head's part of the row
 // (k_scale, v_scale: [heads, batch · capacity] of the statistics type, column b · capacity + slot): the
 // key or value it stands for is s · the integers (quantize_to_int8 below).

@@ -195,9 +195,4 @@ bool Pattern::has_top_k() const {
   return false;
 }
 
-void Pattern::require_cpu_to_decode_top_k(Device device) const {
-  if (device != Device::cpu && has_top_k())
-    Parser(text_).fail("decoding under top-k patterns runs on the CPU in this version: --device cpu");
-}
-
 }  // namespace ratplus

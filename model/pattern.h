@@ -35,11 +35,8 @@ class Pattern {
   std::vector<KeySet> head_keys(int64_t layer, int64_t n_heads) const;
   std::vector<BlockTopK> head_blocks(int64_t layer, int64_t n_heads) const;
 
-  // Whether any head of any layer selects top-k blocks: an inference pattern (whole-sequence forwards on
-  // either device, decoding on the CPU only).
+  // Whether any head of any layer selects top-k blocks: an inference pattern (eval and decoding only).
   bool has_top_k() const;
-  // InputError naming the pattern when it has top-k heads and `device`, which is to decode, is not the CPU.
-  void require_cpu_to_decode_top_k(Device device) const;
 
   const std::string& text() const { return text_; }
 

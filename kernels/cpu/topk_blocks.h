@@ -25,14 +25,32 @@ RATPLUS_HOST_DEVICE T fold_value(BlockScore score, bool upper, T summary, T x) {
   return upper ? (summary < x ? x : summary) : (x < summary ? x : summary);
 }
 
-// Folds key (dh channels) into a block's summary (block_summary_width(score, dh) values); `first`: the
+// Folds channel c of a key, x, into a block's summary (block_summary_width(score, dh) values); `first`: the
 // block's first key, which starts the summary.
 template <class T>
+RATPLUS_HOST_DEVICE void fold_channel(BlockScore score, T* summary, int64_t c, int64_t dh, T x, bool first) {
+  summary[c] = first ? x : fold_value(score, false, summary[c], x);
+  if (score == BlockScore::quest) summary[dh + c] = first ? x : fold_value(score, true, summary[dh + c], x);
+}
+
+// Folds a whole key (dh channels) into a block's summary.
+template <class T>
 void fold_key(BlockScore score, T* summary, const T* key, int64_t dh, bool first) {
-  for (int64_t c = 0; c < dh; ++c) {
-    summary[c] = first ? key[c] : fold_value(score, false, summary[c], key[c]);
-    if (score == BlockScore::quest) summary[dh + c] = first ? key[c] : fold_value(score, true, summary[dh + c], key[c]);
+  for (int64_t c = 0; c < dh; ++c) fold_channel(score, summary, c, dh, key[c], first);
+}
+
+// Channel c of the summary of a block's first `count` keys, x(j) being channel c of its key j: the fold of
+// fold_channel over j = 0 … count − 1, kept in registers and written once.
+template <class T, class X>
+RATPLUS_HOST_DEVICE void summarize_channel(BlockScore score, T* summary, int64_t c, int64_t dh, int64_t count, X&& x) {
+  T lo = x(0), hi = lo;
+  for (int64_t j = 1; j < count; ++j) {
+    const T value = x(j);
+    lo = fold_value(score, false, lo, value);
+    hi = fold_value(score, true, hi, value);
   }
+  summary[c] = lo;
+  if (score == BlockScore::quest) summary[dh + c] = hi;
 }
 
 // x · y and x / y, each rounded on its own: on the GPU never contracted with a following addition into an

@@ -1,6 +1,6 @@
-// Attention over structured key sets on the GPU. The entry points send the compact decoding cache to its
-// own kernel (cache_attention.h) and calls with top-k block heads to theirs (topk_attention.h, forward
-// only), try the tensor-core path next (flash_attention.h: bf16, head width 64 or 128, whole sequences)
+// Attention over structured key sets on the GPU. The entry points send calls with top-k block heads to their
+// kernel (topk_attention.h, forward only, sequences and decoding caches), the compact decoding cache to its
+// own (cache_attention.h), try the tensor-core path next (flash_attention.h: bf16, head width 64 or 128, whole sequences)
 // and otherwise run the general kernel here: f32 or bf16 activations, f32 math and
 // log-sum-exp, one warp per (sequence, head, query), any q_pos0 and k_len. The lanes split the head's
 // channels (up to 4 each, dh ≤ 128); keys are visited range by range (kernels/attention.h), each score
@@ -141,8 +141,8 @@ unsigned warp_blocks(int64_t warps) { return blocks_for(warps, kWarpsPerBlock); 
 
 void attention_forward(const AttentionArgs& a) {
   if (a.q.rows == 0) return;
-  if (a.key_layout == KeyLayout::cache) return cache_attention_forward(a);
   if (has_top_k(a)) return topk_attention_forward(a);
+  if (a.key_layout == KeyLayout::cache) return cache_attention_forward(a);
   if (flash_attention_forward(a)) return;
   const Shape s = shape_of(a);
   const HeadKeys keys = packed(a.head_keys);

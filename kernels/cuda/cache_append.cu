@@ -5,7 +5,8 @@
 // sequence's position (angle in double, as the RoPE op), and writes the rotated key and the value into the
 // slot of that position in every head group's cache that holds the head, with the position beside it.
 // A block holds whole heads, so for an 8-bit cache the head's largest |key| and |value| are reduced in
-// shared memory and each thread writes its pair's integers, one thread the two scales.
+// shared memory and each thread writes its pair's integers, one thread the two scales. Into a top-k cache
+// each thread also folds its pair of the stored key into its block's f32 summary (kernels/cpu/topk_blocks.h).
 // It replaces a recurrence launch, two RoPE launches and per-sequence copies with one launch whose slot
 // indices are computed on the device, so the step has no host work and can be captured in a CUDA graph.
 // Bytes per channel: 4 activations read (5 with g) and 1 written plus 2 per cache (1 in 8 bits), 8 B of
@@ -14,6 +15,9 @@
 //
 // quantize_to_int8 (a prompt's keys and values into an 8-bit cache): one warp per (row, head) reduces the
 // largest |x| by shuffles and writes the integers and the scale; it reads 2 B and writes 1 B per element.
+// summarize_prompt_blocks (a prompt's keys into a top-k cache's summaries): one thread per (block, head,
+// channel) folds the block's keys in position order, reading each key element once.
+#include "kernels/cpu/topk_blocks.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -25,13 +29,17 @@ constexpr int kThreads = 256;   // per block at least, when a head's half-width 
 constexpr int kMaxCaches = 64;  // head groups of one layer
 
 // A cache as the kernel sees it (32-bit fields keep the argument block small). k_scale, v_scale: an 8-bit
-// cache's scales, [heads, rows] scale_ld apart; null otherwise.
+// cache's scales, [heads, rows] scale_ld apart; null otherwise. summaries: a top-k cache's block summaries
+// (rows b · blocks + position / block, summary_ld apart), null otherwise.
 struct DeviceCache {
   void *k, *v;
   float *k_scale, *v_scale;
+  float* summaries;
   int32_t* positions;
   int32_t k_ld, v_ld, scale_ld, first_head, heads;
   int32_t dilation, sinks, dilated, ring, first_multiple, capacity;
+  int32_t summary_ld, blocks, block;
+  BlockScore score;
   __device__ int64_t slot(int64_t j) const {
     return CacheSlots{dilation, sinks, dilated, ring, first_multiple}.slot(j);
   }
@@ -120,6 +128,13 @@ __global__ void cache_append_kernel(Mat<A> q_out, Mat<A> q, Mat<A> k, Mat<A> v, 
       store_pair(cache.k, cache.k_ld, row, col, half, key1, key2);
       store_pair(cache.v, cache.v_ld, row, col, half, value1, value2);
     }
+    if (cache.summaries) {
+      const int64_t dh = 2 * half;
+      float* summary = cache.summaries + (b * cache.blocks + pos / cache.block) * cache.summary_ld +
+                       (h - cache.first_head) * block_summary_width(cache.score, dh);
+      cpu::fold_channel(cache.score, summary, c, dh, to_float(key1), pos % cache.block == 0);
+      cpu::fold_channel(cache.score, summary, c + half, dh, to_float(key2), pos % cache.block == 0);
+    }
     if (h == cache.first_head && c == 0) cache.positions[row] = static_cast<int32_t>(pos);
   }
 }
@@ -134,10 +149,12 @@ DeviceCaches device_caches(std::span<const CacheView> views) {
     const CacheView& c = views[n];
     const CacheSlots& s = c.slots;
     out.int8 = out.int8 || c.int8();
+    const bool topk = c.topk.active();
     out.cache[n] = {c.k.data,
                     c.v.data,
                     c.int8() ? c.k_scale.ptr<float>() : nullptr,
                     c.int8() ? c.v_scale.ptr<float>() : nullptr,
+                    topk ? c.summaries.ptr<float>() : nullptr,
                     c.positions.ptr<int32_t>(),
                     static_cast<int32_t>(c.k.ld),
                     static_cast<int32_t>(c.v.ld),
@@ -149,7 +166,11 @@ DeviceCaches device_caches(std::span<const CacheView> views) {
                     static_cast<int32_t>(s.dilated),
                     static_cast<int32_t>(s.ring),
                     static_cast<int32_t>(s.first_multiple),
-                    static_cast<int32_t>(s.capacity())};
+                    static_cast<int32_t>(s.capacity()),
+                    static_cast<int32_t>(topk ? c.summaries.ld : 0),
+                    static_cast<int32_t>(topk ? c.summaries.rows / (c.positions.cols / s.capacity()) : 0),
+                    static_cast<int32_t>(c.topk.block),
+                    c.topk.score};
     if (c.int8() && c.k_scale.ld != c.v_scale.ld)
       throw std::logic_error("cache_append (CUDA): an 8-bit cache's key and value scales share their row stride");
   }
@@ -169,6 +190,19 @@ __global__ void quantize_kernel(Mat<int8_t> q, Mat<float> scales, Mat<A> x, int6
   if (lane == 0) scales.set(warp % heads, r, s);
 }
 
+template <class A>
+__global__ void summarize_kernel(float* summaries, int64_t ld, Mat<A> keys, int64_t n, BlockTopK topk,
+                                 int64_t heads, int64_t dh) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  const int64_t blocks = (n + topk.block - 1) / topk.block;
+  if (i >= blocks * heads * dh) return;
+  const int64_t c = i % dh, h = i / dh % heads, blk = i / (dh * heads), first = blk * topk.block;
+  const int64_t count = n - first < topk.block ? n - first : topk.block;
+  float* summary = summaries + blk * ld + h * block_summary_width(topk.score, dh);
+  cpu::summarize_channel(topk.score, summary, c, dh, count,
+                         [&](int64_t j) -> float { return keys(first + j, h * dh + c); });
+}
+
 }  // namespace
 
 void cache_append(const CacheAppendArgs& a) {
@@ -180,6 +214,17 @@ void cache_append(const CacheAppendArgs& a) {
     cache_append_kernel<A><<<blocks_for(n, threads), threads, 0, cuda_stream()>>>(
         mat<A>(a.q_out), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), mat<A>(a.g), mat<float>(a.state.k),
         mat<float>(a.state.v), a.positions.ptr<int32_t>(), caches, batch, a.n_heads, half, std::log(a.rope_base));
+  });
+  check_launch(__func__);
+}
+
+void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, int64_t n) {
+  if (n == 0) return;
+  const int64_t dh = keys.cols / c.heads, blocks = c.summaries.rows / (c.positions.cols / c.slots.capacity());
+  const int64_t threads = (n + c.topk.block - 1) / c.topk.block * keys.cols;
+  with_activation_type(keys.dtype, __func__, [&]<class A>() {
+    summarize_kernel<A><<<blocks_for(threads, kThreads), kThreads, 0, cuda_stream()>>>(
+        c.summaries.ptr<float>() + b * blocks * c.summaries.ld, c.summaries.ld, mat<A>(keys), n, c.topk, c.heads, dh);
   });
   check_launch(__func__);
 }

@@ -43,6 +43,7 @@ void attention_forward(const AttentionArgs& a);
 void attention_backward(const AttentionArgs& a, const AttentionGrads& g);
 
 void cache_append(const CacheAppendArgs& a);
+void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, int64_t n);
 void quantize_to_int8(Tensor q, Tensor scales, const Tensor& x, int64_t head_dim);
 
 void cross_entropy_partials(Tensor partials, const Tensor& logits, const int32_t* targets, int64_t vocab_begin);

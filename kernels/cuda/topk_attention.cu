@@ -1,25 +1,28 @@
-// Top-k block attention on the GPU (topk_attention.h), in two launches on the call's stream.
-//   1. Block summaries: one thread per (sequence, head, complete block, channel) folds the block's B keys
-//      in position order (quest: minimum and maximum, moba: sum; fold_value of kernels/cpu/topk_blocks.h),
-//      into f32 scratch of batch · H · ⌊k_len / B_min⌋ · width floats (width 2·dh or dh, B_min the
-//      smallest B of the call) taken from CUDA's stream-ordered pool for the call (cudaMallocAsync,
-//      outside the model's memory plan: a few MB at eval sizes).
-//   2. Attention: one warp per (sequence, head, query t), as the general kernel of attention.cu. A top-k
-//      head scores its earlier blocks b < ⌊t/B⌋ (lane = block, channels in order: block_score of
-//      topk_blocks.h, so f32 scores equal the CPU's to the bit), keeps each score's order key (NaN as −∞,
-//      −0 as +0) in shared memory, finds the K-th largest key bit by bit (32 counting passes) and chooses
-//      the blocks above it plus, of those equal to it, the lowest ones (ties to the lower block, as
-//      SPEC §6); with K ≥ ⌊t/B⌋ every earlier block is chosen unscored. It then attends with an online
-//      softmax over the fixed key set (local W, sinks P, dilated D) minus the chosen blocks, followed by
-//      the own and chosen blocks, so each key counts once; lanes split the channels (up to 4 each) and
-//      each score is reduced across the warp. Other heads attend to their fixed key sets alone.
-// Work: the summaries read every key once (batch · k_len · H · dh elements). Per query, scoring reads
-// ⌊t/B⌋ summaries of width · 4 bytes (shared by the head's queries in L2) for 3·dh to 4·dh FLOPs each, the
-// selection makes 33 passes over ⌊t/B⌋ shared words, and attention reads k and v once per attended key
-// (about (K + 1)·B + W + P + t/D keys) for 4·dh FLOPs per 2·dh elements, as the general kernel: scalar
-// math, far below the tensor cores; long sequences with small B spend their time scoring (serial in dh
-// per lane). Limits: head width ≤ 128, f32 or bf16 activations (f32 math and lse), at most kMaxHeads
-// heads, and dh + ⌊k_len / B_min⌋ words of shared memory per warp (refused beyond the device's opt-in
+// Top-k block attention on the GPU (topk_attention.h), on the call's stream.
+//   1. Block summaries, for a sequence-layout call only (a decoding cache keeps its own, into which
+//      cache_append.cu folds each key as it stores it): one thread per (sequence, head, complete block,
+//      channel) folds the block's B keys in position order (quest: minimum and maximum, moba: sum;
+//      fold_value of kernels/cpu/topk_blocks.h) into f32 scratch of batch · H · ⌊k_len / B_min⌋ · 2·dh
+//      floats (B_min the smallest B of the call) taken from CUDA's stream-ordered pool for the call
+//      (cudaMallocAsync, outside the model's memory plan: a few MB at eval sizes).
+//   2. Attention: one warp per (sequence, head, query t), as the general kernel of attention.cu; over a
+//      cache, whose slot j holds position j, t is the sequence's query position. A top-k head scores its
+//      earlier blocks b < ⌊t/B⌋ (lane = block, channels in order: block_score of topk_blocks.h, so f32
+//      scores equal the CPU's to the bit), keeps each score's order key (NaN as −∞, −0 as +0) in shared
+//      memory, finds the K-th largest key bit by bit (32 counting passes) and chooses the blocks above it
+//      plus, of those equal to it, the lowest ones (ties to the lower block, as SPEC §6); with K ≥ ⌊t/B⌋
+//      every earlier block is chosen unscored. It then attends with an online softmax over the fixed key
+//      set (local W, sinks P, dilated D) minus the chosen blocks, followed by the own and chosen blocks, so
+//      each key counts once; lanes split the channels (up to 4 each) and each score is reduced across the
+//      warp. Other heads attend to their fixed key sets alone.
+// Work: the summaries of a sequence read every key once (batch · k_len · H · dh elements). Per query,
+// scoring reads ⌊t/B⌋ summaries of width · 4 bytes (shared by the head's queries in L2) for 3·dh to 4·dh
+// FLOPs each, the selection makes 33 passes over ⌊t/B⌋ shared words, and attention reads k and v once per
+// attended key (about (K + 1)·B + W + P + t/D keys) for 4·dh FLOPs per 2·dh elements, as the general
+// kernel: scalar math, far below the tensor cores; long sequences with small B spend their time scoring
+// (serial in dh per lane), and a decoding step, one warp per sequence and head, is latency-bound at small
+// batch. Limits: head width ≤ 128, f32 or bf16 activations (f32 math and lse), at most kMaxHeads heads,
+// and dh + (the blocks of a sequence) words of shared memory per warp (refused beyond the device's opt-in
 // maximum, about 58K blocks on an H100 or H200).
 #include "kernels/cuda/topk_attention.h"
 
@@ -35,7 +38,7 @@ namespace ratplus::cuda {
 
 namespace {
 
-constexpr int kMaxPerLane = 4;  // dh ≤ 128
+constexpr int kMaxPerLane = kTopKMaxHeadDim / 32;
 constexpr int kMaxWarpsPerBlock = 4;
 constexpr unsigned kFullMask = 0xffffffffu;
 
@@ -43,10 +46,15 @@ struct HeadBlocks {
   BlockTopK head[kMaxHeads];
 };
 
-// The shape of a call as the kernels see it; blocks: the most complete key blocks of any top-k head
-// (⌊k_len / B_min⌋), stride: the floats of one (sequence, head)'s summaries.
+// The shape of a call as the kernels see it; blocks: the most summaries of one (sequence, head) (⌊k_len /
+// B_min⌋ complete blocks of a sequence, or the blocks of a cache); the summary of block blk of head h of
+// sequence b lies at b · sequence_stride + h · head_stride + blk · block_stride floats.
 struct Shape {
-  int64_t batch, heads, q_len, q_pos0, k_len, dh, blocks, stride;
+  int64_t batch, heads, q_len, q_pos0, k_len, dh, blocks;
+  int64_t sequence_stride, head_stride, block_stride;
+  __device__ const float* summaries(const float* base, int64_t b, int64_t h) const {
+    return base + b * sequence_stride + h * head_stride;
+  }
 };
 
 template <class A>
@@ -58,15 +66,8 @@ __global__ void block_summaries_kernel(float* summaries, Mat<A> k, Shape s, Head
   const BlockTopK t = head_blocks.head[h];
   if (!t.active() || blk >= s.k_len / t.block) return;
   const int64_t row = b * s.k_len + blk * t.block, col = h * s.dh + c;
-  float lo = k(row, col), hi = lo;
-  for (int64_t j = 1; j < t.block; ++j) {
-    const float x = k(row + j, col);
-    lo = cpu::fold_value(t.score, false, lo, x);
-    hi = cpu::fold_value(t.score, true, hi, x);
-  }
-  float* summary = summaries + (b * s.heads + h) * s.stride + blk * block_summary_width(t.score, s.dh);
-  summary[c] = lo;
-  if (t.score == BlockScore::quest) summary[s.dh + c] = hi;
+  float* summary = summaries + b * s.sequence_stride + h * s.head_stride + blk * s.block_stride;
+  cpu::summarize_channel(t.score, summary, c, s.dh, t.block, [&](int64_t j) -> float { return k(row + j, col); });
 }
 
 // The score's place in the CPU's order of scores (NaN as −∞, −0 equal to +0) as an unsigned key.
@@ -86,17 +87,17 @@ __device__ int64_t warp_count(const uint32_t* words, int64_t n, int lane, F&& te
 }
 
 // chosen[b] for the earlier blocks b < own of query q: 1 for the K best-scoring (ties to the lower b), else 0.
-__device__ void choose_blocks(uint32_t* chosen, const float* q, const float* summaries, const BlockTopK& t,
-                              int64_t own, int64_t dh, int lane) {
+// Block b's summary: summaries + b · block_stride.
+__device__ void choose_blocks(uint32_t* chosen, const float* q, const float* summaries, int64_t block_stride,
+                              const BlockTopK& t, int64_t own, int64_t dh, int lane) {
   const int64_t keep = t.k < own ? t.k : own;
   if (keep == own || keep == 0) {
     for (int64_t b = lane; b < own; b += 32) chosen[b] = keep > 0;
     __syncwarp();
     return;
   }
-  const int64_t width = block_summary_width(t.score, dh);
   for (int64_t b = lane; b < own; b += 32)
-    chosen[b] = order_key(cpu::block_score(t.score, q, summaries + b * width, dh, t.block));
+    chosen[b] = order_key(cpu::block_score(t.score, q, summaries + b * block_stride, dh, t.block));
   __syncwarp();
   uint32_t threshold = 0;  // the largest key that at least `keep` blocks reach: the keep-th largest key
   for (int bit = 31; bit >= 0; --bit) {
@@ -120,8 +121,8 @@ __host__ __device__ int64_t warp_words(const Shape& s) { return s.dh + s.blocks;
 
 template <class A>
 __global__ void topk_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<A> k, Mat<A> v,
-                                      const float* summaries, Shape s, float scale, HeadKeys head_keys,
-                                      HeadBlocks head_blocks) {
+                                      const float* summaries, const int32_t* query_positions, Shape s, float scale,
+                                      HeadKeys head_keys, HeadBlocks head_blocks) {
   extern __shared__ float shared[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t w = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + warp;
@@ -129,7 +130,8 @@ __global__ void topk_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<
   const int64_t i = w % s.q_len, h = w / s.q_len % s.heads, b = w / (s.q_len * s.heads);
   float* q_shared = shared + warp * warp_words(s);
   uint32_t* chosen = reinterpret_cast<uint32_t*>(q_shared + s.dh);
-  const int64_t row = b * s.q_len + i, k_base = b * s.k_len, c0 = h * s.dh, t = s.q_pos0 + i;
+  const int64_t row = b * s.q_len + i, k_base = b * s.k_len, c0 = h * s.dh;
+  const int64_t t = query_positions ? query_positions[b] : s.q_pos0 + i;
   float qr[kMaxPerLane], acc[kMaxPerLane];
   for (int n = 0; n < kMaxPerLane; ++n) {
     const int64_t c = lane + 32 * n;
@@ -141,7 +143,8 @@ __global__ void topk_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<
   __syncwarp();
   const BlockTopK topk = head_blocks.head[h];
   const int64_t own = topk.active() ? t / topk.block : -1;
-  if (topk.active()) choose_blocks(chosen, q_shared, summaries + (b * s.heads + h) * s.stride, topk, own, s.dh, lane);
+  if (topk.active())
+    choose_blocks(chosen, q_shared, s.summaries(summaries, b, h), s.block_stride, topk, own, s.dh, lane);
   const auto attended_block = [&](int64_t j) {
     const int64_t blk = j / topk.block;
     return blk == own || chosen[blk] != 0;
@@ -184,12 +187,20 @@ Shape shape_of(const AttentionArgs& a) {
   if (dh > 32 * kMaxPerLane)
     throw std::logic_error("attention (CUDA top-k): heads of width <= " + std::to_string(32 * kMaxPerLane) +
                            " are supported, got " + std::to_string(dh));
-  Shape s{a.batch, heads, a.q_len, a.q_pos0, a.k_len, dh, 0, 0};
-  for (const BlockTopK& t : a.head_blocks) {
-    if (!t.active()) continue;
-    s.blocks = std::max(s.blocks, a.k_len / t.block);
-    s.stride = std::max(s.stride, a.k_len / t.block * block_summary_width(t.score, dh));
+  Shape s{a.batch, heads, a.q_len, a.q_pos0, a.k_len, dh, 0, 0, 0, 0};
+  if (a.key_layout == KeyLayout::cache) {  // the cache's summaries: one BlockTopK for every head
+    const Tensor& m = a.block_summaries;
+    s.blocks = m.rows / a.batch;
+    s.block_stride = m.ld;
+    s.head_stride = block_summary_width(a.head_blocks[0].score, dh);
+    s.sequence_stride = s.blocks * m.ld;
+    return s;
   }
+  for (const BlockTopK& t : a.head_blocks)
+    if (t.active()) s.blocks = std::max(s.blocks, a.k_len / t.block);
+  s.block_stride = 2 * dh;  // room for either score's summary
+  s.head_stride = s.blocks * s.block_stride;
+  s.sequence_stride = heads * s.head_stride;
   return s;
 }
 
@@ -223,18 +234,19 @@ void topk_attention_forward(const AttentionArgs& a) {
   const float scale = 1.0f / sqrtf(static_cast<float>(s.dh));
   with_activation_type(a.q.dtype, __func__, [&]<class A>() {
     const auto [warps, shared_bytes] = attention_launch<A>(s);
-    const size_t summary_bytes = static_cast<size_t>(s.batch * s.heads * s.stride) * sizeof(float);
-    float* summaries = nullptr;
+    const bool cache = a.key_layout == KeyLayout::cache;
+    const size_t summary_bytes = cache ? 0 : static_cast<size_t>(s.batch * s.sequence_stride) * sizeof(float);
+    float* summaries = cache ? a.block_summaries.ptr<float>() : nullptr;
     if (summary_bytes > 0) {
       check(cudaMallocAsync(&summaries, summary_bytes, stream), "cudaMallocAsync (top-k block summaries)");
       block_summaries_kernel<A><<<blocks_for(s.batch * s.heads * s.blocks * s.dh, 256), 256, 0, stream>>>(
           summaries, mat<A>(a.k), s, blocks);
     }
     topk_attention_kernel<A><<<blocks_for(a.q.rows * s.heads, warps), 32 * warps, shared_bytes, stream>>>(
-        mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), summaries, s, scale, keys,
-        blocks);
+        mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), summaries,
+        cache ? a.query_positions : nullptr, s, scale, keys, blocks);
     const cudaError_t launched = cudaGetLastError();
-    if (summaries) check(cudaFreeAsync(summaries, stream), "cudaFreeAsync (top-k block summaries)");
+    if (summary_bytes > 0) check(cudaFreeAsync(summaries, stream), "cudaFreeAsync (top-k block summaries)");
     check(launched, "topk_attention_forward");
   });
 }

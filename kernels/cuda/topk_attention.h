@@ -1,7 +1,8 @@
 // Top-k block attention on the GPU (SPEC §6): the forward of a sequence-layout call (whole sequences, or a
-// chunk with q_pos0 > 0) some of whose heads have an active BlockTopK; the other heads of the call attend
-// to their fixed key sets in the same launch. Decoding caches with top-k heads stay on the CPU, and top-k
-// has no backward; the entry point (kernels/attention.h) refuses both before this is reached.
+// chunk with q_pos0 > 0) some of whose heads have an active BlockTopK, the other heads attending to their
+// fixed key sets in the same launch; or one decoding step over a top-k cache (KeyLayout::cache, every head
+// under one BlockTopK, the cache's block summaries). Top-k has no backward; the entry point
+// (kernels/attention.h) refuses it before this is reached.
 #pragma once
 
 #include "kernels/attention.h"

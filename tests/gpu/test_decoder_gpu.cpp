@@ -1,7 +1,9 @@
 // Decoding on the GPU against the CPU decoder (itself tested against the full forward pass): the same weights,
 // prompts of different lengths in one batch, every prefill and step's logits — f32 to 1e-4, bf16 weights and
 // cache (f32 state and statistics) to bf16 accuracy, and each with an 8-bit cache on both — for every kind of
-// pattern, through the general CUDA attention kernel over the compact cache.
+// pattern, through the CUDA attention kernel over the compact cache; and under top-k block patterns (quest
+// and moba, with W, P and D, in a per-layer and per-head hybrid beside a dense group), through the top-k
+// kernel and the block summaries the GPU keeps, f32 and bf16.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -94,6 +96,28 @@ INSTANTIATE_TEST_SUITE_P(
                       ModelCase{"local", true, true, "local:W=24,P=1"},
                       ModelCase{"per_layer_and_head", true, true, "layers=dense|heads=1:dilated:D=8+1:local:W=5"},
                       ModelCase{"attention_only", false, true, "dilated:D=4,W=3"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Top-k caches keep keys in the model's type (no 8-bit cache): prompts of 1, 40 and 77 tokens and 20 steps
+// cross block boundaries of B = 4, 8 and 16.
+class GpuTopKDecoding : public ::testing::TestWithParam<ModelCase> {};
+
+TEST_P(GpuTopKDecoding, F32MatchesTheCpuDecoder) {
+  RATPLUS_REQUIRE_GPU();
+  decode_and_compare(GetParam(), DType::f32, 1e-4);
+}
+
+TEST_P(GpuTopKDecoding, Bf16TracksTheCpuDecoder) {
+  RATPLUS_REQUIRE_GPU();
+  decode_and_compare(GetParam(), DType::bf16, 3e-2);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Patterns, GpuTopKDecoding,
+    ::testing::Values(ModelCase{"quest", true, true, "topk:B=16,K=2"},
+                      ModelCase{"moba_window_sinks_dilated_untied", true, false, "topk:B=8,K=3,W=5,P=2,D=7,score=moba"},
+                      ModelCase{"hybrid", true, true, "layers=heads=1:dense+1:topk:B=4,K=5,W=3|topk:B=16,K=1,score=moba"},
+                      ModelCase{"attention_only", false, true, "topk:B=8,K=2,W=2"}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

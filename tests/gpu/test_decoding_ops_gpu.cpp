@@ -1,7 +1,8 @@
 // The decoding kernels against the CPU reference on awkward sizes: cache_append (several head groups with
 // different layouts, positions crossing sinks, dilated slots and the ring, with and without the recurrence)
 // and attention over a compact cache (empty, stale and future slots; one run and several merged runs), in f32
-// and with bf16 activations, each also with an 8-bit cache.
+// and with bf16 activations, each also with an 8-bit cache; a top-k cache's block summaries, appended to and
+// filled from a prompt.
 #include <string>
 #include <vector>
 
@@ -159,6 +160,52 @@ TEST_P(GpuCacheAppend, Int8MatchesCpu) {
   }
   EXPECT_EQ(slots_a.from_gpu(), slots_a.host);
   EXPECT_EQ(slots_b.from_gpu(), slots_b.host);
+}
+
+// Into top-k caches (one quest head of B = 4, one moba head of B = 5, f32): each appended key folded into its
+// block's summary as the CPU folds it — starting a block at positions 0 and 10 (moba), folding into the
+// earlier summary elsewhere — and a prompt's keys (23, not a multiple of either B) summarized block by block.
+TEST_P(GpuCacheAppend, TopKSummariesMatchCpu) {
+  RATPLUS_REQUIRE_GPU();
+  const bool recurrent = GetParam();
+  const int64_t batch = 3, heads = 2, dh = 10, width = heads * dh, max_len = 40, prompt = 23;
+  const CacheLayout dense({1, 0, 0}, max_len);
+  const BlockTopK quest{4, 2, BlockScore::quest}, moba{5, 1, BlockScore::moba};
+  const int64_t rows = batch * dense.capacity(), quest_blocks = max_len / 4, moba_blocks = max_len / 5;
+  const std::vector<int32_t> positions = {0, 7, 10};
+  Pair z(batch, 5 * width, 3, 1, 2), state(batch, 2 * width, 4), q_out(batch, width, 5), keys(prompt, width, 8);
+  Pair cache_a(rows, 2 * dh, 6), cache_b(rows, 2 * dh, 7);
+  Pair sums_a(batch * quest_blocks, 2 * dh, 9), sums_b(batch * moba_blocks, dh, 10);  // earlier contents: noise
+  IntPair at(positions), slots_a(std::vector<int32_t>(rows, -1)), slots_b(std::vector<int32_t>(rows, -1));
+  const auto views = [&](bool gpu) {
+    const auto pick = [&](const auto& x) { return gpu ? x.d : x.h; };
+    const Tensor ca = pick(cache_a), cb = pick(cache_b);
+    return std::vector<CacheView>{
+        {ca.cols_slice(0, dh), ca.cols_slice(dh, dh), pick(slots_a), 0, 1, dense.slots(), quest, pick(sums_a)},
+        {cb.cols_slice(0, dh), cb.cols_slice(dh, dh), pick(slots_b), 1, 1, dense.slots(), moba, pick(sums_b)}};
+  };
+  for (const bool gpu : {false, true}) {
+    const auto pick = [&](const Pair& x) { return gpu ? x.d : x.h; };
+    const Tensor zt = pick(z), st = pick(state);
+    const std::vector<CacheView> caches = views(gpu);
+    cache_append({.q = zt.cols_slice(width, width), .k = zt.cols_slice(2 * width, width),
+                  .v = zt.cols_slice(3 * width, width), .g = recurrent ? zt.cols_slice(4 * width, width) : Tensor{},
+                  .state = recurrent ? RecurrenceState{st.cols_slice(0, width), st.cols_slice(width, width)}
+                                     : RecurrenceState{},
+                  .positions = gpu ? at.d : at.h, .q_out = pick(q_out), .caches = caches, .n_heads = heads,
+                  .rope_base = 10000});
+  }
+  cache_a.expect_matches(1e-5, "cache of head 0");
+  sums_a.expect_matches(1e-5, "quest summaries after the append");
+  sums_b.expect_matches(1e-5, "moba summaries after the append");
+  for (const bool gpu : {false, true}) {  // sequence 1's prompt, over what the append left
+    const std::vector<CacheView> caches = views(gpu);
+    const Tensor k = gpu ? keys.d : keys.h;
+    summarize_prompt_blocks(caches[0], 1, k.cols_slice(0, dh), prompt);
+    summarize_prompt_blocks(caches[1], 1, k.cols_slice(dh, dh), prompt);
+  }
+  sums_a.expect_matches(1e-5, "quest summaries of a prompt");
+  sums_b.expect_matches(1e-5, "moba summaries of a prompt");
 }
 
 INSTANTIATE_TEST_SUITE_P(Recurrence, GpuCacheAppend, ::testing::Values(true, false),

@@ -2,8 +2,8 @@
 # Decoding with the model split by tensor parallelism over MPI ranks (`generate --tp 2` and `bench decode
 # --tp 2` under mpiexec -n 2) gives what one process gives: the same tokens and their log-probabilities to f32
 # rounding, for RAT+ (tied and untied head) and the attention-only model, under dense, dilated with window
-# and sinks, and per-head hybrid patterns (on the CPU one with top-k block heads), with prompts of different lengths decoded in one batch, greedy and
-# sampled; each rank holds half of the heads' caches; a --tp that does not match the ranks or the model is
+# and sinks, and per-head hybrid patterns (one with top-k block heads), with prompts of different lengths
+# decoded in one batch, greedy and sampled; each rank holds half of the heads' caches; a --tp that does not match the ranks or the model is
 # refused with exit 2. RATPLUS_TEST_DEVICE=cuda runs it on two GPUs (NCCL) in f32.
 # Usage: bash test_decode_tensor_parallel.sh /path/to/ratplus
 set -uo pipefail
@@ -29,9 +29,8 @@ for model in "ratplus" "untied model.tie_embeddings=false" "attention model.recu
   read -r name overrides <<<"$model"
   # shellcheck disable=SC2086  # the overrides are words
   "$BIN" init --config "$CONFIG" --out "$name.h5" train.seed=3 $overrides 2>/dev/null
-  patterns=(dense "dilated:D=3,W=2,P=1" "heads=2:dense+2:dilated:D=4,W=1")
-  # Top-k block patterns run on the CPU only; this hybrid gives each rank a top-k head.
-  [ "$DEVICE" = cpu ] && patterns+=("heads=1:dense+3:topk:B=3,K=1,W=1,score=moba")
+  # The top-k hybrid gives each rank a top-k head.
+  patterns=(dense "dilated:D=3,W=2,P=1" "heads=2:dense+2:dilated:D=4,W=1" "heads=1:dense+3:topk:B=3,K=1,W=1,score=moba")
   for pattern in "${patterns[@]}"; do
     for sampling in "--temperature 0" "--temperature 1 --top-p 0.9 --seed 5"; do
       tag="$name, ${pattern%%:*}, $([[ $sampling == *" 0" ]] && echo greedy || echo sampled)"

@@ -3,11 +3,11 @@
 
 Usage: python3 test_generate_matches_reference.py /path/to/ratplus
 
-RATPLUS_TEST_DEVICE=cuda (the gpu.test_generate_matches_reference test) generates on the GPU, in f32; top-k
-patterns, which decode on the CPU only, stay there. Without a GPU it exits 77 (skipped). On that device too,
-`eval --decode` (windows decoded teacher-forced) gives the reference's forward losses, and through an 8-bit
-cache (`--cache int8`) stays within 0.01 of them while differing; `generate --cache int8` runs there, and on
-the GPU refuses heads too narrow for its kernel.
+RATPLUS_TEST_DEVICE=cuda (the gpu.test_generate_matches_reference test) generates on the GPU, in f32, top-k
+patterns included. Without a GPU it exits 77 (skipped). On that device too, `eval --decode` (windows decoded
+teacher-forced) gives the reference's forward losses, and through an 8-bit cache (`--cache int8`) stays
+within 0.01 of them while differing; `generate --cache int8` runs there, and on the GPU refuses heads too
+narrow for its cache kernel and, under top-k, heads too wide for its top-k kernel.
 
 Writes tiny random checkpoints with h5py, generates greedily from prompts of different lengths under every
 kind of pattern (top-k block patterns included), and checks each generated token against the NumPy reference's full forward pass over the
@@ -41,7 +41,7 @@ MODEL = {"vocab_size": 53, "d_model": 32, "n_layers": 2, "n_heads": 4, "d_ffn": 
          "norm_eps": 1e-6, "rope_base": 10000.0}
 PATTERNS = ["dense", "dilated:D=4", "dilated:D=3,W=5,P=2", "local:W=6,P=1",
             "layers=dense|dilated:D=5,W=2", "heads=2:dense+2:dilated:D=4,W=1,P=1"]
-# Top-k block patterns (SPEC §6, on the CPU): prompts and generated tokens cross several blocks.
+# Top-k block patterns (SPEC §6): prompts and generated tokens cross several blocks.
 TOPK_PATTERNS = ["topk:B=3,K=2", "topk:B=4,K=1,W=1,P=1,D=5,score=moba",
                  "layers=heads=2:dense+2:topk:B=2,K=3|topk:B=5,K=1"]
 PROMPTS = [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5], [7], [2, 7, 1, 8]]
@@ -101,7 +101,7 @@ def main():
                 name = "%s (recurrence %s, tied %s)" % (pattern, recurrence, tied)
                 out = os.path.join(tmp, "out.json")
                 args = ["generate", "--checkpoint", checkpoint, "--max-new", str(NEW), "--pattern", pattern,
-                        "--json", out, "--device", "cpu" if "topk" in pattern else DEVICE]
+                        "--json", out, "--device", DEVICE]
                 for p in PROMPTS:
                     args += ["--prompt-tokens", ",".join(map(str, p))]
                 rc, stdout, err = run(binary, args)
@@ -151,6 +151,13 @@ def main():
             rc, _, err = run(binary, int8_generate + [checkpoint])
             res.check("an 8-bit cache of heads of 8 channels on the GPU exits 2 naming the width",
                       rc == 2 and "heads have 8" in err, "exit %s: %s" % (rc, err))
+            widest = os.path.join(tmp, "widest_heads.h5")
+            ref.write_checkpoint(widest, dict(MODEL, d_model=256, n_heads=1, d_ffn=32, recurrence=True,
+                                              tie_embeddings=True), std=0.1, seed=19)
+            rc, _, err = run(binary, ["generate", "--max-new", "2", "--pattern", "topk:B=2,K=1", "--prompt-tokens",
+                                      "3,1,4", "--device", DEVICE, "--checkpoint", widest])
+            res.check("top-k decoding of heads of 256 channels on the GPU exits 2 naming the width",
+                      rc == 2 and "heads have 256" in err, "exit %s: %s" % (rc, err))
 
         # EOS: take the first greedy token of the first prompt as EOS; that sequence stops after it.
         args = ["generate", "--checkpoint", checkpoint, "--max-new", str(NEW), "--pattern", "dense", "--json",

@@ -73,20 +73,6 @@ TEST(Pattern, TopKInHybrids) {
             (std::vector<BlockTopK>{{}, {}, {64, 8, BlockScore::moba}, {64, 8, BlockScore::moba}}));
 }
 
-TEST(Pattern, TopKDecodesOnTheCpuOnly) {
-  const Pattern p = Pattern::parse("heads=1:dense+1:topk:B=4,K=2");
-  EXPECT_NO_THROW(p.require_cpu_to_decode_top_k(Device::cpu));
-  EXPECT_NO_THROW(Pattern::dense().require_cpu_to_decode_top_k(Device::cuda));
-  try {
-    p.require_cpu_to_decode_top_k(Device::cuda);
-    ADD_FAILURE() << "top-k decoding accepted on CUDA";
-  } catch (const InputError& e) {
-    EXPECT_NE(std::string(e.what()).find("decoding under top-k patterns runs on the CPU in this version: --device cpu"),
-              std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find(p.text()), std::string::npos) << e.what();
-  }
-}
-
 TEST(Pattern, RejectsPatternsThatDoNotFitTheModel) {
   EXPECT_THROW(Pattern::parse("layers=dense|dense|dense").check_fits(2, 4), InputError);
   EXPECT_THROW(Pattern::parse("heads=2:dense+1:local").check_fits(2, 4), InputError);
