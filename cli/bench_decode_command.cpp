@@ -5,9 +5,9 @@
 // keys and values), then G steps of the whole batch run and are timed between device synchronisations
 // (the first step, which sets up the CUDA graph, is part of the time). Reported: tokens/s, ms per step, the
 // cache bytes one sequence holds at T, the weight bytes, the memory held (the GPU's, or the process's
-// peak resident set), and the bytes a step must move — the weights once, every sequence's cache at the
-// timed steps' mean length, the logits written — with their fraction of the H200's measured 4.3 TB/s on a
-// GPU. `--batch auto` takes the largest batch (up to 2048) whose caches and step buffers fit in 90 % of the
+// peak resident set), and the bytes a step must move — the weights once, what a step reads of every
+// sequence's cache at the timed steps' mean length (cache_bytes_read_per_step: all of it, except under top-k),
+// the logits written — with their fraction of the H200's measured 4.3 TB/s on a GPU. `--batch auto` takes the largest batch (up to 2048) whose caches and step buffers fit in 90 % of the
 // free memory. With --tp N under mpirun -n N the model is split over the N ranks (cli/model_group.h); the
 // bytes and memory are then those of one rank.
 #include <fmt/format.h>
@@ -114,7 +114,7 @@ Action add_bench_decode_command(CLI::App& bench) {
     synchronize(device);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const size_t held = device == Device::cuda ? free_at_start - available_memory(device) : peak_resident_memory();
-    const size_t cache_read = cache_bytes_per_sequence(model, pattern, o->context - o->gen / 2, precision);
+    const size_t cache_read = cache_bytes_read_per_step(model, pattern, o->context - o->gen / 2, precision);
     const double step_bytes = static_cast<double>(weight_bytes + batch * (cache_read + logits_bytes));
     const double ms_per_step = 1e3 * seconds / static_cast<double>(o->gen);
     const nlohmann::json j = {

@@ -60,23 +60,45 @@ int64_t summary_blocks(const HeadRun& r, int64_t max_len) {
 
 }  // namespace
 
-size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len, CachePrecision cache) {
+namespace {
+
+// Bytes of one sequence's caches at `length` positions; read_per_step: only what a step reads of a top-k group.
+size_t cache_bytes(const Model& model, const Pattern& pattern, int64_t length, CachePrecision cache,
+                   bool read_per_step) {
   const ModelConfig& c = model.config();
   pattern.check_fits(c.n_layers, c.n_heads);
   // Per slot and head: a key and a value, and for an 8-bit cache their two scales.
   const size_t per_head = cache == CachePrecision::int8
                               ? 2 * (c.head_dim() + dtype_size(model.gradient_dtype()))
                               : 2 * c.head_dim() * dtype_size(model.dtype());
+  const size_t per_summary = dtype_size(model.gradient_dtype());
   size_t bytes = 0;
   for (int64_t i = 0; i < c.n_layers; ++i)
-    for (const HeadRun& g : head_runs(model, pattern, i))
-      bytes += static_cast<size_t>(layout_of(g, max_len).capacity()) * (g.count * per_head + sizeof(int32_t)) +
-               static_cast<size_t>(summary_blocks(g, max_len) * g.count *
-                                   block_summary_width(g.topk.score, c.head_dim())) *
-                   dtype_size(model.gradient_dtype());
+    for (const HeadRun& g : head_runs(model, pattern, i)) {
+      const auto width = static_cast<size_t>(g.count * block_summary_width(g.topk.score, c.head_dim()));
+      if (read_per_step && g.topk.active()) {
+        const int64_t blocks = length / g.topk.block;
+        const int64_t keys = std::min(length, (std::min(g.topk.k, blocks) + 1) * g.topk.block + g.keys.window +
+                                                  g.keys.sinks + (g.keys.dilation > 0 ? length / g.keys.dilation : 0));
+        bytes += static_cast<size_t>(keys) * g.count * per_head + static_cast<size_t>(blocks) * width * per_summary;
+      } else {
+        bytes += static_cast<size_t>(layout_of(g, length).capacity()) * (g.count * per_head + sizeof(int32_t)) +
+                 static_cast<size_t>(summary_blocks(g, length)) * width * per_summary;
+      }
+    }
   const int64_t width = model.table().heads() * c.head_dim();
   const size_t state = c.recurrence ? c.n_layers * 2 * width * dtype_size(model.gradient_dtype()) : 0;
   return bytes + state;
+}
+
+}  // namespace
+
+size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len, CachePrecision cache) {
+  return cache_bytes(model, pattern, max_len, cache, false);
+}
+
+size_t cache_bytes_read_per_step(const Model& model, const Pattern& pattern, int64_t length, CachePrecision cache) {
+  return cache_bytes(model, pattern, length, cache, true);
 }
 
 Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t max_len, CachePrecision cache)

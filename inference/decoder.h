@@ -38,6 +38,12 @@ namespace ratplus {
 size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int64_t max_len,
                                 CachePrecision cache = CachePrecision::model);
 
+// Bytes of one sequence's caches a step reads at `length` cached positions: what the caches hold, except that
+// a top-k group reads the summaries of its complete blocks and only the keys and values it attends to (about
+// (min(K, blocks) + 1)·B + W + P + length/D of them), not every key it holds.
+size_t cache_bytes_read_per_step(const Model& model, const Pattern& pattern, int64_t length,
+                                 CachePrecision cache = CachePrecision::model);
+
 class Decoder {
  public:
   // Caches and state for `batch` sequences of up to `max_len` positions under `pattern` (InputError when

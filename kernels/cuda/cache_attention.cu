@@ -12,10 +12,13 @@
 //   - The groups of a warp are merged by shuffles, the warps through shared memory. With one run the
 //     block writes out and lse; otherwise the run's unnormalised sum, maximum and sum go to the workspace
 //     and a merge kernel (one block per sequence and head) rescales the runs to their common maximum.
-//   - An 8-bit cache: the run's key and value scales are read into shared memory with its positions; a
-//     score is the integer dot product times the key's scale, a value's weight p times the value's scale;
-//     the integers become floats by a byte permute and an add (Chunk<int8_t>), not the conversion
-//     instruction, whose quarter rate bounded the first version at 61 % of the bandwidth (Nsight Compute).
+//   - An 8-bit cache: the run's key and value scales are read into shared memory with its positions. The
+//     query is put on a 24-bit integer grid of its largest |value| and split into three signed bytes per
+//     channel (SplitQuery), so a score is three IDP4A per 4 channels — the exact integer dot products —
+//     times the query's and the key's scales, with no conversion of the key's bytes. A value's weight is p
+//     times the value's scale, and the values' integers become floats by a byte permute and an add
+//     (Chunk<int8_t>), not the conversion instruction, whose quarter rate bounded the first version at 61 %
+//     of the bandwidth (Nsight Compute).
 // Bytes: each attended key and value is read once (2·dh·2 B in bf16; 2·dh + 8 B in 8 bits) plus 4 B of
 // position per slot; per key ~4·dh FLOPs, about 1 FLOP per byte, so the kernel is bound by HBM bandwidth:
 // the goal is the attended cache's bytes over 4.3 TB/s (the 8-bit kernel, with three times the instructions
@@ -86,6 +89,59 @@ struct Chunk<int8_t, N> {
         x[w * 16 + i] = __uint_as_float(__byte_perm(words[i / 4], 0x4B000000u, 0x7440u + i % 4)) - 8388736.0f;
     }
   }
+};
+
+// The f32 query of a lane (E channels, E a multiple of 4) against 8-bit keys: q ≈ scale · (65536·hi + 256·mid
+// + lo), the integer below 127·65793 in magnitude (so that each part is a signed byte) rounded from q / scale,
+// where scale = the largest |q| of the head (its G lanes) over 127·65793. The grid's step, 2^-23 of that
+// largest |q|, is below f32 rounding of the dot product's larger terms.
+template <int G, int E>
+struct SplitQuery {
+  static constexpr int kWords = E / 4;
+  static constexpr float kTop = 8355711.0f;  // 127 · 65793 = 127 · (65536 + 256 + 1)
+  int part[3][kWords] = {};                  // hi, mid, lo: 4 channels' bytes per word
+  float scale;
+  __device__ explicit SplitQuery(const float (&q)[E]) {
+    float m = 0;
+#pragma unroll
+    for (int i = 0; i < E; ++i) m = fmaxf(m, fabsf(q[i]));
+#pragma unroll
+    for (int o = 1; o < G; o <<= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    scale = m / kTop;
+    const float inverse = m > 0 ? kTop / m : 0.0f;
+#pragma unroll
+    for (int i = 0; i < E; ++i) {
+      int x = __float2int_rn(fminf(fmaxf(q[i] * inverse, -kTop), kTop));
+      const int lo = (x << 24) >> 24;  // the low byte, signed
+      x = (x - lo) >> 8;
+      const int mid = (x << 24) >> 24;
+      const int hi = (x - mid) >> 8;
+      const int shift = 8 * (i % 4);
+      part[0][i / 4] |= (hi & 0xff) << shift;
+      part[1][i / 4] |= (mid & 0xff) << shift;
+      part[2][i / 4] |= (lo & 0xff) << shift;
+    }
+  }
+  // Σ key · (65536·hi + 256·mid + lo) over the lane's E channels (16-byte aligned), unscaled.
+  __device__ float dot(const int8_t* key) const {
+    int sum[3] = {};
+#pragma unroll
+    for (int w = 0; w < kWords / 4; ++w) {
+      const int4 raw = reinterpret_cast<const int4*>(key)[w];
+      const int words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int p = 0; p < 3; ++p) sum[p] = __dp4a(words[i], part[p][4 * w + i], sum[p]);
+    }
+    return fmaf(static_cast<float>(sum[0]), 65536.0f, fmaf(static_cast<float>(sum[1]), 256.0f, static_cast<float>(sum[2])));
+  }
+};
+
+// What a query of a cache of bf16 or f32 keys needs beyond its floats: nothing.
+template <int G, int E>
+struct FloatQuery {
+  __device__ explicit FloatQuery(const float (&)[E]) {}
 };
 
 // e^(x − m), 0 for x = −∞ (also when m is −∞).
@@ -167,6 +223,8 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
 #pragma unroll
     for (int i = 0; i < E; ++i) qf[i] = qc.x[i] * scale;
   }
+  using Query = std::conditional_t<int8, SplitQuery<G, E>, FloatQuery<G, E>>;
+  const Query split(qf);
   Softmax<E> sm;
   for (int i = 0; i < tiles; ++i) {
     load_tile(i + kStages - 1);
@@ -182,13 +240,17 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
       live[r] = in_warp < kSlotsPerWarp && s < n && slot_positions[s] >= 0;
       float dot = 0;
       if (live[r]) {
-        const Chunk<C, E> kc(kt + slot * dh + e * E);
+        if constexpr (int8) {
+          dot = split.dot(kt + slot * dh + e * E);
+        } else {
+          const Chunk<C, E> kc(kt + slot * dh + e * E);
 #pragma unroll
-        for (int j = 0; j < E; ++j) dot += qf[j] * kc.x[j];
+          for (int j = 0; j < E; ++j) dot += qf[j] * kc.x[j];
+        }
       }
 #pragma unroll
       for (int o = 1; o < G; o <<= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
-      if constexpr (int8) dot *= live[r] ? key_scales[i * kTile + slot] : 0.0f;
+      if constexpr (int8) dot *= live[r] ? key_scales[i * kTile + slot] * split.scale : 0.0f;
       score[r] = live[r] ? dot : -INFINITY;
       mu = fmaxf(mu, score[r]);
     }

@@ -160,6 +160,20 @@ TEST(Decoding, ADilatedCacheIsASixteenthOfDense) {
   EXPECT_NEAR(ratio, 1.0 / 16, 0.01);
 }
 
+// Counted from the definitions for the two-layer, two-head model of width 16 (heads of 8, f32, RAT+): a top-k
+// step at 40 positions under topk:B=4,K=2,W=3 reads 10 complete blocks' quest summaries (2·8 values per block
+// and head) and (2 + 1)·4 + 3 = 15 keys and values, while its cache holds all 40 with their positions; other
+// patterns read what they hold.
+TEST(Decoding, ATopKStepReadsItsSummariesAndChosenKeys) {
+  Model model(decode_config(true, true), Device::cpu, DType::f32);
+  const size_t layers = 2, heads = 2, dh = 8, f32 = 4, state = layers * 2 * heads * dh * f32;
+  const size_t key_and_value = heads * 2 * dh * f32, summaries = 10 * heads * 2 * dh * f32;
+  const Pattern topk = Pattern::parse("topk:B=4,K=2,W=3"), dilated = Pattern::dilated(4, 3);
+  EXPECT_EQ(cache_bytes_read_per_step(model, topk, 40), layers * (15 * key_and_value + summaries) + state);
+  EXPECT_EQ(cache_bytes_per_sequence(model, topk, 40), layers * (40 * (key_and_value + 4) + summaries) + state);
+  EXPECT_EQ(cache_bytes_read_per_step(model, dilated, 40), cache_bytes_per_sequence(model, dilated, 40));
+}
+
 TEST(Decoding, BadRequestsAreRefused) {
   Model model(decode_config(true, true), Device::cpu, DType::f32);
   Decoder decoder(model, Pattern::dense(), 2, 8);
