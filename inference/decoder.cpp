@@ -81,6 +81,8 @@ size_t cache_bytes(const Model& model, const Pattern& pattern, int64_t length, C
         const int64_t keys = std::min(length, (std::min(g.topk.k, blocks) + 1) * g.topk.block + g.keys.window +
                                                   g.keys.sinks + (g.keys.dilation > 0 ? length / g.keys.dilation : 0));
         bytes += static_cast<size_t>(keys) * g.count * per_head + static_cast<size_t>(blocks) * width * per_summary;
+        if (model.device() == Device::cuda)  // the selection of every slot, written and read
+          bytes += 2 * sizeof(int32_t) * static_cast<size_t>(length * g.count);
       } else {
         bytes += static_cast<size_t>(layout_of(g, length).capacity()) * (g.count * per_head + sizeof(int32_t)) +
                  static_cast<size_t>(summary_blocks(g, length)) * width * per_summary;
@@ -138,7 +140,7 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   };
   groups_.resize(c.n_layers);
   state_.resize(c.recurrence ? c.n_layers : 0);
-  int64_t workspace = 0;
+  int64_t workspace = 0, selection_heads = 0, selection_slots = 0;
   for (int64_t i = 0; i < c.n_layers; ++i) {
     const std::vector<HeadRun> runs = head_runs(model, pattern, i);
     require_input(static_cast<int64_t>(runs.size()) <= kMaxHeadGroups,
@@ -166,6 +168,10 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
         plan(g.cache.summaries, name + "/summaries", batch * summary_blocks(r, max_len),
              r.count * block_summary_width(r.topk.score, dh), stat);
       workspace = std::max(workspace, cache_attention_workspace(batch, r.count, g.layout.capacity(), dh));
+      if (r.topk.active()) {
+        selection_heads = std::max(selection_heads, r.count);
+        selection_slots = std::max(selection_slots, rows);
+      }
     }
     if (c.recurrence) {
       plan(state_[i].k, fmt::format("state/{}/k", i), batch, width, stat);
@@ -187,6 +193,8 @@ Decoder::Decoder(Model& model, const Pattern& pattern, int64_t batch, int64_t ma
   plan(step_tokens_, "step/tokens", 1, batch, DType::i32);
   plan(step_positions_, "step/positions", 1, batch, DType::i32);
   if (model.device() == Device::cuda && workspace > 0) plan(workspace_, "step/attention", 1, workspace, DType::f32);
+  if (model.device() == Device::cuda && selection_heads > 0)
+    plan(selection_, "step/selection", selection_heads, selection_slots, DType::i32);
   memory_.allocate(model.device());
   for (auto& [tensor, handle] : bindings) *tensor = memory_.get(handle);
   caches_.resize(c.n_layers);
@@ -318,6 +326,9 @@ void Decoder::temporal_mixing_step(int64_t layer, const Tensor& x, Tensor y) {
     attention_forward({.q = q_rot_.cols_slice(c0, cols), .batch = batch_, .q_len = 1,
                        .key_layout = KeyLayout::cache, .k = g.cache.k, .v = g.cache.v, .k_len = g.layout.capacity(),
                        .head_keys = g.keys, .head_blocks = g.blocks, .block_summaries = g.cache.summaries,
+                       .selection = g.cache.topk.active() && !selection_.empty()
+                                        ? selection_.rows_slice(0, g.cache.heads).cols_slice(0, g.cache.positions.cols)
+                                        : Tensor{},
                        .k_scale = g.cache.k_scale, .v_scale = g.cache.v_scale,
                        .key_positions = g.cache.positions.ptr<int32_t>(),
                        .query_positions = step_positions_.ptr<int32_t>(), .out = att_.cols_slice(c0, cols),

@@ -40,7 +40,8 @@ size_t cache_bytes_per_sequence(const Model& model, const Pattern& pattern, int6
 
 // Bytes of one sequence's caches a step reads at `length` cached positions: what the caches hold, except that
 // a top-k group reads the summaries of its complete blocks and only the keys and values it attends to (about
-// (min(K, blocks) + 1)·B + W + P + length/D of them), not every key it holds.
+// (min(K, blocks) + 1)·B + W + P + length/D of them), not every key it holds, and on the GPU writes and reads
+// an i32 selection of every slot per head.
 size_t cache_bytes_read_per_step(const Model& model, const Pattern& pattern, int64_t length,
                                  CachePrecision cache = CachePrecision::model);
 
@@ -103,6 +104,7 @@ class Decoder {
   // sequence; the attention workspace of the longest cache.
   Tensor step_tokens_, step_positions_;
   Tensor x_, y_, h_, rstd_, z_, q_rot_, att_, lse_, gated_, workspace_;
+  Tensor selection_;  // on the GPU, the slots a top-k group's heads attend to at a step (i32, the largest group)
   Tensor vocab_slice_, gathered_;  // under tensor parallelism: this rank's logits, and every rank's
   ChannelMixingState ffn_;
   CapturedWork graph_;

@@ -46,6 +46,7 @@ void validate_top_k(const AttentionArgs& a) {
       s.ld < s.cols || s.dtype != stat || s.device != a.q.device)
     invalid(fmt::format("a top-k cache of {} slots needs block summaries [batch · blocks, {}] of {} on the {}",
                         a.k_len, width, dtype_name(stat), device_name(a.q.device)));
+  if (a.q.device == Device::cuda) check_matrix(a.selection, "selection", heads, a.batch * a.k_len, DType::i32, a.q);
 }
 
 void validate(const AttentionArgs& a) {

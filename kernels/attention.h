@@ -112,6 +112,10 @@ struct AttentionArgs {
   // summaries, rows b · blocks + block, block_summary_width(score, dh) columns per head, of the statistics
   // type (see kernels/cpu/topk_blocks.h).
   Tensor block_summaries = {};
+  // KeyLayout::cache with top-k heads on the GPU: i32 [H, batch · k_len] scratch (planned by the caller) into
+  // which each head's attended slots are selected — slot s holds its position if the query attends to it,
+  // else −1 — before the cache kernel reads them.
+  Tensor selection = {};
   // KeyLayout::cache with an 8-bit cache (kernels/cache_append.h): k and v are i8, and k_scale, v_scale
   // [H, batch · k_len] (the statistics type) hold each slot's scale per head; empty otherwise.
   Tensor k_scale = {}, v_scale = {};

@@ -1,7 +1,8 @@
 // Attention of one query per sequence over a compact decoding cache (KeyLayout::cache), flash-decoding
 // style. Grid: (run, head, sequence), a run being kCacheSplitSlots consecutive slots; 128 threads.
 //   - The run's slot positions are read into shared memory first; a slot outside the query's key set
-//     (empty, stale in the ring, beyond the query) is never read.
+//     (empty, stale in the ring, beyond the query, or not selected by a top-k head, whose positions are its
+//     own: topk_attention.cu) is never read.
 //   - Keys and values stream into shared memory in tiles of kTile slots through a kStages-deep cp.async
 //     pipeline, so the bytes in flight (kStages − 1 tiles per block) do not live in registers: that is what
 //     keeps HBM busy (with the loads in registers, 110 registers per thread allowed 16 warps per SM and
@@ -171,6 +172,7 @@ template <class A, class C, int G>
 __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<C> k,
                                                                    Mat<C> v, CacheScales scales,
                                                                    const int32_t* key_positions,
+                                                                   int64_t positions_head_stride,
                                                                    const int32_t* query_positions, int k_len,
                                                                    int dh, float scale, HeadKeys head_keys,
                                                                    float* partials) {
@@ -192,7 +194,7 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
   const int64_t t = query_positions[b];
   const KeySet keys = head_keys.head[h];
   for (int s = threadIdx.x; s < n; s += kThreads) {
-    const int32_t p = key_positions[row0 + s];
+    const int32_t p = key_positions[h * positions_head_stride + row0 + s];
     slot_positions[s] = in_key_set(keys, t, p) ? p : -1;  // −1: not attended
     if constexpr (int8) {
       key_scales[s] = scales.k[h * scales.ld + row0 + s];
@@ -350,7 +352,7 @@ bool aligned(const Tensor& t) {
 }
 
 template <class A, class C, int G>
-void launch(const AttentionArgs& a, int dh, int runs, const HeadKeys& keys) {
+void launch(const AttentionArgs& a, int dh, int runs, const HeadKeys& keys, int64_t positions_head_stride) {
   const dim3 grid(runs, static_cast<unsigned>(a.head_keys.size()), static_cast<unsigned>(a.batch));
   float* partials = runs > 1 ? a.workspace.ptr<float>() : nullptr;
   const size_t shared = shared_bytes<C>(dh);
@@ -365,7 +367,7 @@ void launch(const AttentionArgs& a, int dh, int runs, const HeadKeys& keys) {
       a.k_scale.empty() ? CacheScales{} : CacheScales{a.k_scale.ptr<float>(), a.v_scale.ptr<float>(), a.k_scale.ld};
   cache_attention_kernel<A, C, G><<<grid, kThreads, shared, attention_stream(a)>>>(
       mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<C>(a.k), mat<C>(a.v), scales, a.key_positions,
-      a.query_positions, static_cast<int>(a.k_len), dh, 1.0f / sqrtf(static_cast<float>(dh)), keys, partials);
+      positions_head_stride, a.query_positions, static_cast<int>(a.k_len), dh, 1.0f / sqrtf(static_cast<float>(dh)), keys, partials);
   check_launch("cache_attention_kernel");
   if (runs > 1) {
     merge_runs_kernel<A><<<dim3(grid.y, grid.z), kThreads, 0, attention_stream(a)>>>(mat<A>(a.out), mat<float>(a.lse),
@@ -398,7 +400,7 @@ void with_types(const AttentionArgs& a, int lanes, F&& f) {
 
 }  // namespace
 
-void cache_attention_forward(const AttentionArgs& a) {
+void cache_attention_forward(const AttentionArgs& a, int64_t positions_head_stride) {
   const int64_t heads = static_cast<int64_t>(a.head_keys.size()), dh = a.q.cols / heads;
   const int64_t lanes = dh * static_cast<int64_t>(dtype_size(a.k.dtype)) / 16;
   if (!gpu_cache_attention_takes(dh, a.k.dtype) || !aligned(a.q) || !aligned(a.k) || !aligned(a.v) ||
@@ -409,7 +411,9 @@ void cache_attention_forward(const AttentionArgs& a) {
   const int runs = static_cast<int>((a.k_len + kCacheSplitSlots - 1) / kCacheSplitSlots);
   const HeadKeys keys = pack_head_keys(a.head_keys, [](const KeySet& s) { return s; });
   with_types(a, static_cast<int>(lanes),
-             [&]<class A, class C, int G>() { launch<A, C, G>(a, static_cast<int>(dh), runs, keys); });
+             [&]<class A, class C, int G>() {
+               launch<A, C, G>(a, static_cast<int>(dh), runs, keys, positions_head_stride);
+             });
 }
 
 }  // namespace ratplus::cuda

@@ -6,6 +6,8 @@
 
 namespace ratplus::cuda {
 
-void cache_attention_forward(const AttentionArgs& a);
+// positions_head_stride: 0, or the distance between the key positions of consecutive heads when each head
+// has its own (the slots a top-k head selected: topk_attention.cu).
+void cache_attention_forward(const AttentionArgs& a, int64_t positions_head_stride = 0);
 
 }  // namespace ratplus::cuda

@@ -5,23 +5,26 @@
 //      fold_value of kernels/cpu/topk_blocks.h) into f32 scratch of batch · H · ⌊k_len / B_min⌋ · 2·dh
 //      floats (B_min the smallest B of the call) taken from CUDA's stream-ordered pool for the call
 //      (cudaMallocAsync, outside the model's memory plan: a few MB at eval sizes).
-//   2. Attention: one warp per (sequence, head, query t), as the general kernel of attention.cu; over a
-//      cache, whose slot j holds position j, t is the sequence's query position. A top-k head scores its
-//      earlier blocks b < ⌊t/B⌋ (lane = block, channels in order: block_score of topk_blocks.h, so f32
-//      scores equal the CPU's to the bit), keeps each score's order key (NaN as −∞, −0 as +0) in shared
-//      memory, finds the K-th largest key bit by bit (32 counting passes) and chooses the blocks above it
-//      plus, of those equal to it, the lowest ones (ties to the lower block, as SPEC §6); with K ≥ ⌊t/B⌋
-//      every earlier block is chosen unscored. It then attends with an online softmax over the fixed key
-//      set (local W, sinks P, dilated D) minus the chosen blocks, followed by the own and chosen blocks, so
-//      each key counts once; lanes split the channels (up to 4 each) and each score is reduced across the
-//      warp. Other heads attend to their fixed key sets alone.
+//   2. Attention: one warp per (sequence, head, query t), as the general kernel of attention.cu. A top-k
+//      head scores its earlier blocks b < ⌊t/B⌋ (lane = block, channels in order: block_score of
+//      topk_blocks.h, so f32 scores equal the CPU's to the bit), keeps each score's order key (NaN as −∞,
+//      −0 as +0) in shared memory, finds the K-th largest key bit by bit (32 counting passes) and chooses
+//      the blocks above it plus, of those equal to it, the lowest ones (ties to the lower block, as SPEC
+//      §6); with K ≥ ⌊t/B⌋ every earlier block is chosen unscored. It then attends with an online softmax
+//      over the fixed key set (local W, sinks P, dilated D) minus the chosen blocks, followed by the own and
+//      chosen blocks, so each key counts once; lanes split the channels (up to 4 each) and each score is
+//      reduced across the warp. Other heads attend to their fixed key sets alone.
+// A decoding step over a top-k cache (slot j holds position j) chooses the blocks the same way, one warp per
+// (sequence, head), but instead of attending writes the head's selection — each slot's position if the query
+// attends to it, else −1 — and hands it to the cache kernel (cache_attention.cu), which attends over the
+// selected slots split into runs across the GPU, reading only their keys and values.
 // Work: the summaries of a sequence read every key once (batch · k_len · H · dh elements). Per query,
 // scoring reads ⌊t/B⌋ summaries of width · 4 bytes (shared by the head's queries in L2) for 3·dh to 4·dh
 // FLOPs each, the selection makes 33 passes over ⌊t/B⌋ shared words, and attention reads k and v once per
 // attended key (about (K + 1)·B + W + P + t/D keys) for 4·dh FLOPs per 2·dh elements, as the general
 // kernel: scalar math, far below the tensor cores; long sequences with small B spend their time scoring
-// (serial in dh per lane), and a decoding step, one warp per sequence and head, is latency-bound at small
-// batch. Limits: head width ≤ 128, f32 or bf16 activations (f32 math and lse), at most kMaxHeads heads,
+// (serial in dh per lane). A decoding step reads ⌊t/B⌋ summaries per head, writes and reads 4 B of selection
+// per slot, and the selected keys and values once. Limits: head width ≤ 128, f32 or bf16 activations (f32 math and lse), at most kMaxHeads heads,
 // and dh + (the blocks of a sequence) words of shared memory per warp (refused beyond the device's opt-in
 // maximum, about 58K blocks on an H100 or H200).
 #include "kernels/cuda/topk_attention.h"
@@ -29,8 +32,10 @@
 #include <algorithm>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "kernels/cpu/topk_blocks.h"
+#include "kernels/cuda/cache_attention.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/head_keys.h"
 
@@ -121,8 +126,8 @@ __host__ __device__ int64_t warp_words(const Shape& s) { return s.dh + s.blocks;
 
 template <class A>
 __global__ void topk_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<A> k, Mat<A> v,
-                                      const float* summaries, const int32_t* query_positions, Shape s, float scale,
-                                      HeadKeys head_keys, HeadBlocks head_blocks) {
+                                      const float* summaries, Shape s, float scale, HeadKeys head_keys,
+                                      HeadBlocks head_blocks) {
   extern __shared__ float shared[];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int64_t w = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + warp;
@@ -130,8 +135,7 @@ __global__ void topk_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<
   const int64_t i = w % s.q_len, h = w / s.q_len % s.heads, b = w / (s.q_len * s.heads);
   float* q_shared = shared + warp * warp_words(s);
   uint32_t* chosen = reinterpret_cast<uint32_t*>(q_shared + s.dh);
-  const int64_t row = b * s.q_len + i, k_base = b * s.k_len, c0 = h * s.dh;
-  const int64_t t = query_positions ? query_positions[b] : s.q_pos0 + i;
+  const int64_t row = b * s.q_len + i, k_base = b * s.k_len, c0 = h * s.dh, t = s.q_pos0 + i;
   float qr[kMaxPerLane], acc[kMaxPerLane];
   for (int n = 0; n < kMaxPerLane; ++n) {
     const int64_t c = lane + 32 * n;
@@ -182,6 +186,31 @@ __global__ void topk_attention_kernel(Mat<A> out, Mat<float> lse, Mat<A> q, Mat<
   if (lane == 0) lse.set(row, h, running_max + logf(running_sum));
 }
 
+// One warp per (sequence, head) of a decoding step over a top-k cache (slot j = position j): the blocks the
+// sequence's query chooses, as above, then the head's row of the selection — each slot's position when the
+// query attends to it (its own or a chosen block, or the fixed key set), else −1 — for the cache kernel.
+template <class A>
+__global__ void select_slots_kernel(Mat<int32_t> selection, Mat<A> q, const float* summaries,
+                                    const int32_t* query_positions, Shape s, HeadKeys head_keys, BlockTopK topk) {
+  extern __shared__ float shared[];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int64_t w = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + warp;
+  if (w >= s.batch * s.heads) return;
+  const int64_t h = w % s.heads, b = w / s.heads, t = query_positions[b], own = t / topk.block;
+  float* q_shared = shared + warp * warp_words(s);
+  uint32_t* chosen = reinterpret_cast<uint32_t*>(q_shared + s.dh);
+  for (int64_t c = lane; c < s.dh; c += 32) q_shared[c] = q(b, h * s.dh + c);
+  __syncwarp();
+  choose_blocks(chosen, q_shared, s.summaries(summaries, b, h), s.block_stride, topk, own, s.dh, lane);
+  const KeySet keys = head_keys.head[h];
+  int32_t* row = selection.row(h) + b * s.k_len;
+  for (int64_t j = lane; j < s.k_len; j += 32) {
+    const int64_t blk = j / topk.block;
+    const bool attended = j <= t && (blk == own || chosen[blk] != 0 || in_key_set(keys, t, j));
+    row[j] = attended ? static_cast<int32_t>(j) : -1;
+  }
+}
+
 Shape shape_of(const AttentionArgs& a) {
   const int64_t heads = static_cast<int64_t>(a.head_keys.size()), dh = a.q.cols / heads;
   if (dh > 32 * kMaxPerLane)
@@ -204,9 +233,10 @@ Shape shape_of(const AttentionArgs& a) {
   return s;
 }
 
-// Warps per block and the dynamic shared memory of the attention kernel, opting in beyond 48 KB.
-template <class A>
-std::pair<int, size_t> attention_launch(const Shape& s) {
+// Warps per block and the dynamic shared memory of a kernel with warp_words(s) words per warp, opting in
+// beyond 48 KB.
+template <class Kernel>
+std::pair<int, size_t> warp_launch(Kernel kernel, const Shape& s) {
   int device = 0, optin = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device), "cudaDeviceGetAttribute");
@@ -217,10 +247,29 @@ std::pair<int, size_t> attention_launch(const Shape& s) {
   const int warps = static_cast<int>(std::min<size_t>(kMaxWarpsPerBlock, optin / per_warp));
   const size_t bytes = warps * per_warp;
   if (bytes > 48 * 1024)
-    check(cudaFuncSetAttribute(topk_attention_kernel<A>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                static_cast<int>(bytes)),
           "cudaFuncSetAttribute");
   return {warps, bytes};
+}
+
+// A decoding step over a top-k cache: the selection kernel, then the cache kernel over each head's selected
+// slots (as a dense key set: a slot it did not select holds −1 and is never read).
+void select_and_attend(const AttentionArgs& a, const Shape& s, const HeadKeys& keys) {
+  const cudaStream_t stream = attention_stream(a);
+  with_activation_type(a.q.dtype, __func__, [&]<class A>() {
+    const auto [warps, shared_bytes] = warp_launch(select_slots_kernel<A>, s);
+    select_slots_kernel<A><<<blocks_for(s.batch * s.heads, warps), 32 * warps, shared_bytes, stream>>>(
+        mat<int32_t>(a.selection), mat<A>(a.q), a.block_summaries.ptr<float>(), a.query_positions, s, keys,
+        a.head_blocks[0]);
+  });
+  check_launch("select_slots_kernel");
+  const std::vector<KeySet> dense(a.head_keys.size(), KeySet{1, 0, 0});
+  AttentionArgs selected = a;
+  selected.head_keys = dense;
+  selected.head_blocks = {};
+  selected.key_positions = a.selection.ptr<int32_t>();
+  cache_attention_forward(selected, a.selection.ld);
 }
 
 }  // namespace
@@ -228,25 +277,25 @@ std::pair<int, size_t> attention_launch(const Shape& s) {
 void topk_attention_forward(const AttentionArgs& a) {
   const Shape s = shape_of(a);
   const HeadKeys keys = pack_head_keys(a.head_keys, [](const KeySet& k) { return k; });
+  if (a.key_layout == KeyLayout::cache) return select_and_attend(a, s, keys);
   HeadBlocks blocks{};
   for (size_t h = 0; h < a.head_blocks.size(); ++h) blocks.head[h] = a.head_blocks[h];
   const cudaStream_t stream = attention_stream(a);
   const float scale = 1.0f / sqrtf(static_cast<float>(s.dh));
   with_activation_type(a.q.dtype, __func__, [&]<class A>() {
-    const auto [warps, shared_bytes] = attention_launch<A>(s);
-    const bool cache = a.key_layout == KeyLayout::cache;
-    const size_t summary_bytes = cache ? 0 : static_cast<size_t>(s.batch * s.sequence_stride) * sizeof(float);
-    float* summaries = cache ? a.block_summaries.ptr<float>() : nullptr;
+    const auto [warps, shared_bytes] = warp_launch(topk_attention_kernel<A>, s);
+    const size_t summary_bytes = static_cast<size_t>(s.batch * s.sequence_stride) * sizeof(float);
+    float* summaries = nullptr;
     if (summary_bytes > 0) {
       check(cudaMallocAsync(&summaries, summary_bytes, stream), "cudaMallocAsync (top-k block summaries)");
       block_summaries_kernel<A><<<blocks_for(s.batch * s.heads * s.blocks * s.dh, 256), 256, 0, stream>>>(
           summaries, mat<A>(a.k), s, blocks);
     }
     topk_attention_kernel<A><<<blocks_for(a.q.rows * s.heads, warps), 32 * warps, shared_bytes, stream>>>(
-        mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), summaries,
-        cache ? a.query_positions : nullptr, s, scale, keys, blocks);
+        mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<A>(a.k), mat<A>(a.v), summaries, s, scale, keys,
+        blocks);
     const cudaError_t launched = cudaGetLastError();
-    if (summary_bytes > 0) check(cudaFreeAsync(summaries, stream), "cudaFreeAsync (top-k block summaries)");
+    if (summaries) check(cudaFreeAsync(summaries, stream), "cudaFreeAsync (top-k block summaries)");
     check(launched, "topk_attention_forward");
   });
 }
