@@ -202,16 +202,32 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
     }
   }
   __syncthreads();
+  // This thread's 16-byte chunks of a tile (chunk c = threadIdx.x + m · kThreads of its kTile · G: slot c / G,
+  // channels (c mod G) · E on), their addresses in tile 0 computed once; tile i's lie i · kTile rows further.
+  constexpr int kChunks = (kTile * G + kThreads - 1) / kThreads;
+  int chunk_slot[kChunks];
+  uint32_t chunk_shared[kChunks];
+  const C *chunk_k[kChunks], *chunk_v[kChunks];
+#pragma unroll
+  for (int m = 0; m < kChunks; ++m) {
+    const int c = threadIdx.x + m * kThreads, col = c % G * E;
+    chunk_slot[m] = c < kTile * G ? c / G : kTile;  // kTile: no chunk
+    chunk_shared[m] = static_cast<uint32_t>((chunk_slot[m] * dh + col) * sizeof(C));
+    chunk_k[m] = k.row(row0 + chunk_slot[m]) + c0 + col;
+    chunk_v[m] = v.row(row0 + chunk_slot[m]) + c0 + col;
+  }
+  const uint32_t k_shared = smem_u32(k_tiles), v_shared = smem_u32(v_tiles);
+  const uint32_t stage_bytes = static_cast<uint32_t>(kTile * dh * sizeof(C));
   // Tile i's attended keys and values into stage i mod kStages (one commit group per tile, even empty).
   const auto load_tile = [&](int i) {
     if (i < tiles) {
-      C* kt = k_tiles + (i % kStages) * kTile * dh;
-      C* vt = v_tiles + (i % kStages) * kTile * dh;
-      for (int c = threadIdx.x; c < kTile * G; c += kThreads) {
-        const int slot = c / G, s = i * kTile + slot, col = c % G * E;
-        if (s < n && slot_positions[s] >= 0) {
-          cp_async16(smem_u32(kt + slot * dh + col), k.row(row0 + s) + c0 + col, true);
-          cp_async16(smem_u32(vt + slot * dh + col), v.row(row0 + s) + c0 + col, true);
+      const uint32_t stage = (i % kStages) * stage_bytes;
+#pragma unroll
+      for (int m = 0; m < kChunks; ++m) {
+        const int s = i * kTile + chunk_slot[m];
+        if (chunk_slot[m] < kTile && s < n && slot_positions[s] >= 0) {
+          cp_async16(k_shared + stage + chunk_shared[m], chunk_k[m] + static_cast<int64_t>(i) * kTile * k.ld, true);
+          cp_async16(v_shared + stage + chunk_shared[m], chunk_v[m] + static_cast<int64_t>(i) * kTile * v.ld, true);
         }
       }
     }
