@@ -22,11 +22,10 @@
 //     of the bandwidth (Nsight Compute).
 // Bytes: each attended key and value is read once (2·dh·2 B in bf16; 2·dh + 8 B in 8 bits) plus 4 B of
 // position per slot; per key ~4·dh FLOPs, about 1 FLOP per byte, so the kernel is bound by HBM bandwidth:
-// the goal is the attended cache's bytes over 4.3 TB/s (the 8-bit kernel, with three times the instructions
-// per byte, is issue-bound so far: docs/PERFORMANCE.md). Shared memory per block: positions (2 KiB) and
-// kStages tiles of keys and values (64 KiB in bf16 at dh 128): 3 blocks per SM, 144 KiB in flight per SM.
-// Parallelism:
-// batch × heads × runs blocks (16 × 32 = 512 at batch 1, dense T 16384; 32,768 at batch 2048, dilated(64)).
+// the goal is the attended cache's bytes over 4.3 TB/s (the 8-bit kernel, with a channel to convert and
+// weigh per byte where bf16 has one per two bytes, is issue-bound so far: docs/PERFORMANCE.md).
+// Shared memory per block: positions (2 KiB) and kStages tiles of keys and values (64 KiB in bf16 at dh 128):
+// 3 blocks per SM, 144 KiB in flight per SM. Parallelism: batch × heads × runs blocks (16 × 32 = 512 at batch 1, dense T 16384; 32,768 at batch 2048, dilated(64)).
 // Needs 16-byte aligned rows and a head width of G · 16 / sizeof(element) with G a power of two ≤ 32.
 #include <algorithm>
 #include <string>
