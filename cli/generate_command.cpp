@@ -92,7 +92,7 @@ Action add_generate_command(CLI::App& app) {
   tokens->excludes(file);
   texts->excludes(tokens)->excludes(file)->needs(tokenizer);
   cmd->add_option("--max-new", o->max_new, "tokens to generate per prompt")->required();
-  cmd->add_option("--pattern", o->pattern, "attention pattern (e.g. dense, dilated:D=16,W=256,P=4, topk:B=64,K=8 on the CPU)")->required();
+  cmd->add_option("--pattern", o->pattern, "attention pattern (e.g. dense, dilated:D=16,W=256,P=4, topk:B=64,K=8)")->required();
   cmd->add_option("--temperature", o->temperature, "0 = greedy (argmax), else sampling")->capture_default_str();
   cmd->add_option("--top-k", o->top_k, "sample among the k most likely ids (0 = all)")->capture_default_str();
   cmd->add_option("--top-p", o->top_p, "sample among the smallest set of ids reaching this probability")
