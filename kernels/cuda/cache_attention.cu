@@ -25,7 +25,8 @@
 // the goal is the attended cache's bytes over 4.3 TB/s (the 8-bit kernel, with a channel to convert and
 // weigh per byte where bf16 has one per two bytes, is issue-bound so far: docs/PERFORMANCE.md).
 // Shared memory per block: positions (2 KiB) and kStages tiles of keys and values (64 KiB in bf16 at dh 128):
-// 3 blocks per SM, 144 KiB in flight per SM. Parallelism: batch × heads × runs blocks (16 × 32 = 512 at batch 1, dense T 16384; 32,768 at batch 2048, dilated(64)).
+// 3 blocks per SM, 144 KiB in flight per SM. Parallelism: batch × heads × runs blocks (16 × 32 = 512 at
+// batch 1, dense T 16384; 32,768 at batch 2048, dilated(64)).
 // Needs 16-byte aligned rows and a head width of G · 16 / sizeof(element) with G a power of two ≤ 32.
 #include <algorithm>
 #include <string>
@@ -134,7 +135,8 @@ struct SplitQuery {
 #pragma unroll
         for (int p = 0; p < 3; ++p) sum[p] = __dp4a(words[i], part[p][4 * w + i], sum[p]);
     }
-    return fmaf(static_cast<float>(sum[0]), 65536.0f, fmaf(static_cast<float>(sum[1]), 256.0f, static_cast<float>(sum[2])));
+    const float hi = static_cast<float>(sum[0]), mid = static_cast<float>(sum[1]), lo = static_cast<float>(sum[2]);
+    return fmaf(hi, 65536.0f, fmaf(mid, 256.0f, lo));
   }
 };
 
@@ -382,7 +384,8 @@ void launch(const AttentionArgs& a, int dh, int runs, const HeadKeys& keys, int6
       a.k_scale.empty() ? CacheScales{} : CacheScales{a.k_scale.ptr<float>(), a.v_scale.ptr<float>(), a.k_scale.ld};
   cache_attention_kernel<A, C, G><<<grid, kThreads, shared, attention_stream(a)>>>(
       mat<A>(a.out), mat<float>(a.lse), mat<A>(a.q), mat<C>(a.k), mat<C>(a.v), scales, a.key_positions,
-      positions_head_stride, a.query_positions, static_cast<int>(a.k_len), dh, 1.0f / sqrtf(static_cast<float>(dh)), keys, partials);
+      positions_head_stride, a.query_positions, static_cast<int>(a.k_len), dh,
+      1.0f / sqrtf(static_cast<float>(dh)), keys, partials);
   check_launch("cache_attention_kernel");
   if (runs > 1) {
     merge_runs_kernel<A><<<dim3(grid.y, grid.z), kThreads, 0, attention_stream(a)>>>(mat<A>(a.out), mat<float>(a.lse),

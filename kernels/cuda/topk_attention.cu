@@ -24,9 +24,10 @@
 // attended key (about (K + 1)·B + W + P + t/D keys) for 4·dh FLOPs per 2·dh elements, as the general
 // kernel: scalar math, far below the tensor cores; long sequences with small B spend their time scoring
 // (serial in dh per lane). A decoding step reads ⌊t/B⌋ summaries per head, writes and reads 4 B of selection
-// per slot, and the selected keys and values once. Limits: head width ≤ 128, f32 or bf16 activations (f32 math and lse), at most kMaxHeads heads,
-// and dh + (the blocks of a sequence) words of shared memory per warp (refused beyond the device's opt-in
-// maximum, about 58K blocks on an H100 or H200).
+// per slot, and the selected keys and values once; its selection, one warp per (sequence, head), is what it
+// waits on (docs/PERFORMANCE.md). Limits: head width ≤ 128, f32 or bf16 activations (f32 math and lse), at
+// most kMaxHeads heads, and dh + (the blocks of a sequence) words of shared memory per warp (refused beyond
+// the device's opt-in maximum, about 58K blocks on an H100 or H200).
 #include "kernels/cuda/topk_attention.h"
 
 #include <algorithm>
