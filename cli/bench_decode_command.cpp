@@ -6,9 +6,9 @@
 // (the first step, which sets up the CUDA graph, is part of the time). Reported: tokens/s, ms per step, the
 // cache bytes one sequence holds at T, the weight bytes, the memory held (the GPU's, or the process's
 // peak resident set), and the bytes a step must move — the weights once, what a step reads of every
-// sequence's cache at the timed steps' mean length (cache_bytes_read_per_step: all of it, except under top-k),
-// the logits written — with their fraction of the H200's measured 4.3 TB/s on a GPU. `--batch auto` takes the largest batch (up to 2048) whose caches and step buffers fit in 90 % of the
-// free memory. With --tp N under mpirun -n N the model is split over the N ranks (cli/model_group.h); the
+// sequence's cache at the timed steps' mean length (cache_bytes_read_per_step: all of it, except under
+// top-k), the logits written — with their fraction of the H200's measured 4.3 TB/s on a GPU. `--batch auto`
+// takes the largest batch (up to 2048) whose caches and step buffers fit in 90 % of the free memory. With --tp N under mpirun -n N the model is split over the N ranks (cli/model_group.h); the
 // bytes and memory are then those of one rank.
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>

@@ -58,10 +58,6 @@ int64_t summary_blocks(const HeadRun& r, int64_t max_len) {
   return r.topk.active() ? max_len / r.topk.block + (max_len % r.topk.block != 0) : 0;
 }
 
-}  // namespace
-
-namespace {
-
 // Bytes of one sequence's caches at `length` positions; read_per_step: only what a step reads of a top-k group.
 size_t cache_bytes(const Model& model, const Pattern& pattern, int64_t length, CachePrecision cache,
                    bool read_per_step) {

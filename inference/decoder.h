@@ -4,10 +4,10 @@
 // of post-RoPE keys and values with their absolute positions (inference/key_cache.h), so memory per sequence
 // grows as P + W + 1 + T/D, not T. A top-k block group (SPEC §6) keeps every key, like dense, and beside
 // them each block's summary (per-channel minima and maxima, or sums; the statistics type), folded as keys
-// arrive, from which a step scores the blocks, selects and attends. A step runs the same operations as the full forward on one row per
-// sequence — norm, projections, one recurrence update from the state, RoPE at the sequence's position, the
-// append to the cache, attention over the cached keys of the query's key set, gate, output projection, FFN —
-// so prefill(n) and k steps give the full forward's logits at those positions.
+// arrive, from which a step scores the blocks, selects and attends. A step runs the same operations as the
+// full forward on one row per sequence — norm, projections, one recurrence update from the state, RoPE at
+// the sequence's position, the append to the cache, attention over the cached keys of the query's key set,
+// gate, output projection, FFN — so prefill(n) and k steps give the full forward's logits at those positions.
 // It runs on the model's device (CPU or GPU, through the same ops); nothing of training is allocated. A model
 // split by tensor parallelism decodes on every rank of its group at once: each rank keeps the caches and state
 // of its own heads, the blocks sum their outputs over the group as in training, and the logits of the

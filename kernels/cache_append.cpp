@@ -24,7 +24,7 @@ void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, 
   const OpCheck check("summarize_prompt_blocks");
   check.activations(keys, "keys");
   check.that(c.heads > 0 && keys.cols % c.heads == 0, "keys are the group's heads");
-  const int64_t dh = keys.cols / c.heads, batch = c.positions.cols / c.slots.capacity();
+  const int64_t dh = keys.cols / c.heads, batch = c.batch();
   check_summaries(check, c, batch, dh, keys);
   check.that(c.topk.active() && b >= 0 && b < batch && n >= 0 && n <= keys.rows && n <= c.slots.capacity(),
              fmt::format("{} keys of sequence {} into a top-k cache", n, b));

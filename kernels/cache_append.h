@@ -46,6 +46,9 @@ struct CacheView {
   Tensor k_scale = {}, v_scale = {};
 
   bool int8() const { return k.dtype == DType::i8; }
+  int64_t batch() const { return positions.cols / slots.capacity(); }
+  // A top-k cache's rows of summaries per sequence.
+  int64_t summary_blocks() const { return summaries.rows / batch(); }
 };
 
 // One new token per sequence. q, k, v (and g for RAT+): column slices [batch, n_heads · dh] of the input

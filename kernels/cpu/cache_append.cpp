@@ -29,7 +29,7 @@ void quantize_head(const T* x, int8_t* q, T* scale, int64_t n) {
 // Folds the key (the group's c.heads · dh columns) at position j of sequence b into its block's summaries.
 template <class T>
 void fold_into_summaries(const CacheView& c, int64_t b, int64_t j, const T* key, int64_t dh) {
-  const int64_t blocks = c.summaries.rows / (c.positions.cols / c.slots.capacity());
+  const int64_t blocks = c.summary_blocks();
   const int64_t width = block_summary_width(c.topk.score, dh);
   T* row = &at<T>(c.summaries, b * blocks + j / c.topk.block, 0);
   for (int64_t h = 0; h < c.heads; ++h) fold_key(c.topk.score, row + h * width, key + h * dh, dh, j % c.topk.block == 0);

@@ -1,7 +1,7 @@
 // Attention over structured key sets on the GPU. The entry points send calls with top-k block heads to their
 // kernel (topk_attention.h, forward only, sequences and decoding caches), the compact decoding cache to its
-// own (cache_attention.h), try the tensor-core path next (flash_attention.h: bf16, head width 64 or 128, whole sequences)
-// and otherwise run the general kernel here: f32 or bf16 activations, f32 math and
+// own (cache_attention.h), try the tensor-core path next (flash_attention.h: bf16, head width 64 or 128,
+// whole sequences) and otherwise run the general kernel here: f32 or bf16 activations, f32 math and
 // log-sum-exp, one warp per (sequence, head, query), any q_pos0 and k_len. The lanes split the head's
 // channels (up to 4 each, dh ≤ 128); keys are visited range by range (kernels/attention.h), each score
 // reduced across the warp, with an online softmax, so work per query is its key count and no q_len × k_len

@@ -168,7 +168,7 @@ DeviceCaches device_caches(std::span<const CacheView> views) {
                     static_cast<int32_t>(s.first_multiple),
                     static_cast<int32_t>(s.capacity()),
                     static_cast<int32_t>(topk ? c.summaries.ld : 0),
-                    static_cast<int32_t>(topk ? c.summaries.rows / (c.positions.cols / s.capacity()) : 0),
+                    static_cast<int32_t>(topk ? c.summary_blocks() : 0),
                     static_cast<int32_t>(c.topk.block),
                     c.topk.score};
     if (c.int8() && c.k_scale.ld != c.v_scale.ld)
@@ -220,7 +220,7 @@ void cache_append(const CacheAppendArgs& a) {
 
 void summarize_prompt_blocks(const CacheView& c, int64_t b, const Tensor& keys, int64_t n) {
   if (n == 0) return;
-  const int64_t dh = keys.cols / c.heads, blocks = c.summaries.rows / (c.positions.cols / c.slots.capacity());
+  const int64_t dh = keys.cols / c.heads, blocks = c.summary_blocks();
   const int64_t threads = (n + c.topk.block - 1) / c.topk.block * keys.cols;
   with_activation_type(keys.dtype, __func__, [&]<class A>() {
     summarize_kernel<A><<<blocks_for(threads, kThreads), kThreads, 0, cuda_stream()>>>(

@@ -141,7 +141,7 @@ struct SplitQuery {
 };
 
 // What a query of a cache of bf16 or f32 keys needs beyond its floats: nothing.
-template <int G, int E>
+template <int E>
 struct FloatQuery {
   __device__ explicit FloatQuery(const float (&)[E]) {}
 };
@@ -242,7 +242,7 @@ __global__ void __launch_bounds__(kThreads) cache_attention_kernel(Mat<A> out, M
 #pragma unroll
     for (int i = 0; i < E; ++i) qf[i] = qc.x[i] * scale;
   }
-  using Query = std::conditional_t<int8, SplitQuery<G, E>, FloatQuery<G, E>>;
+  using Query = std::conditional_t<int8, SplitQuery<G, E>, FloatQuery<E>>;
   const Query split(qf);
   Softmax<E> sm;
   for (int i = 0; i < tiles; ++i) {
