@@ -1,7 +1,10 @@
 // Element-wise ops on the GPU (f32 or bf16 activations, f32 math): sigmoid gate, exact GELU, residual
-// add, embedding gather/scatter, dtype conversion. One thread per element over strided [rows, cols] views.
-// Each reads 1–3 and writes 1–2 values per element for a few FLOPs: memory-bound, the target is HBM
-// bandwidth. The embedding backward adds rows into the f32 table gradient with atomics (rows may share a
+// add, embedding gather/scatter, dtype conversion, over strided [rows, cols] views. The maps of one or two
+// views into a third (the gate's and GELU's forwards, GELU's backward, the residual add) take one thread per
+// 16-byte chunk (8 bf16 or 4 f32 of a row) when every view's rows are 16-byte aligned and hold whole chunks,
+// so a warp moves 512 bytes per load; the others, and any view that is not so aligned, one thread per
+// element. Each reads 1–3 and writes 1–2 values per element for a few FLOPs: memory-bound, the target is HBM
+// bandwidth (with one thread per bf16 element the GELU of a 1.5B decoding step at batch 2048 ran at 0.8 TB/s). The embedding backward adds rows into the f32 table gradient with atomics (rows may share a
 // token), so its result is summed in an unspecified order.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_ops.h"
@@ -30,13 +33,58 @@ void launch(const Tensor& shape, const char* name, F f) {
   check_launch(name);
 }
 
+// Elements of A in a 16-byte chunk.
+template <class A>
+constexpr int kChunk = 16 / static_cast<int>(sizeof(A));
+
+template <class A>
+__device__ void load_chunk(const A* p, float (&x)[kChunk<A>]) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+#pragma unroll
+  for (int i = 0; i < kChunk<A>; ++i) x[i] = to_float(reinterpret_cast<const A*>(&raw)[i]);
+}
+
+template <class A>
+__device__ void store_chunk(A* p, const float (&x)[kChunk<A>]) {
+  uint4 raw;
+#pragma unroll
+  for (int i = 0; i < kChunk<A>; ++i) reinterpret_cast<A*>(&raw)[i] = from_float<A>(x[i]);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+// Whether t's rows can be read in 16-byte chunks of A.
+template <class A>
+bool chunked(const Tensor& t) {
+  return t.empty() ||
+         (reinterpret_cast<uintptr_t>(t.data) % 16 == 0 && (t.ld * sizeof(A)) % 16 == 0 && t.cols % kChunk<A> == 0);
+}
+
+// y = op(a, b) element by element (b: a second view of y's shape, or empty, when op ignores its second
+// argument), in 16-byte chunks where every view allows. y may be a or b.
+template <class A, class Op>
+void map(Tensor y, const char* name, Op op, const Tensor& a, const Tensor& b = {}) {
+  const Mat<A> Y = mat<A>(y), X = mat<A>(a), Z = mat<A>(b);
+  if (!(chunked<A>(y) && chunked<A>(a) && chunked<A>(b))) {
+    launch(y, name, [=] __device__(int64_t r, int64_t c) { Y.set(r, c, op(X(r, c), Z.p ? Z(r, c) : 0.0f)); });
+    return;
+  }
+  const Tensor chunks{y.data, y.rows, y.cols / kChunk<A>, y.ld, y.dtype, y.device};  // the grid: one per chunk
+  launch(chunks, name, [=] __device__(int64_t r, int64_t chunk) {
+    const int64_t c = chunk * kChunk<A>;
+    float x[kChunk<A>], z[kChunk<A>] = {};
+    load_chunk(X.row(r) + c, x);
+    if (Z.p) load_chunk(Z.row(r) + c, z);
+#pragma unroll
+    for (int i = 0; i < kChunk<A>; ++i) x[i] = op(x[i], z[i]);
+    store_chunk(Y.row(r) + c, x);
+  });
+}
+
 // The typed bodies (device lambdas must live in named functions, not in generic lambdas).
 
 template <class A>
 void gate_forward(Tensor y, const Tensor& x, const Tensor& gate) {
-  launch(y, "sigmoid_gate_forward", [Y = mat<A>(y), X = mat<A>(x), G = mat<A>(gate)] __device__(int64_t r, int64_t c) {
-    Y.set(r, c, X(r, c) * sigmoid(G(r, c)));
-  });
+  map<A>(y, "sigmoid_gate_forward", [] __device__(float v, float g) { return v * sigmoid(g); }, x, gate);
 }
 
 template <class A>
@@ -52,25 +100,24 @@ void gate_backward(Tensor dx, Tensor dgate, const Tensor& dy, const Tensor& x, c
 
 template <class A>
 void gelu(Tensor y, const Tensor& x) {
-  launch(y, "gelu_forward", [Y = mat<A>(y), X = mat<A>(x)] __device__(int64_t r, int64_t c) {
-    Y.set(r, c, gelu_of(X(r, c)));
-  });
+  map<A>(y, "gelu_forward", [] __device__(float v, float) { return gelu_of(v); }, x);
 }
 
 template <class A>
 void gelu_grad(Tensor dx, const Tensor& dy, const Tensor& x) {
-  launch(dy, "gelu_backward", [DX = mat<A>(dx), DY = mat<A>(dy), X = mat<A>(x)] __device__(int64_t r, int64_t c) {
-    const float v = X(r, c);
-    const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
-    const float pdf = 0.3989422804014327f * __expf(-0.5f * v * v);
-    DX.set(r, c, DY(r, c) * (cdf + v * pdf));
-  });
+  map<A>(
+      dx, "gelu_backward",
+      [] __device__(float g, float v) {
+        const float cdf = 0.5f * (1.0f + erff(v * 0.70710678118654752f));
+        const float pdf = 0.3989422804014327f * __expf(-0.5f * v * v);
+        return g * (cdf + v * pdf);
+      },
+      dy, x);
 }
 
 template <class A>
 void add(Tensor y, const Tensor& x) {
-  launch(y, "add_inplace",
-         [Y = mat<A>(y), X = mat<A>(x)] __device__(int64_t r, int64_t c) { Y.set(r, c, Y(r, c) + X(r, c)); });
+  map<A>(y, "add_inplace", [] __device__(float a, float b) { return a + b; }, y, x);
 }
 
 template <class A>

@@ -34,25 +34,54 @@ TEST(GpuOps, MatmulAllTransposes) {
     }
 }
 
+// Rows of 301 f32 (one thread per element) and of 300 f32 with 16-byte aligned rows (one per 4-element chunk).
 TEST(GpuOps, ElementwiseGateAndGelu) {
   RATPLUS_REQUIRE_GPU();
-  Pair x(37, 301, 4, 2, 5), g(37, 301, 5, 2), y(37, 301, 6), dy(37, 301, 7), dx(37, 301, 8), dg(37, 301, 9);
-  sigmoid_gate_forward(y.h, x.h, g.h);
-  sigmoid_gate_forward(y.d, x.d, g.d);
-  y.expect_matches(1e-6, "gate");
-  sigmoid_gate_backward(dx.h, dg.h, dy.h, x.h, g.h);
-  sigmoid_gate_backward(dx.d, dg.d, dy.d, x.d, g.d);
-  dx.expect_matches(1e-6, "gate dx");
-  dg.expect_matches(1e-6, "gate dgate");
-  gelu_forward(y.h, x.h);
-  gelu_forward(y.d, x.d);
-  y.expect_matches(1e-6, "gelu");
-  gelu_backward(dx.h, dy.h, x.h);
-  gelu_backward(dx.d, dy.d, x.d);
-  dx.expect_matches(1e-5, "gelu dx");
-  add_inplace(y.h, x.h);
-  add_inplace(y.d, x.d);
-  y.expect_matches(1e-6, "add");
+  for (const auto [cols, pad] : {std::pair<int64_t, int64_t>{301, 2}, {300, 4}}) {
+    SCOPED_TRACE(::testing::Message() << cols << " columns");
+    Pair x(37, cols, 4, 2, pad), g(37, cols, 5, 2, pad), y(37, cols, 6, 1, pad), dy(37, cols, 7, 1, pad),
+        dx(37, cols, 8, 1, pad), dg(37, cols, 9, 1, pad);
+    sigmoid_gate_forward(y.h, x.h, g.h);
+    sigmoid_gate_forward(y.d, x.d, g.d);
+    y.expect_matches(1e-6, "gate");
+    sigmoid_gate_backward(dx.h, dg.h, dy.h, x.h, g.h);
+    sigmoid_gate_backward(dx.d, dg.d, dy.d, x.d, g.d);
+    dx.expect_matches(1e-6, "gate dx");
+    dg.expect_matches(1e-6, "gate dgate");
+    gelu_forward(y.h, x.h);
+    gelu_forward(y.d, x.d);
+    y.expect_matches(1e-6, "gelu");
+    gelu_backward(dx.h, dy.h, x.h);
+    gelu_backward(dx.d, dy.d, x.d);
+    dx.expect_matches(1e-5, "gelu dx");
+    add_inplace(y.h, x.h);
+    add_inplace(y.d, x.d);
+    y.expect_matches(1e-6, "add");
+  }
+}
+
+// bf16 rows of 8-element chunks (16-byte aligned) and rows of 301: the CPU's f32 ops on the same bf16 inputs,
+// within the output's bf16 rounding.
+TEST(GpuOps, ElementwiseGateAndGeluBf16) {
+  RATPLUS_REQUIRE_GPU();
+  for (const auto [cols, ld] : {std::pair<int64_t, int64_t>{304, 312}, {301, 301}}) {
+    SCOPED_TRACE(::testing::Message() << cols << " columns");
+    Pair x(37, cols, 4, 2), g(37, cols, 5, 2), y(37, cols, 6);
+    const DeviceBf16 xb = round_to_bf16(x, ld), gb = round_to_bf16(g, ld);
+    DeviceBf16 yb(37, cols, ld);
+    sigmoid_gate_forward(y.h, x.h, g.h);
+    sigmoid_gate_forward(yb.t, xb.t, gb.t);
+    convert_tensor(y.d, yb.t);
+    y.expect_matches(8e-3, "gate");
+    gelu_forward(y.h, x.h);
+    gelu_forward(yb.t, xb.t);
+    convert_tensor(y.d, yb.t);
+    y.expect_matches(8e-3, "gelu");
+    add_inplace(y.h, x.h);
+    add_inplace(yb.t, xb.t);
+    convert_tensor(y.d, yb.t);
+    y.expect_matches(8e-3, "add");
+  }
 }
 
 TEST(GpuOps, EmbeddingGatherAndScatter) {
