@@ -1,5 +1,6 @@
 // The decoding kernels against the CPU reference on awkward sizes: cache_append (several head groups with
-// different layouts, positions crossing sinks, dilated slots and the ring, with and without the recurrence)
+// different layouts, positions crossing sinks, dilated slots and the ring, with and without the recurrence,
+// heads narrow and wide enough to take more than one block of threads)
 // and attention over a compact cache (empty, stale and future slots; one run and several merged runs), in f32
 // and with bf16 activations, each also with an 8-bit cache; a top-k cache's block summaries, appended to and
 // filled from a prompt.
@@ -64,51 +65,56 @@ class GpuCacheAppend : public ::testing::TestWithParam<bool> {};  // with the re
 TEST_P(GpuCacheAppend, MatchesCpuInF32AndBf16) {
   RATPLUS_REQUIRE_GPU();
   const bool recurrent = GetParam();
-  const int64_t batch = 4, heads = 3, dh = 10, width = heads * dh, max_len = 200;
-  const CacheLayout dilated({16, 5, 2}, max_len), dense({1, 0, 0}, max_len);
-  const std::vector<int32_t> positions = {0, 15, 63, 199};
-  for (const bool bf16 : {false, true}) {
-    SCOPED_TRACE(bf16 ? "bf16" : "f32");
-    Pair z(batch, 5 * width, 3, 1, 2), state(batch, 2 * width, 4), q_out(batch, width, 5);
-    Pair cache_a(batch * dilated.capacity(), 2 * dh, 6), cache_b(batch * dense.capacity(), 2 * 2 * dh, 7);
-    IntPair at(positions), slots_a(std::vector<int32_t>(batch * dilated.capacity(), -1)),
-        slots_b(std::vector<int32_t>(batch * dense.capacity(), -1));
-    const auto args = [&](const Tensor& zt, const Tensor& st, const Tensor& qo, const Tensor& ca, const Tensor& cb,
-                          const Tensor& pos, const Tensor& pa, const Tensor& pb, std::vector<CacheView>& views) {
-      views = {{ca.cols_slice(0, dh), ca.cols_slice(dh, dh), pa, 0, 1, dilated.slots()},
-               {cb.cols_slice(0, 2 * dh), cb.cols_slice(2 * dh, 2 * dh), pb, 1, 2, dense.slots()}};
-      return CacheAppendArgs{.q = zt.cols_slice(width, width), .k = zt.cols_slice(2 * width, width),
-                             .v = zt.cols_slice(3 * width, width),
-                             .g = recurrent ? zt.cols_slice(4 * width, width) : Tensor{},
-                             .state = recurrent ? RecurrenceState{st.cols_slice(0, width), st.cols_slice(width, width)}
-                                                : RecurrenceState{},
-                             .positions = pos, .q_out = qo, .caches = views, .n_heads = heads, .rope_base = 10000};
-    };
-    std::vector<CacheView> host_views, device_views;
-    if (!bf16) {
-      cache_append(args(z.h, state.h, q_out.h, cache_a.h, cache_b.h, at.h, slots_a.h, slots_b.h, host_views));
-      cache_append(args(z.d, state.d, q_out.d, cache_a.d, cache_b.d, at.d, slots_a.d, slots_b.d, device_views));
-      q_out.expect_matches(1e-5, "q_out");
-      cache_a.expect_matches(1e-5, "cache of head 0");
-      cache_b.expect_matches(1e-5, "cache of heads 1, 2");
-    } else {
-      const DeviceBf16 z16 = round_to_bf16(z, 5 * width + 2), a16 = round_to_bf16(cache_a, 2 * dh),
-                       b16 = round_to_bf16(cache_b, 4 * dh), q16(batch, width, width);
-      cache_append(args(z.h, state.h, q_out.h, cache_a.h, cache_b.h, at.h, slots_a.h, slots_b.h, host_views));
-      cache_append(args(z16.t, state.d, q16.t, a16.t, b16.t, at.d, slots_a.d, slots_b.d, device_views));
-      expect_matches(q_out, q16.t, 1e-2, "q_out");
-      expect_matches(cache_a, a16.t, 1e-2, "cache of head 0");
-      expect_matches(cache_b, b16.t, 1e-2, "cache of heads 1, 2");
+  // Heads of 10 channels (the three in one block of threads), of 200 (two blocks of two heads' threads, the
+  // second block's second head idle) and of 700 (a block per head).
+  for (const int64_t dh : {int64_t{10}, int64_t{200}, int64_t{700}}) {
+    SCOPED_TRACE(::testing::Message() << "dh " << dh);
+    const int64_t batch = 4, heads = 3, width = heads * dh, max_len = 200;
+    const CacheLayout dilated({16, 5, 2}, max_len), dense({1, 0, 0}, max_len);
+    const std::vector<int32_t> positions = {0, 15, 63, 199};
+    for (const bool bf16 : {false, true}) {
+      SCOPED_TRACE(bf16 ? "bf16" : "f32");
+      Pair z(batch, 5 * width, 3, 1, 2), state(batch, 2 * width, 4), q_out(batch, width, 5);
+      Pair cache_a(batch * dilated.capacity(), 2 * dh, 6), cache_b(batch * dense.capacity(), 2 * 2 * dh, 7);
+      IntPair at(positions), slots_a(std::vector<int32_t>(batch * dilated.capacity(), -1)),
+          slots_b(std::vector<int32_t>(batch * dense.capacity(), -1));
+      const auto args = [&](const Tensor& zt, const Tensor& st, const Tensor& qo, const Tensor& ca, const Tensor& cb,
+                            const Tensor& pos, const Tensor& pa, const Tensor& pb, std::vector<CacheView>& views) {
+        views = {{ca.cols_slice(0, dh), ca.cols_slice(dh, dh), pa, 0, 1, dilated.slots()},
+                 {cb.cols_slice(0, 2 * dh), cb.cols_slice(2 * dh, 2 * dh), pb, 1, 2, dense.slots()}};
+        return CacheAppendArgs{.q = zt.cols_slice(width, width), .k = zt.cols_slice(2 * width, width),
+                               .v = zt.cols_slice(3 * width, width),
+                               .g = recurrent ? zt.cols_slice(4 * width, width) : Tensor{},
+                               .state = recurrent ? RecurrenceState{st.cols_slice(0, width), st.cols_slice(width, width)}
+                                                  : RecurrenceState{},
+                               .positions = pos, .q_out = qo, .caches = views, .n_heads = heads, .rope_base = 10000};
+      };
+      std::vector<CacheView> host_views, device_views;
+      if (!bf16) {
+        cache_append(args(z.h, state.h, q_out.h, cache_a.h, cache_b.h, at.h, slots_a.h, slots_b.h, host_views));
+        cache_append(args(z.d, state.d, q_out.d, cache_a.d, cache_b.d, at.d, slots_a.d, slots_b.d, device_views));
+        q_out.expect_matches(1e-5, "q_out");
+        cache_a.expect_matches(1e-5, "cache of head 0");
+        cache_b.expect_matches(1e-5, "cache of heads 1, 2");
+      } else {
+        const DeviceBf16 z16 = round_to_bf16(z, 5 * width + 2), a16 = round_to_bf16(cache_a, 2 * dh),
+                         b16 = round_to_bf16(cache_b, 4 * dh), q16(batch, width, width);
+        cache_append(args(z.h, state.h, q_out.h, cache_a.h, cache_b.h, at.h, slots_a.h, slots_b.h, host_views));
+        cache_append(args(z16.t, state.d, q16.t, a16.t, b16.t, at.d, slots_a.d, slots_b.d, device_views));
+        expect_matches(q_out, q16.t, 1e-2, "q_out");
+        expect_matches(cache_a, a16.t, 1e-2, "cache of head 0");
+        expect_matches(cache_b, b16.t, 1e-2, "cache of heads 1, 2");
+      }
+      if (recurrent) state.expect_matches(1e-5, "state");
+      EXPECT_EQ(slots_a.from_gpu(), slots_a.host);
+      EXPECT_EQ(slots_b.from_gpu(), slots_b.host);
+      // Each position landed where the layout says, and only there.
+      for (int64_t b = 0; b < batch; ++b) {
+        EXPECT_EQ(slots_a.host[b * dilated.capacity() + dilated.slot(positions[b])], positions[b]);
+        EXPECT_EQ(slots_b.host[b * dense.capacity() + positions[b]], positions[b]);
+      }
+      EXPECT_EQ(std::count_if(slots_b.host.begin(), slots_b.host.end(), [](int32_t p) { return p >= 0; }), batch);
     }
-    if (recurrent) state.expect_matches(1e-5, "state");
-    EXPECT_EQ(slots_a.from_gpu(), slots_a.host);
-    EXPECT_EQ(slots_b.from_gpu(), slots_b.host);
-    // Each position landed where the layout says, and only there.
-    for (int64_t b = 0; b < batch; ++b) {
-      EXPECT_EQ(slots_a.host[b * dilated.capacity() + dilated.slot(positions[b])], positions[b]);
-      EXPECT_EQ(slots_b.host[b * dense.capacity() + positions[b]], positions[b]);
-    }
-    EXPECT_EQ(std::count_if(slots_b.host.begin(), slots_b.host.end(), [](int32_t p) { return p >= 0; }), batch);
   }
 }
 
@@ -118,48 +124,53 @@ TEST_P(GpuCacheAppend, MatchesCpuInF32AndBf16) {
 TEST_P(GpuCacheAppend, Int8MatchesCpu) {
   RATPLUS_REQUIRE_GPU();
   const bool recurrent = GetParam();
-  const int64_t batch = 4, heads = 3, dh = 10, width = heads * dh, max_len = 200;
-  const CacheLayout dilated({16, 5, 2}, max_len), dense({1, 0, 0}, max_len);
-  const int64_t rows_a = batch * dilated.capacity(), rows_b = batch * dense.capacity();
-  const std::vector<int32_t> positions = {0, 15, 63, 199};
-  Pair z(batch, 5 * width, 3, 1, 2), state(batch, 2 * width, 4), q_out(batch, width, 5);
-  Int8Pair cache_a(rows_a, 2 * dh, 0, true), cache_b(rows_b, 2 * 2 * dh, 0, true);
-  Pair scales_a(2, rows_a, 6), scales_b(2 * 2, rows_b, 7);  // k's heads, then v's
-  IntPair at(positions), slots_a(std::vector<int32_t>(rows_a, -1)), slots_b(std::vector<int32_t>(rows_b, -1));
-  const auto args = [&](bool gpu, std::vector<CacheView>& views) {
-    const auto pick = [&](const auto& x) { return gpu ? x.d : x.h; };
-    const Tensor ca = pick(cache_a), cb = pick(cache_b), sa = pick(scales_a), sb = pick(scales_b), zt = pick(z),
-                 st = pick(state);
-    views = {{ca.cols_slice(0, dh), ca.cols_slice(dh, dh), pick(slots_a), 0, 1, dilated.slots(), {}, {},
-              sa.rows_slice(0, 1), sa.rows_slice(1, 1)},
-             {cb.cols_slice(0, 2 * dh), cb.cols_slice(2 * dh, 2 * dh), pick(slots_b), 1, 2, dense.slots(), {}, {},
-              sb.rows_slice(0, 2), sb.rows_slice(2, 2)}};
-    return CacheAppendArgs{.q = zt.cols_slice(width, width), .k = zt.cols_slice(2 * width, width),
-                           .v = zt.cols_slice(3 * width, width),
-                           .g = recurrent ? zt.cols_slice(4 * width, width) : Tensor{},
-                           .state = recurrent ? RecurrenceState{st.cols_slice(0, width), st.cols_slice(width, width)}
-                                              : RecurrenceState{},
-                           .positions = pick(at), .q_out = pick(q_out), .caches = views, .n_heads = heads,
-                           .rope_base = 10000};
-  };
-  std::vector<CacheView> host_views, device_views;
-  cache_append(args(false, host_views));
-  cache_append(args(true, device_views));
-  q_out.expect_matches(1e-5, "q_out");
-  if (recurrent) state.expect_matches(1e-5, "state");
-  scales_a.expect_matches(1e-5, "scales of head 0");
-  scales_b.expect_matches(1e-5, "scales of heads 1, 2");
-  for (const Int8Pair* c : {&cache_a, &cache_b}) {
-    const std::vector<int8_t> gpu = c->from_gpu();
-    int written = 0;
-    for (size_t i = 0; i < gpu.size(); ++i) {
-      ASSERT_LE(std::abs(gpu[i] - c->host[i]), 1) << "integer " << i;
-      written += c->host[i] != 0;
+  // Heads of 10 channels (the three in one block of threads), of 200 (two blocks of two heads' threads, the
+  // second block's second head idle) and of 700 (a block per head).
+  for (const int64_t dh : {int64_t{10}, int64_t{200}, int64_t{700}}) {
+    SCOPED_TRACE(::testing::Message() << "dh " << dh);
+    const int64_t batch = 4, heads = 3, width = heads * dh, max_len = 200;
+    const CacheLayout dilated({16, 5, 2}, max_len), dense({1, 0, 0}, max_len);
+    const int64_t rows_a = batch * dilated.capacity(), rows_b = batch * dense.capacity();
+    const std::vector<int32_t> positions = {0, 15, 63, 199};
+    Pair z(batch, 5 * width, 3, 1, 2), state(batch, 2 * width, 4), q_out(batch, width, 5);
+    Int8Pair cache_a(rows_a, 2 * dh, 0, true), cache_b(rows_b, 2 * 2 * dh, 0, true);
+    Pair scales_a(2, rows_a, 6), scales_b(2 * 2, rows_b, 7);  // k's heads, then v's
+    IntPair at(positions), slots_a(std::vector<int32_t>(rows_a, -1)), slots_b(std::vector<int32_t>(rows_b, -1));
+    const auto args = [&](bool gpu, std::vector<CacheView>& views) {
+      const auto pick = [&](const auto& x) { return gpu ? x.d : x.h; };
+      const Tensor ca = pick(cache_a), cb = pick(cache_b), sa = pick(scales_a), sb = pick(scales_b), zt = pick(z),
+                   st = pick(state);
+      views = {{ca.cols_slice(0, dh), ca.cols_slice(dh, dh), pick(slots_a), 0, 1, dilated.slots(), {}, {},
+                sa.rows_slice(0, 1), sa.rows_slice(1, 1)},
+               {cb.cols_slice(0, 2 * dh), cb.cols_slice(2 * dh, 2 * dh), pick(slots_b), 1, 2, dense.slots(), {}, {},
+                sb.rows_slice(0, 2), sb.rows_slice(2, 2)}};
+      return CacheAppendArgs{.q = zt.cols_slice(width, width), .k = zt.cols_slice(2 * width, width),
+                             .v = zt.cols_slice(3 * width, width),
+                             .g = recurrent ? zt.cols_slice(4 * width, width) : Tensor{},
+                             .state = recurrent ? RecurrenceState{st.cols_slice(0, width), st.cols_slice(width, width)}
+                                                : RecurrenceState{},
+                             .positions = pick(at), .q_out = pick(q_out), .caches = views, .n_heads = heads,
+                             .rope_base = 10000};
+    };
+    std::vector<CacheView> host_views, device_views;
+    cache_append(args(false, host_views));
+    cache_append(args(true, device_views));
+    q_out.expect_matches(1e-5, "q_out");
+    if (recurrent) state.expect_matches(1e-5, "state");
+    scales_a.expect_matches(1e-5, "scales of head 0");
+    scales_b.expect_matches(1e-5, "scales of heads 1, 2");
+    for (const Int8Pair* c : {&cache_a, &cache_b}) {
+      const std::vector<int8_t> gpu = c->from_gpu();
+      int written = 0;
+      for (size_t i = 0; i < gpu.size(); ++i) {
+        ASSERT_LE(std::abs(gpu[i] - c->host[i]), 1) << "integer " << i;
+        written += c->host[i] != 0;
+      }
+      EXPECT_GT(written, batch * dh) << "the appended rows hold integers";
     }
-    EXPECT_GT(written, batch * dh) << "the appended rows hold integers";
+    EXPECT_EQ(slots_a.from_gpu(), slots_a.host);
+    EXPECT_EQ(slots_b.from_gpu(), slots_b.host);
   }
-  EXPECT_EQ(slots_a.from_gpu(), slots_a.host);
-  EXPECT_EQ(slots_b.from_gpu(), slots_b.host);
 }
 
 // Into top-k caches (one quest head of B = 4, one moba head of B = 5, f32): each appended key folded into its
