@@ -29,8 +29,8 @@ APPEND = "void ratplus::cuda::(anonymous namespace)::cache_append_kernel<float>(
 
 
 def rows(launch_id, name, ns, read, written):
-    base = '"%d","1","ratplus","host","%s","1","7","(128, 1, 1)","(1, 16, 2048)","0","9.0","Command line profiler metrics",' % (
-        launch_id, name)
+    base = ('"%d","1","ratplus","host","%s","1","7","(128, 1, 1)","(1, 16, 2048)","0","9.0",'
+            '"Command line profiler metrics",' % (launch_id, name))
     return [base + '"gpu__time_duration.sum","ns","%s"' % ns, base + '"dram__bytes_read.sum","byte","%s"' % read,
             base + '"dram__bytes_write.sum","byte","%s"' % written]
 
@@ -47,7 +47,8 @@ def profile_csv():
         launch += 4
         if step == 0:
             lines.append("==PROF== Profiling \"cache_attention_kernel\" - 1: 0%....50%....100% - 1 pass")
-    other = '"%d","1","ratplus","host","other_kernel","1","7","(1, 1, 1)","(1, 1, 1)","0","9.0","x","sm__cycles","cycle","5"'
+    other = ('"%d","1","ratplus","host","other_kernel","1","7","(1, 1, 1)","(1, 1, 1)","0","9.0","x","sm__cycles",'
+             '"cycle","5"')
     lines.append(other % launch)
     return "\n".join(lines) + "\n"
 
@@ -73,12 +74,13 @@ def main():
             f.write(profile_csv())
         code, out, err = run([path, "--steps", "3"])
         res.check("exit 0", code == 0, err)
-        att, gemm, app, total = (cells(out, m) for m in ("cache_attention_kernel", GEMM, "cache_append_kernel", "**all**"))
+        att, gemm, app, total = (cells(out, m)
+                                 for m in ("cache_attention_kernel", GEMM, "cache_append_kernel", "**all**"))
         res.check("attention row", att == ["4.000", "1", "8.000", "0.000", "2.00",
                                            "`void cache_attention_kernel<__nv_bfloat16, __nv_bfloat16, 16>(Mat<T1>)`"],
                   str(att))
-        res.check("the two products of a step in one row", gemm == ["2.000", "2", "1.000", "0.200", "0.60", "`%s`" % GEMM],
-                  str(gemm))
+        res.check("the two products of a step in one row",
+                  gemm == ["2.000", "2", "1.000", "0.200", "0.60", "`%s`" % GEMM], str(gemm))
         res.check("append row, namespaces dropped", app == ["0.500", "1", "1.000", "1.000", "4.00",
                                                             "`void cache_append_kernel<float>(int)`"], str(app))
         res.check("total", total == ["6.500", "4", "10.000", "1.200", "1.72", "**all**"], str(total))
